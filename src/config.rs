@@ -1,0 +1,1 @@
+//! Bootstrap options (CLI flags and environment). Runtime config lives in SQL.

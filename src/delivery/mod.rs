@@ -1,0 +1,2 @@
+//! Events -> HTTP: the client, signatures, retry policy and dispatch workers.
+pub mod signing;

@@ -1,0 +1,1 @@
+//! The daemon's HTTP endpoints: /metrics, /.well-known/jwks.json, /healthz, /readyz.

@@ -1,0 +1,25 @@
+//! walhook: committed PostgreSQL row changes in, signed webhooks out.
+//!
+//! ```text
+//!  PostgreSQL WAL ──(pgoutput, our replication client)──▶ replication
+//!        ▲                                                   │ Change
+//!        │ confirm LSN once stored                           ▼
+//!        │                                                mapping (routes, templates)
+//!        │                                                   │ Event
+//!        └──────────────── store (walhook.events, deliveries) ◀┘
+//!                                │ pending deliveries
+//!                                ▼
+//!                           delivery (sign, POST, retry) ──▶ receivers
+//! ```
+//!
+//! Data flows one way; a stage never imports a later one. Durability lives in
+//! PostgreSQL: the slot position is confirmed only past changes whose events are
+//! committed in `walhook.events`, and delivery state is rows, not memory.
+pub mod config;
+pub mod delivery;
+pub mod error;
+pub mod http;
+pub mod mapping;
+pub mod replication;
+pub mod store;
+pub mod telemetry;

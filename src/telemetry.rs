@@ -1,0 +1,176 @@
+//! Metric names and registration, in one place.
+//!
+//! Every metric of PRODUCT.md section 7 is defined here, registered once in
+//! [`REGISTRY`] (with process metrics), and updated by the stage that owns the
+//! figure. `/metrics` renders the registry.
+
+use once_cell::sync::Lazy;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+pub static REGISTRY: Lazy<Registry> = Lazy::new(|| {
+    let registry = Registry::new_custom(Some("walhook".into()), None).expect("valid prefix");
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+        .expect("process collector registers once");
+    registry
+});
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
+    REGISTRY.register(Box::new(c.clone())).expect("metric registers once");
+    c
+}
+
+/// Row changes decoded from the slot, by table and operation.
+pub static CHANGES_RECEIVED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new("changes_received_total", "Row changes decoded from the replication slot"),
+            &["table", "op"],
+        )
+        .unwrap(),
+    )
+});
+
+/// Events stored, by type.
+pub static EVENTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register(
+        IntCounterVec::new(Opts::new("events_total", "Events built and stored"), &["type"])
+            .unwrap(),
+    )
+});
+
+/// Events that could not be built (stored with their error).
+pub static EVENT_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new("event_errors_total", "Events stored with a build error instead of a body"),
+            &["reason"],
+        )
+        .unwrap(),
+    )
+});
+
+/// Delivery attempts by subscription and outcome (`success`, `retry`, `failed`).
+pub static DELIVERIES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new("deliveries_total", "Delivery attempts by outcome: success, retry, failed"),
+            &["subscription", "outcome"],
+        )
+        .unwrap(),
+    )
+});
+
+/// Duration of one HTTP delivery attempt.
+pub static DELIVERY_DURATION: Lazy<Histogram> = Lazy::new(|| {
+    register(
+        Histogram::with_opts(HistogramOpts::new(
+            "delivery_duration_seconds",
+            "Duration of one HTTP delivery attempt",
+        ))
+        .unwrap(),
+    )
+});
+
+/// Commit time of the change to the receiver's 2xx.
+pub static END_TO_END_LATENCY: Lazy<Histogram> = Lazy::new(|| {
+    register(
+        Histogram::with_opts(
+            HistogramOpts::new(
+                "end_to_end_latency_seconds",
+                "Time from the change's commit to the receiver's 2xx",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                30.0, 60.0, 300.0,
+            ]),
+        )
+        .unwrap(),
+    )
+});
+
+/// Bytes of WAL between the server's current position and what walhook confirmed.
+pub static REPLICATION_LAG_BYTES: Lazy<IntGauge> = Lazy::new(|| {
+    register(
+        IntGauge::new(
+            "replication_lag_bytes",
+            "WAL bytes between the server's current position and walhook's confirmed position",
+        )
+        .unwrap(),
+    )
+});
+
+/// Seconds between now and the commit time of the last stored event.
+pub static REPLICATION_LAG_SECONDS: Lazy<prometheus::Gauge> = Lazy::new(|| {
+    register(
+        prometheus::Gauge::new(
+            "replication_lag_seconds",
+            "Seconds between the last decoded commit and its arrival at walhook",
+        )
+        .unwrap(),
+    )
+});
+
+/// Deliveries waiting in PostgreSQL (status pending).
+pub static PENDING_DELIVERIES: Lazy<IntGauge> = Lazy::new(|| {
+    register(IntGauge::new("pending_deliveries", "Deliveries with status pending").unwrap())
+});
+
+/// HTTP requests to receivers currently in flight.
+pub static IN_FLIGHT_REQUESTS: Lazy<IntGauge> = Lazy::new(|| {
+    register(IntGauge::new("in_flight_requests", "HTTP requests to receivers in flight").unwrap())
+});
+
+/// Replication stream errors and reconnects, by kind.
+pub static REPLICATION_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new("replication_errors_total", "Replication stream errors, by kind"),
+            &["kind"],
+        )
+        .unwrap(),
+    )
+});
+
+/// Per-subscription delivery duration, kept separate so the spec's histogram stays unlabelled.
+pub static SUBSCRIPTION_DELIVERY_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new(
+                "subscription_delivery_duration_seconds",
+                "Duration of one HTTP delivery attempt, by subscription",
+            ),
+            &["subscription"],
+        )
+        .unwrap(),
+    )
+});
+
+/// Touch every metric so each appears in `/metrics` from the start.
+pub fn init() {
+    Lazy::force(&CHANGES_RECEIVED);
+    Lazy::force(&EVENTS);
+    Lazy::force(&EVENT_ERRORS);
+    Lazy::force(&DELIVERIES);
+    Lazy::force(&DELIVERY_DURATION);
+    Lazy::force(&END_TO_END_LATENCY);
+    Lazy::force(&REPLICATION_LAG_BYTES);
+    Lazy::force(&REPLICATION_LAG_SECONDS);
+    Lazy::force(&PENDING_DELIVERIES);
+    Lazy::force(&IN_FLIGHT_REQUESTS);
+    Lazy::force(&REPLICATION_ERRORS);
+    Lazy::force(&SUBSCRIPTION_DELIVERY_DURATION);
+}
+
+/// The registry in Prometheus text format.
+pub fn render() -> String {
+    let mut buf = Vec::new();
+    TextEncoder::new()
+        .encode(&REGISTRY.gather(), &mut buf)
+        .expect("text encoding of gathered metrics");
+    String::from_utf8(buf).expect("prometheus text is utf-8")
+}
