@@ -1,1 +1,154 @@
-//! Bootstrap options (CLI flags and environment). Runtime config lives in SQL.
+//! Bootstrap options: the command line and its environment variables.
+//!
+//! Only what is needed to reach the database and serve HTTP lives here; runtime
+//! configuration (routes, subscriptions, settings) lives in SQL tables so that it
+//! travels in the replication stream and changes without a restart.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use uuid::Uuid;
+
+/// walhook: committed PostgreSQL row changes in, signed webhooks out.
+#[derive(Debug, Parser)]
+#[command(name = "walhook", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonOptions,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command.
+#[derive(Debug, Clone, Args)]
+pub struct CommonOptions {
+    /// PostgreSQL connection: a libpq URL (postgres://user:pass@host:port/db?sslmode=...)
+    /// or a key=value string.
+    #[arg(long, env = "WALHOOK_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Connection for the replication stream when it must differ from
+    /// --database-url (e.g. to bypass a connection pooler). Defaults to
+    /// --database-url.
+    #[arg(long, env = "WALHOOK_REPLICATION_URL", global = true)]
+    pub replication_url: Option<String>,
+
+    /// Name of the logical replication slot walhook reads.
+    #[arg(long, env = "WALHOOK_SLOT", default_value = "walhook", global = true)]
+    pub slot: String,
+
+    /// Name of the publication walhook keeps in step with its routes.
+    #[arg(long, env = "WALHOOK_PUBLICATION", default_value = "walhook", global = true)]
+    pub publication: String,
+
+    /// Address of the HTTP server (/metrics, /.well-known/jwks.json, /healthz, /readyz).
+    #[arg(long, env = "WALHOOK_HTTP_ADDR", default_value = "127.0.0.1:9750", global = true)]
+    pub http_addr: SocketAddr,
+
+    /// Log format.
+    #[arg(long, env = "WALHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or upgrade the walhook schema (idempotent).
+    Migrate,
+    /// Run the daemon: stream changes, store events, deliver webhooks.
+    Run,
+    /// Embedded quickstart: a throwaway cluster, the example directory, a demo
+    /// receiver that verifies signatures, and sample changes.
+    Dev(DevArgs),
+    /// Summary of the slot, lag, recent events and deliveries, failing subscriptions.
+    Status(StatusArgs),
+    /// Manage the Ed25519 signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Queue stored events again for one subscription (same event ids).
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Exit 0 once every sample event was delivered and verified (non-zero otherwise).
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new signing key current; the previous one stays in the JWKS until retired.
+    Rotate,
+    /// Retire a key: it leaves the JWKS and signs nothing more.
+    Retire {
+        /// The key's kid (see walhook.signing_keys).
+        kid: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Subscription id.
+    #[arg(long)]
+    pub subscription: Uuid,
+    /// First revision to replay (inclusive).
+    #[arg(long)]
+    pub from_revision: i64,
+    /// Last revision to replay (inclusive); all later events when omitted.
+    #[arg(long)]
+    pub to_revision: Option<i64>,
+}
+
+/// The option is missing or malformed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "no database given: pass --database-url or set WALHOOK_DATABASE_URL \
+         (e.g. postgres://walhook@127.0.0.1:5432/app)"
+    )]
+    MissingDatabaseUrl,
+    #[error("invalid database URL: {0}; use a libpq URL or key=value string")]
+    BadDatabaseUrl(String),
+}
+
+impl CommonOptions {
+    /// The SQL connection configuration.
+    pub fn database(&self) -> Result<tokio_postgres::Config, ConfigError> {
+        let url = self
+            .database_url
+            .as_deref()
+            .ok_or(ConfigError::MissingDatabaseUrl)?;
+        parse_database_url(url)
+    }
+
+    /// The replication connection configuration.
+    pub fn replication(&self) -> Result<tokio_postgres::Config, ConfigError> {
+        match &self.replication_url {
+            Some(url) => parse_database_url(url),
+            None => self.database(),
+        }
+    }
+}
+
+fn parse_database_url(url: &str) -> Result<tokio_postgres::Config, ConfigError> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| ConfigError::BadDatabaseUrl(e.to_string()))?;
+    if config.get_application_name().is_none() {
+        config.application_name("walhook");
+    }
+    Ok(config)
+}

@@ -16,10 +16,14 @@
 //! PostgreSQL: the slot position is confirmed only past changes whose events are
 //! committed in `walhook.events`, and delivery state is rows, not memory.
 pub mod config;
+pub mod daemon;
 pub mod delivery;
+pub mod dev;
 pub mod error;
 pub mod http;
 pub mod mapping;
+pub mod pipeline;
 pub mod replication;
+pub mod status;
 pub mod store;
 pub mod telemetry;

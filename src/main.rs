@@ -1,1 +1,111 @@
-fn main() {}
+//! The `walhook` binary: parse the command line, set up logging, run a command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use walhook::config::{Cli, Command, KeysCommand, LogFormat};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.common.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let common = cli.common;
+    match cli.command {
+        Command::Migrate => {
+            let mut client = walhook::store::connect(&common.database()?).await?;
+            let report = walhook::store::migrate::migrate(&mut client).await?;
+            walhook::store::keys::ensure_key(&client).await?;
+            println!(
+                "walhook schema at version {} (was {})",
+                report.to_version, report.from_version
+            );
+        }
+        Command::Run => {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            walhook::daemon::run(common, shutdown).await?;
+            tracing::info!("stopped");
+        }
+        Command::Dev(args) => return Ok(walhook::dev::run(common, args).await?),
+        Command::Status(args) => {
+            let client = walhook::store::connect(&common.database()?).await?;
+            let report = walhook::status::collect(&client, &common.slot).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render());
+            }
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let client = walhook::store::connect(&common.database()?).await?;
+            let kid = walhook::store::keys::rotate(&client).await?;
+            println!("new current signing key: {kid}");
+        }
+        Command::Keys(KeysCommand::Retire { kid }) => {
+            let client = walhook::store::connect(&common.database()?).await?;
+            walhook::store::keys::retire(&client, &kid).await?;
+            println!("retired signing key: {kid}");
+        }
+        Command::Replay(args) => {
+            let client = walhook::store::connect(&common.database()?).await?;
+            let queued = walhook::store::deliveries::replay(
+                &client,
+                args.subscription,
+                args.from_revision,
+                args.to_revision,
+            )
+            .await?;
+            println!("queued {queued} deliveries for subscription {}", args.subscription);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM or SIGINT starts a graceful shutdown; a second one exits at once.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    std::process::exit(130);
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WALHOOK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

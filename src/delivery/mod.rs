@@ -1,2 +1,7 @@
 //! Events -> HTTP: the client, signatures, retry policy and dispatch workers.
 pub mod signing;
+
+use std::sync::{Arc, RwLock};
+
+/// The signing keys in use, current first; swapped whole when keys change.
+pub type KeyRing = Arc<RwLock<Arc<Vec<signing::SigningKey>>>>;

@@ -39,3 +39,7 @@ pub fn sign(
 ) -> Result<SignedHeaders, SigningError> {
     todo!()
 }
+
+pub fn jwks(_keys: &[SigningKey]) -> serde_json::Value {
+    todo!()
+}

@@ -23,6 +23,12 @@ impl Mapper {
         todo!()
     }
 
+    /// Start of a transaction: drop configuration changes staged by a
+    /// transaction that never committed (a stream cut mid-transaction).
+    pub fn begin(&mut self, _begin: &TxnBegin) {
+        todo!()
+    }
+
     /// End of a transaction: configuration changes seen in it take effect for
     /// the transactions that follow.
     pub fn commit(&mut self, _commit: &crate::replication::change::TxnCommit) {

@@ -6,3 +6,5 @@ pub mod lsn;
 pub mod pgoutput;
 pub mod protocol;
 pub mod values;
+pub mod slot;
+pub mod stream;

@@ -12,3 +12,6 @@ pub async fn connect(
     });
     Ok(client)
 }
+
+pub mod events;
+pub mod migrate;

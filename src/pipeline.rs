@@ -1,0 +1,158 @@
+//! The writer side of `walhook run`: stream items -> mapping -> store, and the
+//! durable position back to the slot loop.
+//!
+//! Items arrive in WAL order on a bounded channel. The writer maps each change
+//! with the configuration as of its position, collects events into a batch,
+//! and commits the batch (events + deliveries) in one transaction when the
+//! channel has nothing more ready or the batch is full. Then, and only then, it
+//! publishes the end position of the last complete transaction in the batch as
+//! durable; the slot loop confirms that to the server. A transaction larger
+//! than a batch is written in chunks before its commit arrives (its position is
+//! published only after its commit), so a million-row transaction needs no
+//! more memory than one batch; ids make a replay of its chunks idempotent.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_postgres::Client;
+
+use crate::mapping::event::Event;
+use crate::mapping::Mapper;
+use crate::replication::change::TxnBegin;
+use crate::replication::lsn::Lsn;
+use crate::replication::stream::StreamItem;
+use crate::store::events::write_batch;
+use crate::telemetry;
+
+/// Events per write transaction, at most.
+pub const MAX_BATCH: usize = 2_000;
+
+/// Capacity of the items channel between the slot loop and the writer.
+pub const ITEMS_CAPACITY: usize = 8_192;
+
+/// Everything the writer needs.
+pub struct Writer {
+    pub mapper: Mapper,
+    pub database: tokio_postgres::Config,
+    pub client: Client,
+    /// The cluster's system identifier, from IDENTIFY_SYSTEM (set by the slot loop
+    /// before the first item).
+    pub system_id: Arc<OnceLock<String>>,
+    /// Position up to which every event is stored.
+    pub durable: watch::Sender<Lsn>,
+    /// Woken after a batch with deliveries commits.
+    pub wake: Arc<Notify>,
+}
+
+impl Writer {
+    /// Consume items until the channel closes, writing what is pending first.
+    pub async fn run(mut self, mut items: mpsc::Receiver<StreamItem>) {
+        let mut batch: Vec<Event> = Vec::with_capacity(MAX_BATCH);
+        let mut txn: Option<TxnBegin> = None;
+        let mut position: Option<Lsn> = None;
+        while let Some(item) = items.recv().await {
+            self.apply(item, &mut txn, &mut batch, &mut position);
+            while batch.len() < MAX_BATCH {
+                match items.try_recv() {
+                    Ok(item) => self.apply(item, &mut txn, &mut batch, &mut position),
+                    Err(_) => break,
+                }
+            }
+            self.flush(&mut batch).await;
+            if let Some(lsn) = position.take() {
+                self.durable.send_if_modified(|durable| {
+                    let moved = lsn > *durable;
+                    *durable = (*durable).max(lsn);
+                    moved
+                });
+            }
+        }
+    }
+
+    fn apply(
+        &mut self,
+        item: StreamItem,
+        txn: &mut Option<TxnBegin>,
+        batch: &mut Vec<Event>,
+        position: &mut Option<Lsn>,
+    ) {
+        match item {
+            StreamItem::Begin(begin) => {
+                self.mapper.begin(&begin);
+                *txn = Some(begin);
+            }
+            StreamItem::Change {
+                change,
+                missing_toast,
+            } => {
+                let Some(begin) = txn.as_ref() else { return };
+                let system_id = self.system_id.get().map(String::as_str).unwrap_or("");
+                let mut events = self.mapper.map(system_id, begin, &change);
+                if !missing_toast.is_empty() {
+                    let error = format!(
+                        "unchanged TOAST value of column(s) {} is not in the WAL: set \
+                         REPLICA IDENTITY FULL on {} (walhook does this for routed tables)",
+                        missing_toast.join(", "),
+                        change.relation.qualified_name()
+                    );
+                    for event in &mut events {
+                        event.body = None;
+                        event.error = Some(error.clone());
+                    }
+                }
+                batch.extend(events);
+            }
+            StreamItem::Commit(commit) => {
+                self.mapper.commit(&commit);
+                *txn = None;
+                *position = Some(commit.end_lsn);
+            }
+            StreamItem::Position(lsn) => {
+                if txn.is_none() {
+                    *position = Some(position.map_or(lsn, |p| p.max(lsn)));
+                }
+            }
+        }
+    }
+
+    /// Store the batch, retrying (on a fresh connection) until it is stored:
+    /// the durable position must not move past unstored events, and dropping
+    /// them would lose events.
+    async fn flush(&mut self, batch: &mut Vec<Event>) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match write_batch(&mut self.client, batch).await {
+                Ok(deliveries) => {
+                    for event in batch.iter() {
+                        telemetry::EVENTS.with_label_values(&[&event.event_type]).inc();
+                        if event.error.is_some() {
+                            telemetry::EVENT_ERRORS
+                                .with_label_values(&["build"])
+                                .inc();
+                        }
+                    }
+                    if deliveries > 0 {
+                        self.wake.notify_one();
+                    }
+                    batch.clear();
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, events = batch.len(), "storing events failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    if self.client.is_closed() {
+                        match crate::store::connect(&self.database).await {
+                            Ok(client) => self.client = client,
+                            Err(error) => tracing::warn!(%error, "reconnecting the event writer failed"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

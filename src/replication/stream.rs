@@ -1,0 +1,408 @@
+//! The slot loop: one replication connection's life, from `START_REPLICATION` to
+//! an error or shutdown.
+//!
+//! ```text
+//!  server ──XLogData──▶ decode ──▶ relation cache ──▶ Change ──▶ items (bounded)
+//!     ▲                                                              │
+//!     └──── standby status (flush = durable) ◀── durable LSN (watch) ◀┘ store
+//! ```
+//!
+//! **When may an LSN be confirmed?** Only when every event of every change at or
+//! before it is committed in `walhook.events`. The store reports that position on
+//! the `durable` watch channel: the `end_lsn` of the last transaction whose events
+//! it committed, or a [`StreamItem::Position`] it passed with nothing pending.
+//! This loop never invents a position itself: it only echoes `durable` to the
+//! server (at least every 10 s, and whenever the server asks), so a crash at any
+//! moment restarts the slot at or before the first unstored change. Replayed
+//! changes map to the same event ids, and the store ignores ids it already has.
+//!
+//! The items channel is bounded: when the store falls behind, this loop stops
+//! reading the socket (PostgreSQL keeps the WAL) but keeps answering keepalives,
+//! so memory stays flat whatever the backlog.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::change::{Change, Op, RelationInfo, Row, TxnBegin, TxnCommit};
+use super::conn::{ConnError, ReplicationConnection, ReplicationStream};
+use super::lsn::Lsn;
+use super::pgoutput::{self, ColumnValue, DecodeError, Message, TupleData};
+use super::protocol::ReplicationMessage;
+use super::values::text_to_json;
+use crate::telemetry;
+
+/// Standby status updates go out at least this often.
+const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Prefix of walhook's own heartbeat messages (`pg_logical_emit_message`).
+pub const HEARTBEAT_PREFIX: &str = "walhook.heartbeat";
+
+/// What the slot loop hands to the next stage, in WAL order.
+#[derive(Debug, Clone)]
+pub enum StreamItem {
+    Begin(TxnBegin),
+    Change {
+        change: Change,
+        /// Columns whose unchanged TOAST value was not in the WAL (the table
+        /// lacks `REPLICA IDENTITY FULL`): their value is unknown.
+        missing_toast: Vec<String>,
+    },
+    Commit(TxnCommit),
+    /// Everything before `lsn` has been sent and no transaction is open: once
+    /// the items before this one are stored, `lsn` may be confirmed.
+    Position(Lsn),
+}
+
+/// Why the loop stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    #[error("undecodable message at {lsn}: {source}; not confirming past it")]
+    Decode {
+        lsn: Lsn,
+        #[source]
+        source: DecodeError,
+    },
+    #[error("unexpected message at {lsn}: {what}; not confirming past it")]
+    Unexpected { lsn: Lsn, what: String },
+    #[error("the server closed the replication stream")]
+    Closed,
+    #[error("shutting down")]
+    Shutdown,
+}
+
+impl StreamError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StreamError::Conn(_) => "connection",
+            StreamError::Decode { .. } => "decode",
+            StreamError::Unexpected { .. } => "protocol",
+            StreamError::Closed => "closed",
+            StreamError::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// One streaming session on an open replication connection.
+pub struct SlotStream<'a> {
+    stream: ReplicationStream,
+    items: &'a mpsc::Sender<StreamItem>,
+    durable: watch::Receiver<Lsn>,
+    shutdown: CancellationToken,
+    /// Highest position reported to the server.
+    confirmed: Lsn,
+    relations: HashMap<u32, Arc<RelationInfo>>,
+    txn: Option<TxnBegin>,
+    ordinal: u32,
+    ticker: tokio::time::Interval,
+}
+
+impl<'a> SlotStream<'a> {
+    /// Start replication on `conn` from the slot's confirmed position.
+    pub async fn start(
+        conn: ReplicationConnection,
+        slot: &str,
+        publication: &str,
+        confirmed: Lsn,
+        items: &'a mpsc::Sender<StreamItem>,
+        durable: watch::Receiver<Lsn>,
+        shutdown: CancellationToken,
+    ) -> Result<SlotStream<'a>, StreamError> {
+        let stream = conn.start_replication(slot, Lsn(0), publication).await?;
+        let mut ticker = tokio::time::interval(STATUS_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let confirmed = confirmed.max(*durable.borrow());
+        Ok(SlotStream {
+            stream,
+            items,
+            durable,
+            shutdown,
+            confirmed,
+            relations: HashMap::new(),
+            txn: None,
+            ordinal: 0,
+            ticker,
+        })
+    }
+
+    /// Stream until an error or shutdown. On shutdown the durable position is
+    /// reported once more before returning.
+    pub async fn run(mut self) -> Result<(), StreamError> {
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => {
+                    self.report().await?;
+                    return Err(StreamError::Shutdown);
+                }
+                changed = self.durable.changed() => {
+                    if changed.is_err() {
+                        return Err(StreamError::Shutdown);
+                    }
+                    self.report().await?;
+                }
+                _ = self.ticker.tick() => self.report().await?,
+                message = self.stream.next_message() => match message? {
+                    Some(message) => self.handle(message).await?,
+                    None => return Err(StreamError::Closed),
+                },
+            }
+        }
+    }
+
+    /// Report the durable position to the server (a standby status update).
+    async fn report(&mut self) -> Result<(), StreamError> {
+        let durable = *self.durable.borrow_and_update();
+        self.confirmed = self.confirmed.max(durable);
+        self.stream
+            .send_status(self.confirmed, self.confirmed, self.confirmed, false)
+            .await?;
+        Ok(())
+    }
+
+    async fn handle(&mut self, message: ReplicationMessage) -> Result<(), StreamError> {
+        match message {
+            ReplicationMessage::PrimaryKeepalive {
+                wal_end,
+                reply_requested,
+                ..
+            } => {
+                if self.txn.is_none() {
+                    self.push(StreamItem::Position(wal_end)).await?;
+                }
+                if reply_requested {
+                    self.report().await?;
+                }
+                Ok(())
+            }
+            ReplicationMessage::XLogData {
+                wal_start, data, ..
+            } => {
+                let message = pgoutput::decode(&data).map_err(|source| StreamError::Decode {
+                    lsn: wal_start,
+                    source,
+                })?;
+                self.apply(wal_start, message).await
+            }
+        }
+    }
+
+    async fn apply(&mut self, lsn: Lsn, message: Message) -> Result<(), StreamError> {
+        match message {
+            Message::Begin {
+                final_lsn,
+                commit_time_us,
+                xid,
+            } => {
+                let begin = TxnBegin {
+                    commit_lsn: final_lsn,
+                    commit_time: pgoutput::pg_time_to_utc(commit_time_us),
+                    xid,
+                };
+                self.txn = Some(begin);
+                self.ordinal = 0;
+                self.push(StreamItem::Begin(begin)).await
+            }
+            Message::Commit {
+                commit_lsn,
+                end_lsn,
+                commit_time_us,
+                ..
+            } => {
+                if self.txn.take().is_none() {
+                    return Err(unexpected(lsn, "Commit without Begin"));
+                }
+                let commit_time = pgoutput::pg_time_to_utc(commit_time_us);
+                let lag = (chrono::Utc::now() - commit_time).num_milliseconds() as f64 / 1000.0;
+                telemetry::REPLICATION_LAG_SECONDS.set(lag.max(0.0));
+                self.push(StreamItem::Commit(TxnCommit {
+                    commit_lsn,
+                    end_lsn,
+                    commit_time,
+                }))
+                .await
+            }
+            Message::Relation(rel) => {
+                let info = RelationInfo {
+                    oid: rel.oid,
+                    schema: rel.namespace,
+                    name: rel.name,
+                    columns: rel
+                        .columns
+                        .into_iter()
+                        .map(|c| (c.name, c.type_oid))
+                        .collect(),
+                };
+                self.relations.insert(info.oid, Arc::new(info));
+                Ok(())
+            }
+            Message::Insert { relation_oid, new } => {
+                let relation = self.relation(lsn, relation_oid)?;
+                let (new, missing) = tuple_to_row(lsn, &relation, &new, None)?;
+                self.push_change(lsn, relation, Op::Insert, Some(new), None, missing)
+                    .await
+            }
+            Message::Update {
+                relation_oid,
+                old,
+                key,
+                new,
+            } => {
+                let relation = self.relation(lsn, relation_oid)?;
+                let old = match old.or(key) {
+                    Some(tuple) => Some(tuple_to_row(lsn, &relation, &tuple, None)?.0),
+                    None => None,
+                };
+                let (new, missing) = tuple_to_row(lsn, &relation, &new, old.as_ref())?;
+                self.push_change(lsn, relation, Op::Update, Some(new), old, missing)
+                    .await
+            }
+            Message::Delete {
+                relation_oid,
+                old,
+                key,
+            } => {
+                let relation = self.relation(lsn, relation_oid)?;
+                let old = match old.or(key) {
+                    Some(tuple) => Some(tuple_to_row(lsn, &relation, &tuple, None)?.0),
+                    None => None,
+                };
+                self.push_change(lsn, relation, Op::Delete, None, old, Vec::new())
+                    .await
+            }
+            Message::Truncate { relation_oids, .. } => {
+                for oid in relation_oids {
+                    let relation = self.relation(lsn, oid)?;
+                    self.push_change(lsn, relation, Op::Truncate, None, None, Vec::new())
+                        .await?;
+                }
+                Ok(())
+            }
+            Message::Message {
+                transactional,
+                lsn: message_lsn,
+                prefix,
+                ..
+            } => {
+                if !transactional && self.txn.is_none() && prefix == HEARTBEAT_PREFIX {
+                    self.push(StreamItem::Position(message_lsn)).await?;
+                }
+                Ok(())
+            }
+            Message::Origin { .. } | Message::Type { .. } => Ok(()),
+        }
+    }
+
+    fn relation(&self, lsn: Lsn, oid: u32) -> Result<Arc<RelationInfo>, StreamError> {
+        self.relations
+            .get(&oid)
+            .cloned()
+            .ok_or_else(|| unexpected(lsn, &format!("change on relation {oid} before its Relation message")))
+    }
+
+    async fn push_change(
+        &mut self,
+        lsn: Lsn,
+        relation: Arc<RelationInfo>,
+        op: Op,
+        new: Option<Row>,
+        old: Option<Row>,
+        missing_toast: Vec<String>,
+    ) -> Result<(), StreamError> {
+        if self.txn.is_none() {
+            return Err(unexpected(lsn, "row change outside a transaction"));
+        }
+        telemetry::CHANGES_RECEIVED
+            .with_label_values(&[&relation.qualified_name(), op.as_str()])
+            .inc();
+        let change = Change {
+            relation,
+            op,
+            new,
+            old,
+            lsn,
+            ordinal: self.ordinal,
+        };
+        self.ordinal += 1;
+        self.push(StreamItem::Change {
+            change,
+            missing_toast,
+        })
+        .await
+    }
+
+    /// Hand an item on, answering the server's clock while the store is busy.
+    async fn push(&mut self, item: StreamItem) -> Result<(), StreamError> {
+        loop {
+            tokio::select! {
+                permit = self.items.reserve() => {
+                    let permit = permit.map_err(|_| StreamError::Shutdown)?;
+                    permit.send(item);
+                    return Ok(());
+                }
+                _ = self.ticker.tick() => self.report().await?,
+                _ = self.shutdown.cancelled() => return Err(StreamError::Shutdown),
+            }
+        }
+    }
+}
+
+fn unexpected(lsn: Lsn, what: &str) -> StreamError {
+    StreamError::Unexpected {
+        lsn,
+        what: what.to_owned(),
+    }
+}
+
+/// Turn a tuple into a typed row. Unchanged TOAST values are taken from `old`
+/// (present under `REPLICA IDENTITY FULL`); those not available are left out of
+/// the row and named in the second value.
+fn tuple_to_row(
+    lsn: Lsn,
+    relation: &RelationInfo,
+    tuple: &TupleData,
+    old: Option<&Row>,
+) -> Result<(Row, Vec<String>), StreamError> {
+    if tuple.0.len() != relation.columns.len() {
+        return Err(unexpected(
+            lsn,
+            &format!(
+                "tuple of {} columns for relation {} of {} columns",
+                tuple.0.len(),
+                relation.qualified_name(),
+                relation.columns.len()
+            ),
+        ));
+    }
+    let mut row = Row::with_capacity(tuple.0.len());
+    let mut missing = Vec::new();
+    for ((name, type_oid), value) in relation.columns.iter().zip(&tuple.0) {
+        let json = match value {
+            ColumnValue::Null => Value::Null,
+            ColumnValue::Text(bytes) => {
+                let text = std::str::from_utf8(bytes).map_err(|_| {
+                    unexpected(lsn, &format!("column {name} is not valid UTF-8"))
+                })?;
+                text_to_json(*type_oid, text)
+            }
+            ColumnValue::Binary(_) => {
+                return Err(unexpected(lsn, &format!("binary value for column {name}")));
+            }
+            ColumnValue::UnchangedToast => match old.and_then(|o| o.get(name)) {
+                Some(v) => v.clone(),
+                None => {
+                    missing.push(name.clone());
+                    continue;
+                }
+            },
+        };
+        row.insert(name.clone(), json);
+    }
+    Ok((row, missing))
+}
