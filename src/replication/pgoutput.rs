@@ -16,6 +16,10 @@ use bytes::Bytes;
 
 use super::lsn::Lsn;
 
+mod reader;
+
+use reader::Reader;
+
 /// Why a pgoutput message could not be decoded. Every variant means the
 /// replication stream is not what walhook expects: check that the slot uses
 /// the `pgoutput` plugin with `proto_version '1'` (no streaming, no binary).
@@ -315,125 +319,6 @@ fn tuple(r: &mut Reader<'_>) -> Result<TupleData, DecodeError> {
         columns.push(value);
     }
     Ok(TupleData(columns))
-}
-
-/// A cursor over one message; every read is bounds-checked.
-struct Reader<'a> {
-    buf: &'a Bytes,
-    pos: usize,
-}
-
-impl Reader<'_> {
-    fn remaining(&self) -> usize {
-        self.buf.len().saturating_sub(self.pos)
-    }
-
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let end = self.pos.checked_add(N).filter(|&e| e <= self.buf.len());
-        let bytes = end.and_then(|end| self.buf.get(self.pos..end));
-        let bytes = bytes.ok_or_else(|| self.truncated(N))?;
-        let mut out = [0; N];
-        out.copy_from_slice(bytes);
-        self.pos += N;
-        Ok(out)
-    }
-
-    fn truncated(&self, needed: usize) -> DecodeError {
-        DecodeError::Truncated {
-            offset: self.pos,
-            needed,
-            available: self.remaining(),
-        }
-    }
-
-    fn unexpected(&self, expected: &'static str) -> DecodeError {
-        DecodeError::Unexpected {
-            offset: self.pos,
-            expected,
-            found: self.buf.get(self.pos).copied().unwrap_or(0),
-        }
-    }
-
-    fn peek(&self) -> Result<u8, DecodeError> {
-        self.buf
-            .get(self.pos)
-            .copied()
-            .ok_or_else(|| self.truncated(1))
-    }
-
-    fn expect(&mut self, tag: u8, expected: &'static str) -> Result<(), DecodeError> {
-        if self.peek()? != tag {
-            return Err(self.unexpected(expected));
-        }
-        self.pos += 1;
-        Ok(())
-    }
-
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take::<1>()?[0])
-    }
-
-    fn u16(&mut self) -> Result<u16, DecodeError> {
-        Ok(u16::from_be_bytes(self.take()?))
-    }
-
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_be_bytes(self.take()?))
-    }
-
-    fn i32(&mut self) -> Result<i32, DecodeError> {
-        Ok(i32::from_be_bytes(self.take()?))
-    }
-
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_be_bytes(self.take()?))
-    }
-
-    fn i64(&mut self) -> Result<i64, DecodeError> {
-        Ok(i64::from_be_bytes(self.take()?))
-    }
-
-    /// An Int32 length that must not be negative.
-    fn length(&mut self) -> Result<usize, DecodeError> {
-        let offset = self.pos;
-        let len = self.i32()?;
-        usize::try_from(len).map_err(|_| DecodeError::NegativeLength { offset, len })
-    }
-
-    /// `len` bytes as a zero-copy slice of the input.
-    fn bytes(&mut self, len: usize) -> Result<Bytes, DecodeError> {
-        if len > self.remaining() {
-            return Err(self.truncated(len));
-        }
-        let out = self.buf.slice(self.pos..self.pos + len);
-        self.pos += len;
-        Ok(out)
-    }
-
-    /// A NUL-terminated UTF-8 string.
-    fn string(&mut self) -> Result<String, DecodeError> {
-        let offset = self.pos;
-        let rest = self.buf.get(offset..).unwrap_or_default();
-        let nul = rest
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or(DecodeError::MissingNul { offset })?;
-        let text = std::str::from_utf8(&rest[..nul])
-            .map_err(|_| DecodeError::InvalidUtf8 { offset })?
-            .to_owned();
-        self.pos = offset + nul + 1;
-        Ok(text)
-    }
-
-    fn finish(&self) -> Result<(), DecodeError> {
-        match self.remaining() {
-            0 => Ok(()),
-            count => Err(DecodeError::TrailingBytes {
-                offset: self.pos,
-                count,
-            }),
-        }
-    }
 }
 
 /// Seconds from the Unix epoch to PostgreSQL's epoch, 2000-01-01 00:00:00 UTC.
