@@ -38,11 +38,21 @@ pub struct CommonOptions {
     pub slot: String,
 
     /// Name of the publication walhook keeps in step with its routes.
-    #[arg(long, env = "WALHOOK_PUBLICATION", default_value = "walhook", global = true)]
+    #[arg(
+        long,
+        env = "WALHOOK_PUBLICATION",
+        default_value = "walhook",
+        global = true
+    )]
     pub publication: String,
 
     /// Address of the HTTP server (/metrics, /.well-known/jwks.json, /healthz, /readyz).
-    #[arg(long, env = "WALHOOK_HTTP_ADDR", default_value = "127.0.0.1:9750", global = true)]
+    #[arg(
+        long,
+        env = "WALHOOK_HTTP_ADDR",
+        default_value = "127.0.0.1:9750",
+        global = true
+    )]
     pub http_addr: SocketAddr,
 
     /// Log format.

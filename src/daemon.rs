@@ -10,18 +10,18 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{CommonOptions, ConfigError};
 use crate::delivery::KeyRing;
 use crate::http::{Health, StreamState};
 use crate::mapping::Mapper;
-use crate::pipeline::{Writer, ITEMS_CAPACITY};
+use crate::pipeline::{ITEMS_CAPACITY, Writer};
 use crate::replication::conn::{ConnError, ReplicationConnection};
 use crate::replication::lsn::Lsn;
 use crate::replication::slot::{self, PreflightError, SlotState};
-use crate::replication::stream::{SlotStream, StreamError, StreamItem, HEARTBEAT_PREFIX};
+use crate::replication::stream::{HEARTBEAT_PREFIX, SlotStream, StreamError, StreamItem};
 use crate::store::migrate::{self, MigrateError};
 use crate::telemetry;
 
@@ -36,7 +36,9 @@ pub enum DaemonError {
     Preflight(#[from] PreflightError),
     #[error("replication connection failed: {0}")]
     Replication(#[from] ConnError),
-    #[error("cannot connect to the database: {0}; check --database-url and that PostgreSQL is running")]
+    #[error(
+        "cannot connect to the database: {0}; check --database-url and that PostgreSQL is running"
+    )]
     Database(#[from] tokio_postgres::Error),
     #[error(transparent)]
     Http(#[from] std::io::Error),
@@ -52,7 +54,10 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     let client = crate::store::connect(&database).await?;
     migrate::check_version(&client).await?;
     client
-        .execute("SELECT walhook.register_publication($1)", &[&options.publication])
+        .execute(
+            "SELECT walhook.register_publication($1)",
+            &[&options.publication],
+        )
         .await?;
     tracing::info!(publication = %options.publication, "publication registered with routed tables");
 
@@ -146,7 +151,14 @@ async fn supervise_stream(
         }
         health.set_stream(StreamState::Connecting);
         let session = stream_session(
-            options, database, replication, &items, &durable, &system_id, health, shutdown,
+            options,
+            database,
+            replication,
+            &items,
+            &durable,
+            &system_id,
+            health,
+            shutdown,
         )
         .await;
         let retry = match session {
@@ -292,52 +304,71 @@ async fn periodic_jobs(
         health.set_database_ok(c.simple_query("").await.is_ok());
         // An idle routed database must not pin WAL: a tiny logical message
         // gives the slot a position to confirm.
-        if rounds % 2 == 0 {
-            if let Err(error) = c
-                .execute(
-                    "SELECT pg_logical_emit_message(false, $1, '')",
-                    &[&HEARTBEAT_PREFIX],
-                )
-                .await
-            {
-                if !heartbeat_warned {
-                    tracing::warn!(%error, "heartbeat failed; an idle database may hold WAL longer");
-                    heartbeat_warned = true;
-                }
-            }
+        if rounds.is_multiple_of(2) && !heartbeat(c).await && !heartbeat_warned {
+            tracing::warn!(
+                "heartbeat failed (pg_logical_emit_message needs superuser or REPLICATION); an idle database may hold WAL longer"
+            );
+            heartbeat_warned = true;
         }
-        if let Ok(Some(row)) = c
-            .query_opt(
-                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8
-                   FROM pg_replication_slots WHERE slot_name = $1",
-                &[&slot],
-            )
-            .await
-        {
-            if let Ok(Some(lag)) = row.try_get::<_, Option<i64>>(0) {
-                telemetry::REPLICATION_LAG_BYTES.set(lag);
-            }
-        }
-        if let Ok(n) = crate::store::deliveries::pending_count(c).await {
-            telemetry::PENDING_DELIVERIES.set(n);
-        }
-        if rounds % 2 == 1 {
-            if let Ok(active) = crate::store::keys::load_active(c).await {
-                if let Ok(mut ring) = keys.write() {
-                    *ring = Arc::new(active);
-                }
-            }
+        update_gauges(c, &slot).await;
+        if !rounds.is_multiple_of(2) {
+            reload_keys(c, &keys).await;
         }
         if rounds % 120 == 1 {
-            if let Ok(settings) = crate::store::settings::load(c).await {
-                match crate::store::retention::sweep(c, &settings).await {
-                    Ok((events, attempts)) if events + attempts > 0 => {
-                        tracing::info!(events, attempts, "retention removed old rows")
-                    }
-                    Ok(_) => {}
-                    Err(error) => tracing::warn!(%error, "retention sweep failed"),
-                }
-            }
+            sweep_retention(c).await;
         }
+    }
+}
+
+/// Emit a heartbeat message into the WAL; false when not permitted or failed.
+async fn heartbeat(client: &tokio_postgres::Client) -> bool {
+    client
+        .execute(
+            "SELECT pg_logical_emit_message(false, $1, '')",
+            &[&HEARTBEAT_PREFIX],
+        )
+        .await
+        .is_ok()
+}
+
+/// Replication lag in bytes and the pending-deliveries gauge.
+async fn update_gauges(client: &tokio_postgres::Client, slot: &str) {
+    let lag = client
+        .query_opt(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8
+               FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await;
+    if let Ok(Some(row)) = lag
+        && let Ok(Some(lag)) = row.try_get::<_, Option<i64>>(0)
+    {
+        telemetry::REPLICATION_LAG_BYTES.set(lag);
+    }
+    if let Ok(n) = crate::store::deliveries::pending_count(client).await {
+        telemetry::PENDING_DELIVERIES.set(n);
+    }
+}
+
+/// Pick up rotated or retired signing keys.
+async fn reload_keys(client: &tokio_postgres::Client, keys: &KeyRing) {
+    if let Ok(active) = crate::store::keys::load_active(client).await
+        && let Ok(mut ring) = keys.write()
+    {
+        *ring = Arc::new(active);
+    }
+}
+
+/// Remove events and attempts past their retention.
+async fn sweep_retention(client: &tokio_postgres::Client) {
+    let Ok(settings) = crate::store::settings::load(client).await else {
+        return;
+    };
+    match crate::store::retention::sweep(client, &settings).await {
+        Ok((events, attempts)) if events + attempts > 0 => {
+            tracing::info!(events, attempts, "retention removed old rows")
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "retention sweep failed"),
     }
 }

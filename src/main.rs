@@ -9,7 +9,10 @@ use walhook::config::{Cli, Command, KeysCommand, LogFormat};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.common.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -73,7 +76,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args.to_revision,
             )
             .await?;
-            println!("queued {queued} deliveries for subscription {}", args.subscription);
+            println!(
+                "queued {queued} deliveries for subscription {}",
+                args.subscription
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -81,8 +87,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// SIGTERM or SIGINT starts a graceful shutdown; a second one exits at once.
 async fn cancel_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return;
     };
     tokio::select! {

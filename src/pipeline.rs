@@ -14,11 +14,11 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_postgres::Client;
 
-use crate::mapping::event::Event;
 use crate::mapping::Mapper;
+use crate::mapping::event::Event;
 use crate::replication::change::TxnBegin;
 use crate::replication::lsn::Lsn;
 use crate::replication::stream::StreamItem;
@@ -128,11 +128,11 @@ impl Writer {
             match write_batch(&mut self.client, batch).await {
                 Ok(deliveries) => {
                     for event in batch.iter() {
-                        telemetry::EVENTS.with_label_values(&[&event.event_type]).inc();
+                        telemetry::EVENTS
+                            .with_label_values(&[&event.event_type])
+                            .inc();
                         if event.error.is_some() {
-                            telemetry::EVENT_ERRORS
-                                .with_label_values(&["build"])
-                                .inc();
+                            telemetry::EVENT_ERRORS.with_label_values(&["build"]).inc();
                         }
                     }
                     if deliveries > 0 {
@@ -148,7 +148,9 @@ impl Writer {
                     if self.client.is_closed() {
                         match crate::store::connect(&self.database).await {
                             Ok(client) => self.client = client,
-                            Err(error) => tracing::warn!(%error, "reconnecting the event writer failed"),
+                            Err(error) => {
+                                tracing::warn!(%error, "reconnecting the event writer failed")
+                            }
                         }
                     }
                 }

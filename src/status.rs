@@ -70,9 +70,12 @@ pub async fn collect(client: &Client, slot: &str) -> Result<StatusReport, tokio_
             confirmed_flush_lsn: None,
         },
     };
-    let pairs = |rows: Vec<tokio_postgres::Row>| -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
-    };
+    let pairs =
+        |rows: Vec<tokio_postgres::Row>| -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect()
+        };
     let events_last_hour = pairs(
         client
             .query(
@@ -145,7 +148,11 @@ impl StatusReport {
         if !s.exists {
             let _ = writeln!(out, "  not created yet (walhook run creates it)");
         } else {
-            let _ = writeln!(out, "  active         {}", if s.active { "yes" } else { "no" });
+            let _ = writeln!(
+                out,
+                "  active         {}",
+                if s.active { "yes" } else { "no" }
+            );
             let _ = writeln!(
                 out,
                 "  confirmed at   {}",

@@ -14,13 +14,17 @@ pub static REGISTRY: Lazy<Registry> = Lazy::new(|| {
     let registry = Registry::new_custom(Some("walhook".into()), None).expect("valid prefix");
     #[cfg(target_os = "linux")]
     registry
-        .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
         .expect("process collector registers once");
     registry
 });
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
-    REGISTRY.register(Box::new(c.clone())).expect("metric registers once");
+    REGISTRY
+        .register(Box::new(c.clone()))
+        .expect("metric registers once");
     c
 }
 
@@ -28,7 +32,10 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
 pub static CHANGES_RECEIVED: Lazy<IntCounterVec> = Lazy::new(|| {
     register(
         IntCounterVec::new(
-            Opts::new("changes_received_total", "Row changes decoded from the replication slot"),
+            Opts::new(
+                "changes_received_total",
+                "Row changes decoded from the replication slot",
+            ),
             &["table", "op"],
         )
         .unwrap(),
@@ -38,8 +45,11 @@ pub static CHANGES_RECEIVED: Lazy<IntCounterVec> = Lazy::new(|| {
 /// Events stored, by type.
 pub static EVENTS: Lazy<IntCounterVec> = Lazy::new(|| {
     register(
-        IntCounterVec::new(Opts::new("events_total", "Events built and stored"), &["type"])
-            .unwrap(),
+        IntCounterVec::new(
+            Opts::new("events_total", "Events built and stored"),
+            &["type"],
+        )
+        .unwrap(),
     )
 });
 
@@ -47,7 +57,10 @@ pub static EVENTS: Lazy<IntCounterVec> = Lazy::new(|| {
 pub static EVENT_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
     register(
         IntCounterVec::new(
-            Opts::new("event_errors_total", "Events stored with a build error instead of a body"),
+            Opts::new(
+                "event_errors_total",
+                "Events stored with a build error instead of a body",
+            ),
             &["reason"],
         )
         .unwrap(),
@@ -58,7 +71,10 @@ pub static EVENT_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
 pub static DELIVERIES: Lazy<IntCounterVec> = Lazy::new(|| {
     register(
         IntCounterVec::new(
-            Opts::new("deliveries_total", "Delivery attempts by outcome: success, retry, failed"),
+            Opts::new(
+                "deliveries_total",
+                "Delivery attempts by outcome: success, retry, failed",
+            ),
             &["subscription", "outcome"],
         )
         .unwrap(),
@@ -85,8 +101,8 @@ pub static END_TO_END_LATENCY: Lazy<Histogram> = Lazy::new(|| {
                 "Time from the change's commit to the receiver's 2xx",
             )
             .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                30.0, 60.0, 300.0,
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0, 300.0,
             ]),
         )
         .unwrap(),
@@ -129,7 +145,10 @@ pub static IN_FLIGHT_REQUESTS: Lazy<IntGauge> = Lazy::new(|| {
 pub static REPLICATION_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
     register(
         IntCounterVec::new(
-            Opts::new("replication_errors_total", "Replication stream errors, by kind"),
+            Opts::new(
+                "replication_errors_total",
+                "Replication stream errors, by kind",
+            ),
             &["kind"],
         )
         .unwrap(),

@@ -1,4 +1,5 @@
 //! Events -> HTTP: the client, signatures, retry policy and dispatch workers.
+pub mod dispatcher;
 pub mod signing;
 
 use std::sync::{Arc, RwLock};

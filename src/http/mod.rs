@@ -3,14 +3,14 @@
 //! and this instance is streaming the slot, or waiting as a standby).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
+use axum::Router;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::KeyRing;
@@ -105,13 +105,20 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, std::io::
 
 async fn metrics() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         telemetry::render(),
     )
 }
 
 async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
-    let keys = state.keys.read().map(|k| Arc::clone(&k)).unwrap_or_default();
+    let keys = state
+        .keys
+        .read()
+        .map(|k| Arc::clone(&k))
+        .unwrap_or_default();
     let body = crate::delivery::signing::jwks(&keys).to_string();
     (
         [

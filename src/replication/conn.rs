@@ -7,11 +7,28 @@ pub enum ConnError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("server error {code}: {message}")]
-    Server { code: String, message: String, detail: Option<String>, hint: Option<String> },
+    Server {
+        code: String,
+        message: String,
+        detail: Option<String>,
+        hint: Option<String>,
+    },
     #[error("{0}")]
     Protocol(String),
     #[error("{0}")]
     Auth(String),
+}
+
+impl ConnError {
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            ConnError::Server { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, ConnError::Auth(_))
+    }
 }
 
 pub struct SystemInfo {
@@ -27,13 +44,24 @@ impl ReplicationConnection {
     pub async fn connect(_config: &tokio_postgres::Config) -> Result<Self, ConnError> {
         todo!()
     }
-    pub async fn simple_query(&mut self, _sql: &str) -> Result<Vec<Vec<Option<String>>>, ConnError> {
+    pub async fn simple_query(
+        &mut self,
+        _sql: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, ConnError> {
         todo!()
     }
     pub async fn identify_system(&mut self) -> Result<SystemInfo, ConnError> {
         todo!()
     }
-    pub async fn start_replication(self, _slot: &str, _start: Lsn, _publication: &str) -> Result<ReplicationStream, ConnError> {
+    pub async fn create_slot(&mut self, _slot: &str) -> Result<Lsn, ConnError> {
+        todo!()
+    }
+    pub async fn start_replication(
+        self,
+        _slot: &str,
+        _start: Lsn,
+        _publication: &str,
+    ) -> Result<ReplicationStream, ConnError> {
         todo!()
     }
 }
@@ -44,7 +72,13 @@ impl ReplicationStream {
     pub async fn next_message(&mut self) -> Result<Option<ReplicationMessage>, ConnError> {
         todo!()
     }
-    pub async fn send_status(&mut self, _written: Lsn, _flushed: Lsn, _applied: Lsn, _reply_requested: bool) -> Result<(), ConnError> {
+    pub async fn send_status(
+        &mut self,
+        _written: Lsn,
+        _flushed: Lsn,
+        _applied: Lsn,
+        _reply_requested: bool,
+    ) -> Result<(), ConnError> {
         todo!()
     }
 }

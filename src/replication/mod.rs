@@ -5,6 +5,6 @@ pub mod conn;
 pub mod lsn;
 pub mod pgoutput;
 pub mod protocol;
-pub mod values;
 pub mod slot;
 pub mod stream;
+pub mod values;

@@ -5,6 +5,15 @@ use super::lsn::Lsn;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReplicationMessage {
-    XLogData { wal_start: Lsn, wal_end: Lsn, server_time_us: i64, data: Bytes },
-    PrimaryKeepalive { wal_end: Lsn, server_time_us: i64, reply_requested: bool },
+    XLogData {
+        wal_start: Lsn,
+        wal_end: Lsn,
+        server_time_us: i64,
+        data: Bytes,
+    },
+    PrimaryKeepalive {
+        wal_end: Lsn,
+        server_time_us: i64,
+        reply_requested: bool,
+    },
 }

@@ -300,10 +300,12 @@ impl<'a> SlotStream<'a> {
     }
 
     fn relation(&self, lsn: Lsn, oid: u32) -> Result<Arc<RelationInfo>, StreamError> {
-        self.relations
-            .get(&oid)
-            .cloned()
-            .ok_or_else(|| unexpected(lsn, &format!("change on relation {oid} before its Relation message")))
+        self.relations.get(&oid).cloned().ok_or_else(|| {
+            unexpected(
+                lsn,
+                &format!("change on relation {oid} before its Relation message"),
+            )
+        })
     }
 
     async fn push_change(
@@ -386,9 +388,8 @@ fn tuple_to_row(
         let json = match value {
             ColumnValue::Null => Value::Null,
             ColumnValue::Text(bytes) => {
-                let text = std::str::from_utf8(bytes).map_err(|_| {
-                    unexpected(lsn, &format!("column {name} is not valid UTF-8"))
-                })?;
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|_| unexpected(lsn, &format!("column {name} is not valid UTF-8")))?;
                 text_to_json(*type_oid, text)
             }
             ColumnValue::Binary(_) => {

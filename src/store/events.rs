@@ -92,8 +92,11 @@ pub async fn write_batch(client: &mut Client, events: &[Event]) -> Result<u64, S
     let deliveries = if d_event.is_empty() {
         0
     } else {
-        tx.execute(INSERT_DELIVERIES, &[&d_event, &d_sub, &d_res, &d_lsn, &d_seq])
-            .await?
+        tx.execute(
+            INSERT_DELIVERIES,
+            &[&d_event, &d_sub, &d_res, &d_lsn, &d_seq],
+        )
+        .await?
     };
     tx.commit().await?;
     Ok(deliveries)

@@ -1,5 +1,12 @@
 //! Events, deliveries and attempts in PostgreSQL.
 
+pub mod deliveries;
+pub mod events;
+pub mod keys;
+pub mod migrate;
+pub mod retention;
+pub mod settings;
+
 /// Open a SQL connection and drive it on a background task.
 pub async fn connect(
     config: &tokio_postgres::Config,
@@ -12,6 +19,3 @@ pub async fn connect(
     });
     Ok(client)
 }
-
-pub mod events;
-pub mod migrate;
