@@ -137,6 +137,10 @@ fn timestamps() {
         ts("2024-01-01 01:00:00-02"),
         json!("2024-01-01T03:00:00.000Z")
     );
+    assert_eq!(
+        ts("2023-12-31 20:30:00-03:30"),
+        json!("2024-01-01T00:00:00.000Z")
+    );
     // timestamp without time zone is taken as UTC.
     assert_eq!(
         j(TIMESTAMP, "2024-02-29 00:00:00.5"),
