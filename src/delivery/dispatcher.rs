@@ -13,6 +13,7 @@ impl Dispatcher {
         Dispatcher
     }
     pub async fn run(self, _s: tokio_util::sync::CancellationToken) -> Result<(), std::io::Error> {
-        todo!()
+        _s.cancelled().await;
+        Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! STUB (owned by the delivery helper): delivery claims and records.
 pub async fn pending_count(_client: &tokio_postgres::Client) -> Result<i64, tokio_postgres::Error> {
-    todo!()
+    Ok(0)
 }
 pub async fn replay(
     _client: &tokio_postgres::Client,

@@ -9,11 +9,18 @@
 use tokio_postgres::Client;
 
 /// `(version, name, sql)` of every migration, in order.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "core",
-    include_str!("../../sql/migrations/0001_core.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "core",
+        include_str!("../../sql/migrations/0001_core.sql"),
+    ),
+    (
+        2,
+        "config",
+        include_str!("../../sql/migrations/0002_config.sql"),
+    ),
+];
 
 /// The newest schema version this binary knows.
 pub fn latest_version() -> i32 {

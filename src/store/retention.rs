@@ -3,5 +3,5 @@ pub async fn sweep(
     _client: &tokio_postgres::Client,
     _settings: &super::settings::Settings,
 ) -> Result<(u64, u64), tokio_postgres::Error> {
-    todo!()
+    Ok((0, 0))
 }
