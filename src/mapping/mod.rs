@@ -27,7 +27,7 @@ use template::render_text;
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1_048_576;
 
 enum Staged {
-    Route(Route),
+    Route(Box<Route>),
     RemoveRoute(u32),
     Subscription(SubscriptionFilter),
     RemoveSubscription(Uuid),
@@ -154,6 +154,7 @@ impl Mapper {
         for staged in self.staged.drain(..) {
             match staged {
                 Staged::Route(route) => {
+                    let route = *route;
                     tracing::info!(table = %route.source_table, resource = %route.resource, enabled = route.enabled, "route in effect");
                     self.routes.insert(route.source_oid, route);
                 }
@@ -182,14 +183,14 @@ impl Mapper {
     }
 
     fn stage_route(&mut self, change: &Change) {
-        if let Some(old) = &change.old {
-            if let Ok(route) = Route::from_row(old) {
-                self.staged.push(Staged::RemoveRoute(route.source_oid));
-            }
+        if let Some(old) = &change.old
+            && let Ok(route) = Route::from_row(old)
+        {
+            self.staged.push(Staged::RemoveRoute(route.source_oid));
         }
         if let Some(new) = &change.new {
             match Route::from_row(new) {
-                Ok(route) => self.staged.push(Staged::Route(route)),
+                Ok(route) => self.staged.push(Staged::Route(Box::new(route))),
                 Err(error) => tracing::error!(%error, "ignoring unusable route"),
             }
         }
