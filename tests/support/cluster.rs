@@ -178,7 +178,8 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        cmd.spawn().expect("start postgres");
+        let mut watchdog = cmd.spawn().expect("start postgres");
+        std::thread::spawn(move || watchdog.wait());
         self.wait_ready();
     }
 
