@@ -99,6 +99,7 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     let (durable_tx, durable_rx) = watch::channel(Lsn(0));
     let (items_tx, items_rx) = mpsc::channel::<StreamItem>(ITEMS_CAPACITY);
     let system_id = Arc::new(OnceLock::new());
+    let store_failed = Arc::new(Notify::new());
     let writer = Writer {
         mapper,
         database: database.clone(),
@@ -106,6 +107,7 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
         system_id: system_id.clone(),
         durable: durable_tx,
         wake,
+        store_failed: store_failed.clone(),
     };
     let writer = tokio::spawn(writer.run(items_rx));
 
@@ -116,6 +118,7 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
         items_tx,
         durable_rx,
         system_id,
+        store_failed,
         &health,
         &shutdown,
     )
@@ -140,6 +143,7 @@ async fn supervise_stream(
     items: mpsc::Sender<StreamItem>,
     durable: watch::Receiver<Lsn>,
     system_id: Arc<OnceLock<String>>,
+    store_failed: Arc<Notify>,
     health: &Health,
     shutdown: &CancellationToken,
 ) -> Result<(), DaemonError> {
@@ -157,6 +161,7 @@ async fn supervise_stream(
             &items,
             &durable,
             &system_id,
+            &store_failed,
             health,
             shutdown,
         )
@@ -233,6 +238,7 @@ async fn stream_session(
     items: &mpsc::Sender<StreamItem>,
     durable: &watch::Receiver<Lsn>,
     system_id: &OnceLock<String>,
+    store_failed: &Arc<Notify>,
     health: &Health,
     shutdown: &CancellationToken,
 ) -> Result<(), SessionError> {
@@ -269,6 +275,7 @@ async fn stream_session(
         items,
         durable.clone(),
         shutdown.clone(),
+        store_failed.clone(),
     )
     .await?;
     health.set_stream(StreamState::Streaming);

@@ -12,7 +12,6 @@
 //! more memory than one batch; ids make a replay of its chunks idempotent.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_postgres::Client;
@@ -43,6 +42,9 @@ pub struct Writer {
     pub durable: watch::Sender<Lsn>,
     /// Woken after a batch with deliveries commits.
     pub wake: Arc<Notify>,
+    /// Tells the slot loop that a batch could not be stored: it drops the
+    /// session, and the slot replays everything after the durable position.
+    pub store_failed: Arc<Notify>,
 }
 
 impl Writer {
@@ -51,15 +53,35 @@ impl Writer {
         let mut batch: Vec<Event> = Vec::with_capacity(MAX_BATCH);
         let mut txn: Option<TxnBegin> = None;
         let mut position: Option<Lsn> = None;
+        // After a failed write, items are dropped until the next session.
+        let mut failed = false;
         while let Some(item) = items.recv().await {
+            if matches!(item, StreamItem::Restart) {
+                failed = false;
+                batch.clear();
+                txn = None;
+                position = None;
+                self.mapper.abort();
+                continue;
+            }
+            if failed {
+                continue;
+            }
             self.apply(item, &mut txn, &mut batch, &mut position);
             while batch.len() < MAX_BATCH {
                 match items.try_recv() {
+                    Ok(StreamItem::Restart) => break,
                     Ok(item) => self.apply(item, &mut txn, &mut batch, &mut position),
                     Err(_) => break,
                 }
             }
-            self.flush(&mut batch).await;
+            if !self.flush(&mut batch).await {
+                failed = true;
+                batch.clear();
+                position = None;
+                self.store_failed.notify_one();
+                continue;
+            }
             if let Some(lsn) = position.take() {
                 self.durable.send_if_modified(|durable| {
                     let moved = lsn > *durable;
@@ -113,47 +135,46 @@ impl Writer {
                     *position = Some(position.map_or(lsn, |p| p.max(lsn)));
                 }
             }
+            StreamItem::Restart => {}
         }
     }
 
-    /// Store the batch, retrying (on a fresh connection) until it is stored:
-    /// the durable position must not move past unstored events, and dropping
-    /// them would lose events.
-    async fn flush(&mut self, batch: &mut Vec<Event>) {
+    /// Store the batch. On failure the caller drops the session: nothing past
+    /// the durable position was confirmed, so the slot will replay it, while
+    /// holding on would keep the replication connection (and a PostgreSQL
+    /// shutdown waiting on it) hostage.
+    async fn flush(&mut self, batch: &mut Vec<Event>) -> bool {
         if batch.is_empty() {
-            return;
+            return true;
         }
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match write_batch(&mut self.client, batch).await {
-                Ok(deliveries) => {
-                    for event in batch.iter() {
-                        telemetry::EVENTS
-                            .with_label_values(&[&event.event_type])
-                            .inc();
-                        if event.error.is_some() {
-                            telemetry::EVENT_ERRORS.with_label_values(&["build"]).inc();
-                        }
-                    }
-                    if deliveries > 0 {
-                        self.wake.notify_one();
-                    }
-                    batch.clear();
-                    return;
-                }
+        if self.client.is_closed() {
+            match crate::store::connect(&self.database).await {
+                Ok(client) => self.client = client,
                 Err(error) => {
-                    tracing::warn!(%error, events = batch.len(), "storing events failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                    if self.client.is_closed() {
-                        match crate::store::connect(&self.database).await {
-                            Ok(client) => self.client = client,
-                            Err(error) => {
-                                tracing::warn!(%error, "reconnecting the event writer failed")
-                            }
-                        }
+                    tracing::warn!(%error, "reconnecting the event writer failed");
+                    return false;
+                }
+            }
+        }
+        match write_batch(&mut self.client, batch).await {
+            Ok(deliveries) => {
+                for event in batch.iter() {
+                    telemetry::EVENTS
+                        .with_label_values(&[&event.event_type])
+                        .inc();
+                    if event.error.is_some() {
+                        telemetry::EVENT_ERRORS.with_label_values(&["build"]).inc();
                     }
                 }
+                if deliveries > 0 {
+                    self.wake.notify_one();
+                }
+                batch.clear();
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, events = batch.len(), "storing events failed; the stream restarts from the last confirmed position");
+                false
             }
         }
     }

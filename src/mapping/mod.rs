@@ -96,6 +96,11 @@ impl Mapper {
         self.max_payload_bytes = max;
     }
 
+    /// The stream restarts: drop changes staged by an unfinished transaction.
+    pub fn abort(&mut self) {
+        self.staged.clear();
+    }
+
     /// Start of a transaction: drop changes staged by a transaction that never
     /// committed (the stream was cut mid-transaction).
     pub fn begin(&mut self, _begin: &TxnBegin) {

@@ -53,6 +53,9 @@ pub enum StreamItem {
         missing_toast: Vec<String>,
     },
     Commit(TxnCommit),
+    /// A new streaming session starts: the slot replays from its confirmed
+    /// position, so anything not yet stored from the last session is dropped.
+    Restart,
     /// Everything before `lsn` has been sent and no transaction is open: once
     /// the items before this one are stored, `lsn` may be confirmed.
     Position(Lsn),
@@ -73,6 +76,8 @@ pub enum StreamError {
     Unexpected { lsn: Lsn, what: String },
     #[error("the server closed the replication stream")]
     Closed,
+    #[error("storing events failed; restarting the stream from the last confirmed position")]
+    StoreFailed,
     #[error("shutting down")]
     Shutdown,
 }
@@ -84,6 +89,7 @@ impl StreamError {
             StreamError::Decode { .. } => "decode",
             StreamError::Unexpected { .. } => "protocol",
             StreamError::Closed => "closed",
+            StreamError::StoreFailed => "store",
             StreamError::Shutdown => "shutdown",
         }
     }
@@ -95,6 +101,8 @@ pub struct SlotStream<'a> {
     items: &'a mpsc::Sender<StreamItem>,
     durable: watch::Receiver<Lsn>,
     shutdown: CancellationToken,
+    /// Signalled by the writer when it could not store events.
+    store_failed: Arc<tokio::sync::Notify>,
     /// Highest position reported to the server.
     confirmed: Lsn,
     relations: HashMap<u32, Arc<RelationInfo>>,
@@ -113,22 +121,26 @@ impl<'a> SlotStream<'a> {
         items: &'a mpsc::Sender<StreamItem>,
         durable: watch::Receiver<Lsn>,
         shutdown: CancellationToken,
+        store_failed: Arc<tokio::sync::Notify>,
     ) -> Result<SlotStream<'a>, StreamError> {
         let stream = conn.start_replication(slot, Lsn(0), publication).await?;
         let mut ticker = tokio::time::interval(STATUS_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let confirmed = confirmed.max(*durable.borrow());
-        Ok(SlotStream {
+        let mut this = SlotStream {
             stream,
             items,
             durable,
             shutdown,
+            store_failed,
             confirmed,
             relations: HashMap::new(),
             txn: None,
             ordinal: 0,
             ticker,
-        })
+        };
+        this.push(StreamItem::Restart).await?;
+        Ok(this)
     }
 
     /// Stream until an error or shutdown. On shutdown the durable position is
@@ -141,6 +153,7 @@ impl<'a> SlotStream<'a> {
                     self.report().await?;
                     return Err(StreamError::Shutdown);
                 }
+                _ = self.store_failed.notified() => return Err(StreamError::StoreFailed),
                 changed = self.durable.changed() => {
                     if changed.is_err() {
                         return Err(StreamError::Shutdown);
@@ -349,6 +362,7 @@ impl<'a> SlotStream<'a> {
                     return Ok(());
                 }
                 _ = self.ticker.tick() => self.report().await?,
+                _ = self.store_failed.notified() => return Err(StreamError::StoreFailed),
                 _ = self.shutdown.cancelled() => return Err(StreamError::Shutdown),
             }
         }

@@ -65,6 +65,30 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Run SQL through psql against a URL, panicking on error.
+pub fn psql_url(url: &str, sql: &str) -> String {
+    let out = Command::new(pg_bin("psql"))
+        .args([
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql failed: {}\nSQL: {sql}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// Options of a dedicated cluster.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterOptions {

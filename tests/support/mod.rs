@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod cluster;
+pub mod fake_peer;
 pub mod process;
 pub mod receiver;
 

@@ -1,0 +1,185 @@
+//! Failure paths of the CDC core: crashes, PostgreSQL restarts, malformed
+//! streams, a server without logical decoding, and schema versions.
+
+mod support;
+
+use std::time::Duration;
+
+use support::fake_peer::{FakePeer, begin, commit, insert, keepalive, relation, xlog_data};
+use support::{Cluster, ClusterOptions, TestDb, migrate, wait_until, walhook, walhook_run};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn prepare(db: &TestDb<'_>) {
+    migrate(&db.url());
+    db.psql(
+        "CREATE TABLE items (id int PRIMARY KEY, name text);
+         INSERT INTO walhook.routes (source_table, resource, apiresource) VALUES ('items', 'item', '/items/{id}');
+         CREATE PROCEDURE write_items(first int, n int, per_txn int) LANGUAGE plpgsql AS $$
+         BEGIN
+             FOR i IN first .. first + n - 1 LOOP
+                 INSERT INTO items VALUES (i, repeat('x', 200));
+                 IF (i - first + 1) % per_txn = 0 THEN COMMIT; END IF;
+             END LOOP;
+         END $$;",
+    );
+}
+
+async fn count(db: &TestDb<'_>, sql: &str) -> i64 {
+    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+async fn wait_for_events(db: &TestDb<'_>, n: i64) {
+    wait_until(WAIT, &format!("{n} events"), || async {
+        (count(db, "SELECT count(*) FROM walhook.events").await >= n).then_some(())
+    })
+    .await;
+}
+
+/// Each item row has exactly one event, and no event is stored twice.
+async fn assert_each_once(db: &TestDb<'_>, n: i64) {
+    assert_eq!(count(db, "SELECT count(*) FROM walhook.events").await, n);
+    assert_eq!(
+        count(db, "SELECT count(DISTINCT apiresource) FROM walhook.events").await,
+        n
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_mid_stream_loses_and_duplicates_nothing() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let mut first = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
+    first.wait_for_log("streaming", WAIT);
+    let url = db.url();
+    let writer = std::thread::spawn(move || {
+        support::cluster::psql_url(&url, "CALL write_items(1, 20000, 100)");
+    });
+    wait_until(WAIT, "some events before the kill", || async {
+        (count(&db, "SELECT count(*) FROM walhook.events").await > 1000).then_some(())
+    })
+    .await;
+    first.kill_9();
+    let at_kill = count(&db, "SELECT count(*) FROM walhook.events").await;
+    writer.join().unwrap();
+    assert!(
+        at_kill < 20000,
+        "the kill must happen mid-stream ({at_kill} stored)"
+    );
+    let _second = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
+    wait_for_events(&db, 20000).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_each_once(&db, 20000).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_restart_mid_stream_loses_nothing() {
+    let cluster = Cluster::start(ClusterOptions::default());
+    let db = cluster.database();
+    prepare(&db);
+    let walhook = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
+    walhook.wait_for_log("streaming", WAIT);
+    db.psql("CALL write_items(1, 3000, 50)");
+    cluster.restart();
+    db.psql("CALL write_items(3001, 3000, 50)");
+    wait_for_events(&db, 6000).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_each_once(&db, 6000).await;
+    assert!(
+        walhook.log().contains("reconnecting"),
+        "walhook should have reconnected:\n{}",
+        walhook.log()
+    );
+}
+
+/// A peer that sends one good transaction, then `bad` at 0/3000.
+async fn malformed_stream(bad: &[u8], expect_in_log: &str) {
+    let db = Cluster::shared().new_database();
+    migrate(&db.url());
+    let mut script: Vec<bytes::Bytes> = vec![
+        xlog_data(0x2000_0000, &begin(0x2000_0008, 7)),
+        xlog_data(0x2000_0000, &relation(99999, "public", "remote", &["id"])),
+        xlog_data(0x2000_0004, &insert(99999, &["1"])),
+        xlog_data(0x2000_0008, &commit(0x2000_0008, 0x2000_0010)),
+        keepalive(0x2000_0010, true),
+    ];
+    script.push(xlog_data(0x3000_0000, bad));
+    script.push(xlog_data(0x3000_0100, &begin(0x3000_0108, 8)));
+    script.push(xlog_data(0x3000_0108, &commit(0x3000_0108, 0x3000_0110)));
+    script.push(keepalive(0x3000_0110, true));
+    let peer = FakePeer::start(script).await;
+    let replication = peer.url();
+    let mut walhook = walhook_run(
+        &db.url(),
+        &db.slot,
+        &db.publication,
+        &["--replication-url", &replication],
+    );
+    walhook.wait_for_log(expect_in_log, WAIT);
+    wait_until(WAIT, "a reconnect after the bad message", || async {
+        (peer.starts.load(std::sync::atomic::Ordering::SeqCst) >= 2).then_some(())
+    })
+    .await;
+    assert!(
+        walhook.is_running(),
+        "walhook must not exit:\n{}",
+        walhook.log()
+    );
+    assert_eq!(
+        peer.max_confirmed(),
+        0x2000_0010,
+        "confirms the good transaction, never past the bad message"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn truncated_message_is_reported_and_not_confirmed() {
+    malformed_stream(&[b'B', 0, 0, 0], "undecodable message at 0/30000000").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_message_is_reported_and_not_confirmed() {
+    malformed_stream(b"Zhello", "undecodable message at 0/30000000").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wal_level_replica_exits_naming_the_setting() {
+    let cluster = Cluster::start(ClusterOptions {
+        wal_level: Some("replica".into()),
+        ..Default::default()
+    });
+    let db = cluster.database();
+    migrate(&db.url());
+    let mut walhook = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
+    let status = walhook
+        .wait_exit(Duration::from_secs(30))
+        .expect("walhook exits");
+    assert!(!status.success());
+    assert!(
+        walhook.log().contains("set wal_level = logical"),
+        "{}",
+        walhook.log()
+    );
+}
+
+#[test]
+fn migrate_is_idempotent_and_refuses_a_newer_schema() {
+    let db = Cluster::shared().database();
+    migrate(&db.url());
+    let (status, out, _) = walhook(&["migrate", "--database-url", &db.url()]);
+    assert!(status.success());
+    assert!(out.contains("version 2 (was 2)"), "{out}");
+    db.psql("INSERT INTO walhook.schema_migrations (version, name) VALUES (999, 'future')");
+    let (status, _, err) = walhook(&["migrate", "--database-url", &db.url()]);
+    assert!(!status.success());
+    assert!(err.contains("newer than this binary"), "{err}");
+    let (status, _, err) = walhook(&[
+        "run",
+        "--database-url",
+        &db.url(),
+        "--http-addr",
+        "127.0.0.1:0",
+    ]);
+    assert!(!status.success());
+    assert!(err.contains("upgrade walhook"), "{err}");
+}
