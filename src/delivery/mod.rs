@@ -1,5 +1,8 @@
 //! Events -> HTTP: the client, signatures, retry policy and dispatch workers.
+pub mod attempt;
+pub mod client;
 pub mod dispatcher;
+pub mod retry;
 pub mod signing;
 
 use std::sync::{Arc, RwLock};

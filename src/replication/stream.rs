@@ -113,6 +113,7 @@ pub struct SlotStream<'a> {
 
 impl<'a> SlotStream<'a> {
     /// Start replication on `conn` from the slot's confirmed position.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         conn: ReplicationConnection,
         slot: &str,

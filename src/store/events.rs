@@ -56,7 +56,8 @@ pub async fn write_batch(client: &mut Client, events: &[Event]) -> Result<u64, S
     let mut d_seq = Vec::new();
     for e in events {
         let lsn = e.commit_lsn.to_string();
-        for sub in &e.subscriptions {
+        // an event that could not be built is stored with its error, not sent
+        for sub in e.subscriptions.iter().filter(|_| e.body.is_some()) {
             d_event.push(e.id);
             d_sub.push(*sub);
             d_res.push(e.apiresource.as_str());

@@ -1,0 +1,299 @@
+//! One delivery attempt in typed steps: prepare -> send -> decide.
+//!
+//! `prepare` builds the exact request (URL with query params, body in the
+//! subscription's envelope, signatures, auth); `send` performs it and classifies
+//! the result as an [`AttemptOutcome`]; `decide` turns the outcome and the retry
+//! schedule into the delivery's next state.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::retry;
+use super::signing::{self, RequestToSign, SigningKey};
+use crate::store::deliveries::Claimed;
+
+/// A request ready to send.
+#[derive(Debug)]
+pub struct PreparedRequest {
+    pub url: url::Url,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub timeout: Duration,
+}
+
+/// What the receiver (or the network) said.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptOutcome {
+    Succeeded {
+        status: u16,
+        body: String,
+    },
+    Failed {
+        status: Option<u16>,
+        error: String,
+        body: Option<String>,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// The delivery's next state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Succeeded,
+    RetryAt(DateTime<Utc>),
+    Failed,
+}
+
+/// The request cannot be built (a bad URL or secret slipped past validation).
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("subscription url is invalid: {0}")]
+    Url(String),
+    #[error(transparent)]
+    Signing(#[from] signing::SigningError),
+    #[error("header {0} is invalid")]
+    Header(String),
+}
+
+fn header(map: &mut HeaderMap, name: &str, value: &str) -> Result<(), PrepareError> {
+    let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| PrepareError::Header(name.into()))?;
+    let value = HeaderValue::from_str(value).map_err(|_| PrepareError::Header(name.to_string()))?;
+    map.insert(name, value);
+    Ok(())
+}
+
+/// Build the request for attempt number `attempt` (1-based).
+pub fn prepare(
+    claimed: &Claimed,
+    attempt: i32,
+    keys: &[SigningKey],
+    now: DateTime<Utc>,
+) -> Result<PreparedRequest, PrepareError> {
+    let sub = &claimed.subscription;
+    let mut url = url::Url::parse(&sub.url).map_err(|e| PrepareError::Url(e.to_string()))?;
+    if !sub.query_params.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for (k, v) in &sub.query_params {
+            pairs.append_pair(k, v.as_str().unwrap_or_default());
+        }
+    }
+    let body = if sub.standard_envelope {
+        format!(
+            r#"{{"type":{},"timestamp":"{}","data":{}}}"#,
+            serde_json::Value::String(claimed.event_type.clone()),
+            claimed.commit_time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            claimed.body
+        )
+        .into_bytes()
+    } else {
+        claimed.body.clone().into_bytes()
+    };
+    let webhook_id = claimed.event_id.to_string();
+    let timestamp = now.timestamp();
+    let mut headers = HeaderMap::new();
+    for (k, v) in &sub.headers {
+        header(&mut headers, k, v.as_str().unwrap_or_default())?;
+    }
+    let content_type = "application/json";
+    let secrets: Vec<&str> = sub.secrets.iter().map(String::as_str).collect();
+    let signed = signing::sign(
+        &RequestToSign {
+            method: "POST",
+            target_uri: url.as_str(),
+            content_type,
+            webhook_id: &webhook_id,
+            timestamp,
+            body: &body,
+        },
+        &secrets,
+        keys,
+    )?;
+    header(&mut headers, "content-type", content_type)?;
+    header(&mut headers, "webhook-id", &webhook_id)?;
+    header(&mut headers, "webhook-timestamp", &timestamp.to_string())?;
+    header(&mut headers, "webhook-signature", &signed.webhook_signature)?;
+    header(&mut headers, "webhook-event-type", &claimed.event_type)?;
+    header(&mut headers, "webhook-attempt", &attempt.to_string())?;
+    header(&mut headers, "content-digest", &signed.content_digest)?;
+    header(&mut headers, "signature-input", &signed.signature_input)?;
+    header(&mut headers, "signature", &signed.signature)?;
+    match sub.auth_type.as_str() {
+        "bearer" => header(
+            &mut headers,
+            "authorization",
+            &format!("Bearer {}", sub.auth_token.as_deref().unwrap_or_default()),
+        )?,
+        "basic" => {
+            let credentials = format!(
+                "{}:{}",
+                sub.auth_username.as_deref().unwrap_or_default(),
+                sub.auth_password.as_deref().unwrap_or_default()
+            );
+            header(&mut headers, "authorization", &format!("Basic {}", STANDARD.encode(credentials)))?
+        }
+        _ => {}
+    }
+    Ok(PreparedRequest {
+        url,
+        headers,
+        body,
+        timeout: sub.timeout,
+    })
+}
+
+/// At most this much of a response body is kept.
+pub const RESPONSE_BODY_LIMIT: usize = 256;
+
+/// Send the request; 2xx within the timeout is success, anything else a failure.
+pub async fn send(client: &reqwest::Client, request: PreparedRequest) -> (AttemptOutcome, Duration) {
+    let started = Instant::now();
+    let result = client
+        .post(request.url)
+        .headers(request.headers)
+        .body(request.body)
+        .timeout(request.timeout)
+        .send()
+        .await;
+    let outcome = match result {
+        Err(error) => AttemptOutcome::Failed {
+            status: None,
+            error: describe(&error),
+            body: None,
+            retry_after: None,
+        },
+        Ok(mut response) => {
+            let status = response.status();
+            let retry_after = if status.as_u16() == 429 || status.as_u16() == 503 {
+                response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| retry::parse_retry_after(v, Utc::now()))
+            } else {
+                None
+            };
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = read_prefix(&mut response).await;
+            if status.is_success() {
+                AttemptOutcome::Succeeded {
+                    status: status.as_u16(),
+                    body,
+                }
+            } else {
+                let error = if status.is_redirection() {
+                    format!(
+                        "receiver answered {status} (redirect to {}); redirects are not followed: update the subscription url",
+                        location.as_deref().unwrap_or("?")
+                    )
+                } else {
+                    format!("receiver answered {status}")
+                };
+                AttemptOutcome::Failed {
+                    status: Some(status.as_u16()),
+                    error,
+                    body: Some(body),
+                    retry_after,
+                }
+            }
+        }
+    };
+    (outcome, started.elapsed())
+}
+
+async fn read_prefix(response: &mut reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < RESPONSE_BODY_LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    buf.truncate(RESPONSE_BODY_LIMIT);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// A transport error in words an operator can act on (with its causes).
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = if error.is_timeout() {
+        "timed out waiting for the receiver".to_owned()
+    } else if error.is_connect() {
+        "could not connect to the receiver".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Next state of a delivery after attempt number `attempts_done - retry_base`
+/// of its current schedule.
+pub fn decide(
+    outcome: &AttemptOutcome,
+    schedule: &[Duration],
+    attempts_since_redelivery: usize,
+    now: DateTime<Utc>,
+    rng: &mut impl Rng,
+) -> Decision {
+    match outcome {
+        AttemptOutcome::Succeeded { .. } => Decision::Succeeded,
+        AttemptOutcome::Failed { retry_after, .. } => {
+            match retry::next_delay(schedule, attempts_since_redelivery.saturating_sub(1)) {
+                None => Decision::Failed,
+                Some(scheduled) => {
+                    let delay = retry::delay_for(scheduled, *retry_after, rng);
+                    Decision::RetryAt(now + chrono::Duration::from_std(delay).unwrap_or_default())
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(retry_after: Option<Duration>) -> AttemptOutcome {
+        AttemptOutcome::Failed {
+            status: Some(500),
+            error: "x".into(),
+            body: None,
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn decisions_follow_the_schedule() {
+        let now = Utc::now();
+        let mut rng = rand::thread_rng();
+        let schedule = [Duration::from_secs(10), Duration::from_secs(100)];
+        let ok = AttemptOutcome::Succeeded { status: 204, body: String::new() };
+        assert_eq!(decide(&ok, &schedule, 1, now, &mut rng), Decision::Succeeded);
+        match decide(&failed(None), &schedule, 1, now, &mut rng) {
+            Decision::RetryAt(t) => {
+                let d = (t - now).num_milliseconds();
+                assert!((8_000..=12_000).contains(&d), "{d}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(decide(&failed(None), &schedule, 2, now, &mut rng), Decision::RetryAt(_)));
+        assert_eq!(decide(&failed(None), &schedule, 3, now, &mut rng), Decision::Failed);
+        match decide(&failed(Some(Duration::from_secs(3))), &schedule, 1, now, &mut rng) {
+            Decision::RetryAt(t) => assert_eq!((t - now).num_seconds(), 3),
+            other => panic!("{other:?}"),
+        }
+    }
+}
