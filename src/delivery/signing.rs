@@ -1,6 +1,34 @@
-//! STUB (owned by the signing helper): Standard Webhooks + RFC 9421 signatures.
+//! Signatures on outgoing deliveries: the last pure step before a POST leaves.
+//!
+//! Every delivery carries two independent signature schemes so a receiver can use
+//! whichever library it has (PRODUCT.md section 4):
+//!
+//! - [Standard Webhooks](https://www.standardwebhooks.com/): `webhook-signature`
+//!   holds `v1,<HMAC-SHA256>` per subscription secret and `v1a,<Ed25519>` per
+//!   unretired signing key, all over `{webhook-id}.{webhook-timestamp}.{body}`
+//!   (see [`standard_webhooks`]);
+//! - RFC 9421 HTTP Message Signatures with Ed25519 and the current key, covering
+//!   method, target URI, `content-digest` (RFC 9530), `content-type`, `webhook-id`
+//!   and `webhook-timestamp` (see [`http_signature`]).
+//!
+//! Keys are identified by their RFC 7638 JWK thumbprint and published as a JWKS
+//! (see [`jwk`]). Signing is a pure function of the request bytes and the keys:
+//! no clock, no I/O, so the exact bytes signed are the bytes sent. The verifiers
+//! here are for receivers (the demo receiver of `walhook dev`, the example
+//! receiver and the tests); walhook itself never verifies.
 
-/// An Ed25519 signing key with its JWK thumbprint.
+pub mod http_signature;
+pub mod jwk;
+pub mod standard_webhooks;
+
+pub use http_signature::verify_http_signature;
+pub use jwk::parse_jwks;
+pub use standard_webhooks::{VerifiedSchemes, verify_standard_webhook};
+
+/// An Ed25519 signing key with its JWK thumbprint (`kid`).
+///
+/// `Debug` prints the kid only: the private key never reaches a log.
+#[derive(Clone)]
 pub struct SigningKey {
     pub kid: String,
     pub key: ed25519_dalek::SigningKey,
@@ -17,29 +45,188 @@ pub struct RequestToSign<'a> {
 }
 
 /// Header values to add to the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedHeaders {
+    /// `webhook-signature`
     pub webhook_signature: String,
+    /// `content-digest`
     pub content_digest: String,
+    /// `signature-input`
     pub signature_input: String,
+    /// `signature`
     pub signature: String,
 }
 
-/// Sign with every symmetric secret (`whsec_...`, current first) and every
-/// unretired key (current first; RFC 9421 uses the current one).
+/// Why a request could not be signed; none of these is retryable.
 #[derive(Debug, thiserror::Error)]
 pub enum SigningError {
     #[error("subscription secret is not of the form whsec_<base64>")]
     BadSecret,
+    #[error(
+        "no unretired signing key: run `walhook keys rotate` (or restart walhook, which creates one)"
+    )]
+    NoSigningKey,
+    #[error(
+        "stored Ed25519 private key has {0} bytes, expected a 32-byte seed: check walhook.signing_keys"
+    )]
+    BadPrivateKey(usize),
 }
 
+/// Why a receiver rejects a delivery. Messages name the header at fault; they
+/// never contain secrets or the body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("missing header {0}")]
+    MissingHeader(&'static str),
+    #[error("header {0} is malformed")]
+    Malformed(&'static str),
+    #[error("timestamp is {0} seconds away from now, outside the tolerance")]
+    Stale(i64),
+    #[error("no credential to verify with: give a whsec_ secret or public keys")]
+    NoCredentials,
+    #[error("secret is not of the form whsec_<base64>")]
+    BadSecret,
+    #[error("no v1 (HMAC-SHA256) signature matches the secret")]
+    NoMatchingHmac,
+    #[error("no v1a (Ed25519) signature matches a known key")]
+    NoMatchingEd25519,
+    #[error("content-digest does not match the body")]
+    DigestMismatch,
+    #[error("signature covers {0}, which the request lacks")]
+    MissingComponent(String),
+    #[error("signature does not cover required component {0}")]
+    NotCovered(&'static str),
+    #[error("signature algorithm {0:?} is not ed25519")]
+    BadAlgorithm(String),
+    #[error("signature key {0:?} is not in the JWKS")]
+    UnknownKey(String),
+    #[error("RFC 9421 signature does not verify")]
+    BadSignature,
+    #[error("JWKS is malformed: {0}")]
+    BadJwks(&'static str),
+}
+
+/// How a receiver reads a request header (case-insensitive name, first value).
+/// A closure so axum, reqwest and test code can all call the verifiers.
+pub type HeaderLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// A public key as a receiver knows it: `(kid, Ed25519 public key bytes)`.
+pub type PublicKey = (String, [u8; 32]);
+
+/// Sign with every symmetric secret (`whsec_...`, current first) and every
+/// unretired key (current first; RFC 9421 uses the current one).
 pub fn sign(
-    _req: &RequestToSign<'_>,
-    _secrets: &[&str],
-    _keys: &[SigningKey],
+    req: &RequestToSign<'_>,
+    secrets: &[&str],
+    keys: &[SigningKey],
 ) -> Result<SignedHeaders, SigningError> {
-    todo!()
+    let current = keys.first().ok_or(SigningError::NoSigningKey)?;
+    let webhook_signature = standard_webhooks::signature_header(
+        req.webhook_id,
+        req.timestamp,
+        req.body,
+        secrets,
+        keys,
+    )?;
+    let (content_digest, signature_input, signature) = http_signature::sign(req, current);
+    Ok(SignedHeaders {
+        webhook_signature,
+        content_digest,
+        signature_input,
+        signature,
+    })
 }
 
-pub fn jwks(_keys: &[SigningKey]) -> serde_json::Value {
-    serde_json::json!({"keys": []})
+/// The public JWKS served at `/.well-known/jwks.json`: public parts only.
+pub fn jwks(keys: &[SigningKey]) -> serde_json::Value {
+    serde_json::json!({ "keys": keys.iter().map(SigningKey::public_jwk).collect::<Vec<_>>() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(body: &[u8]) -> RequestToSign<'_> {
+        RequestToSign {
+            method: "POST",
+            target_uri: "https://receiver.example/hooks?tenant=a%20b",
+            content_type: "application/json",
+            webhook_id: "7d7c9a3e-0f6b-4a53-8d0a-0c6c3f0b9e21",
+            timestamp: 1_700_000_000,
+            body,
+        }
+    }
+
+    fn lookup(h: &SignedHeaders) -> impl Fn(&str) -> Option<String> + '_ {
+        move |name: &str| match name {
+            "webhook-id" => Some("7d7c9a3e-0f6b-4a53-8d0a-0c6c3f0b9e21".into()),
+            "webhook-timestamp" => Some("1700000000".into()),
+            "webhook-signature" => Some(h.webhook_signature.clone()),
+            "content-type" => Some("application/json".into()),
+            "content-digest" => Some(h.content_digest.clone()),
+            "signature-input" => Some(h.signature_input.clone()),
+            "signature" => Some(h.signature.clone()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn sign_produces_both_schemes_and_they_verify() {
+        let keys = [SigningKey::generate(), SigningKey::generate()];
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let body = br#"{"apiresource":"/organisations/1","revision":3}"#;
+        let h = sign(&request(body), &[secret], &keys).unwrap();
+        let parts: Vec<&str> = h.webhook_signature.split(' ').collect();
+        assert_eq!(parts.len(), 3);
+        assert!(parts[0].starts_with("v1,") && parts[1].starts_with("v1a,"));
+        assert!(
+            h.signature_input
+                .contains(&format!("keyid=\"{}\"", keys[0].kid))
+        );
+        let public: Vec<PublicKey> = keys
+            .iter()
+            .map(|k| (k.kid.clone(), k.public_bytes()))
+            .collect();
+        let l = lookup(&h);
+        let v =
+            verify_standard_webhook(&l, body, Some(secret), &public, 1_700_000_010, 300).unwrap();
+        assert!(v.hmac);
+        assert_eq!(v.ed25519_kid.as_deref(), Some(keys[0].kid.as_str()));
+        let uri = request(body).target_uri;
+        verify_http_signature("POST", uri, &l, body, &public, 1_700_000_010, 300).unwrap();
+    }
+
+    #[test]
+    fn sign_without_keys_is_an_error_and_bad_secret_is_refused() {
+        let body = b"{}";
+        assert!(matches!(
+            sign(&request(body), &["whsec_AAAA"], &[]),
+            Err(SigningError::NoSigningKey)
+        ));
+        let keys = [SigningKey::generate()];
+        for bad in ["AAAA", "whsec_", "whsec_not base64!"] {
+            assert!(matches!(
+                sign(&request(body), &[bad], &keys),
+                Err(SigningError::BadSecret)
+            ));
+        }
+    }
+
+    #[test]
+    fn jwks_lists_public_parts_only() {
+        let keys = [SigningKey::generate(), SigningKey::generate()];
+        let set = jwks(&keys);
+        let list = set["keys"].as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        for (jwk, key) in list.iter().zip(&keys) {
+            assert_eq!(jwk["kty"], "OKP");
+            assert_eq!(jwk["crv"], "Ed25519");
+            assert_eq!(jwk["use"], "sig");
+            assert_eq!(jwk["alg"], "EdDSA");
+            assert_eq!(jwk["kid"], key.kid.as_str());
+            assert!(jwk.get("d").is_none());
+        }
+        let parsed = parse_jwks(&set).unwrap();
+        assert_eq!(parsed[1], (keys[1].kid.clone(), keys[1].public_bytes()));
+    }
 }
