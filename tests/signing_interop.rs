@@ -281,3 +281,157 @@ fn rotated_keys_both_sign_and_the_old_one_still_verifies() {
     );
     assert_all(&before, true, "an old-key delivery against a two-key JWKS");
 }
+
+/// A throwaway PostgreSQL cluster (port from the OS, data in a tempdir owned by
+/// the `postgres` user), stopped on drop.
+struct Cluster {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let bin = Path::new("/usr/lib/postgresql/15/bin");
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let as_postgres = |args: &[&str]| {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let status = Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .args(args)
+                .stdout(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "{args:?} failed");
+        };
+        let data_s = data.to_str().unwrap();
+        let opts = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {}",
+            dir.path().display()
+        );
+        as_postgres(&[
+            bin.join("initdb").to_str().unwrap(),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-D",
+            data_s,
+        ]);
+        let log = dir.path().join("log");
+        as_postgres(&[
+            bin.join("pg_ctl").to_str().unwrap(),
+            "-D",
+            data_s,
+            "-o",
+            &opts,
+            "-l",
+            log.to_str().unwrap(),
+            "-w",
+            "start",
+        ]);
+        Cluster { dir, port }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                "/usr/lib/postgresql/15/bin/pg_ctl",
+                "-m",
+                "immediate",
+                "stop",
+                "-D",
+            ])
+            .arg(self.dir.path().join("data"))
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn signing_keys_in_postgres_rotate_and_retire() {
+    use walhook::store::keys::{self, KeysError};
+    let cluster = Cluster::start();
+    let config: tokio_postgres::Config = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres",
+        cluster.port
+    )
+    .parse()
+    .unwrap();
+    let mut client = walhook::store::connect(&config).await.unwrap();
+    walhook::store::migrate::migrate(&mut client).await.unwrap();
+
+    // Concurrent ensure_key from several connections creates exactly one key.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let config = config.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = walhook::store::connect(&config).await.unwrap();
+            keys::ensure_key(&c).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    keys::ensure_key(&client).await.unwrap();
+    let first = keys::load_active(&client).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let first_kid = first[0].kid.clone();
+
+    // The last key cannot be retired; rotation makes a new current key.
+    assert!(matches!(
+        keys::retire(&client, &first_kid).await,
+        Err(KeysError::LastKey(_))
+    ));
+    let second_kid = keys::rotate(&client).await.unwrap();
+    let active = keys::load_active(&client).await.unwrap();
+    let kids: Vec<&str> = active.iter().map(|k| k.kid.as_str()).collect();
+    assert_eq!(kids, [second_kid.as_str(), first_kid.as_str()]);
+    // Stored keys sign like the ones generated: the thumbprint is recomputed.
+    assert_eq!(active[1].public_bytes(), first[0].public_bytes());
+
+    keys::retire(&client, &first_kid).await.unwrap();
+    assert!(matches!(
+        keys::retire(&client, &first_kid).await,
+        Err(KeysError::AlreadyRetired(_))
+    ));
+    assert!(matches!(
+        keys::retire(&client, "no-such-kid").await,
+        Err(KeysError::UnknownKid(_))
+    ));
+    let active = keys::load_active(&client).await.unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].kid, second_kid);
+    // ensure_key leaves an existing unretired key alone.
+    keys::ensure_key(&client).await.unwrap();
+    assert_eq!(keys::load_active(&client).await.unwrap().len(), 1);
+
+    // A row whose key does not match its kid is reported, not used.
+    client
+        .execute(
+            "UPDATE walhook.signing_keys SET private_key = $1 WHERE kid = $2",
+            &[&vec![7u8; 32], &second_kid],
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        keys::load_active(&client).await,
+        Err(KeysError::Mismatch(_))
+    ));
+}
