@@ -61,7 +61,8 @@ pub enum PrepareError {
 }
 
 fn header(map: &mut HeaderMap, name: &str, value: &str) -> Result<(), PrepareError> {
-    let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| PrepareError::Header(name.into()))?;
+    let name =
+        HeaderName::from_bytes(name.as_bytes()).map_err(|_| PrepareError::Header(name.into()))?;
     let value = HeaderValue::from_str(value).map_err(|_| PrepareError::Header(name.to_string()))?;
     map.insert(name, value);
     Ok(())
@@ -86,7 +87,9 @@ pub fn prepare(
         format!(
             r#"{{"type":{},"timestamp":"{}","data":{}}}"#,
             serde_json::Value::String(claimed.event_type.clone()),
-            claimed.commit_time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            claimed
+                .commit_time
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             claimed.body
         )
         .into_bytes()
@@ -134,7 +137,11 @@ pub fn prepare(
                 sub.auth_username.as_deref().unwrap_or_default(),
                 sub.auth_password.as_deref().unwrap_or_default()
             );
-            header(&mut headers, "authorization", &format!("Basic {}", STANDARD.encode(credentials)))?
+            header(
+                &mut headers,
+                "authorization",
+                &format!("Basic {}", STANDARD.encode(credentials)),
+            )?
         }
         _ => {}
     }
@@ -150,7 +157,10 @@ pub fn prepare(
 pub const RESPONSE_BODY_LIMIT: usize = 256;
 
 /// Send the request; 2xx within the timeout is success, anything else a failure.
-pub async fn send(client: &reqwest::Client, request: PreparedRequest) -> (AttemptOutcome, Duration) {
+pub async fn send(
+    client: &reqwest::Client,
+    request: PreparedRequest,
+) -> (AttemptOutcome, Duration) {
     let started = Instant::now();
     let result = client
         .post(request.url)
@@ -280,8 +290,14 @@ mod tests {
         let now = Utc::now();
         let mut rng = rand::thread_rng();
         let schedule = [Duration::from_secs(10), Duration::from_secs(100)];
-        let ok = AttemptOutcome::Succeeded { status: 204, body: String::new() };
-        assert_eq!(decide(&ok, &schedule, 1, now, &mut rng), Decision::Succeeded);
+        let ok = AttemptOutcome::Succeeded {
+            status: 204,
+            body: String::new(),
+        };
+        assert_eq!(
+            decide(&ok, &schedule, 1, now, &mut rng),
+            Decision::Succeeded
+        );
         match decide(&failed(None), &schedule, 1, now, &mut rng) {
             Decision::RetryAt(t) => {
                 let d = (t - now).num_milliseconds();
@@ -289,9 +305,21 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(decide(&failed(None), &schedule, 2, now, &mut rng), Decision::RetryAt(_)));
-        assert_eq!(decide(&failed(None), &schedule, 3, now, &mut rng), Decision::Failed);
-        match decide(&failed(Some(Duration::from_secs(3))), &schedule, 1, now, &mut rng) {
+        assert!(matches!(
+            decide(&failed(None), &schedule, 2, now, &mut rng),
+            Decision::RetryAt(_)
+        ));
+        assert_eq!(
+            decide(&failed(None), &schedule, 3, now, &mut rng),
+            Decision::Failed
+        );
+        match decide(
+            &failed(Some(Duration::from_secs(3))),
+            &schedule,
+            1,
+            now,
+            &mut rng,
+        ) {
             Decision::RetryAt(t) => assert_eq!((t - now).num_seconds(), 3),
             other => panic!("{other:?}"),
         }

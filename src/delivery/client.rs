@@ -62,9 +62,8 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let mut refused = None;
             let allowed: Vec<SocketAddr> = addrs
                 .into_iter()
@@ -147,13 +146,30 @@ mod tests {
 
     #[test]
     fn ranges() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "169.254.1.1", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fc00::1", "fd00:ec2::254", "::ffff:127.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "169.254.1.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fc00::1",
+            "fd00:ec2::254",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(refused_range(ip.parse().unwrap()).is_some(), "{ip}");
         }
         for ip in ["93.184.216.34", "2606:2800:220:1::1", "100.128.0.1"] {
             assert!(refused_range(ip.parse().unwrap()).is_none(), "{ip}");
         }
-        assert_eq!(refused_range("169.254.169.254".parse().unwrap()), Some("cloud metadata address"));
+        assert_eq!(
+            refused_range("169.254.169.254".parse().unwrap()),
+            Some("cloud metadata address")
+        );
         assert!(check_literal_host(&"https://127.0.0.1/x".parse().unwrap()).is_err());
         assert!(check_literal_host(&"https://example.com/x".parse().unwrap()).is_ok());
     }

@@ -19,14 +19,14 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::attempt::{self, AttemptOutcome, Decision};
-use super::client::{check_literal_host, Clients};
 use super::KeyRing;
+use super::attempt::{self, AttemptOutcome, Decision};
+use super::client::{Clients, check_literal_host};
 use crate::store::deliveries::{self, AttemptRecord, Claimed};
 use crate::store::settings;
 use crate::telemetry;
@@ -86,7 +86,11 @@ impl Dispatcher {
             return Ok(());
         };
         let mut client = client;
-        tokio::spawn(listen(self.config.database.clone(), self.wake.clone(), shutdown.clone()));
+        tokio::spawn(listen(
+            self.config.database.clone(),
+            self.wake.clone(),
+            shutdown.clone(),
+        ));
         let permits = Arc::new(Semaphore::new(self.config.global_max_in_flight));
         let in_flight: InFlight = Arc::default();
         let (records_tx, records_rx) = mpsc::channel::<AttemptRecord>(1024);
@@ -167,7 +171,9 @@ impl Dispatcher {
             let parked: Vec<i64> = in_flight.lock().unwrap().iter().copied().collect();
             match deliveries::release(&client, instance, &parked).await {
                 Ok(n) => tracing::info!(parked = n, "in-flight deliveries parked for retry"),
-                Err(error) => tracing::warn!(%error, "parking in-flight deliveries failed; their leases expire"),
+                Err(error) => {
+                    tracing::warn!(%error, "parking in-flight deliveries failed; their leases expire")
+                }
             }
         }
         Ok(())
@@ -255,7 +261,9 @@ impl AttemptTask {
                 };
                 match refused {
                     Err(error) => (failure(error), Duration::ZERO),
-                    Ok(()) => attempt::send(self.clients.get(self.allow_insecure_targets), request).await,
+                    Ok(()) => {
+                        attempt::send(self.clients.get(self.allow_insecure_targets), request).await
+                    }
                 }
             }
         };
@@ -271,21 +279,33 @@ impl AttemptTask {
         );
         let sub = c.subscription.id.to_string();
         let (status_code, error, body) = match &outcome {
-            AttemptOutcome::Succeeded { status, body } => (Some(i32::from(*status)), None, Some(body.clone())),
-            AttemptOutcome::Failed { status, error, body, .. } => (status.map(i32::from), Some(error.clone()), body.clone()),
+            AttemptOutcome::Succeeded { status, body } => {
+                (Some(i32::from(*status)), None, Some(body.clone()))
+            }
+            AttemptOutcome::Failed {
+                status,
+                error,
+                body,
+                ..
+            } => (status.map(i32::from), Some(error.clone()), body.clone()),
         };
         let (new_status, next_attempt_at, label) = match decision {
             Decision::Succeeded => {
-                let latency = (Utc::now() - c.commit_time).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                let latency =
+                    (Utc::now() - c.commit_time).num_microseconds().unwrap_or(0) as f64 / 1e6;
                 telemetry::END_TO_END_LATENCY.observe(latency.max(0.0));
                 ("succeeded", Utc::now(), "success")
             }
             Decision::RetryAt(at) => ("pending", at, "retry"),
             Decision::Failed => ("failed", Utc::now(), "failed"),
         };
-        telemetry::DELIVERIES.with_label_values(&[&sub, label]).inc();
+        telemetry::DELIVERIES
+            .with_label_values(&[&sub, label])
+            .inc();
         match &error {
-            Some(error) => tracing::info!(attempt, outcome = label, status = ?status_code, %error, "delivery attempt failed"),
+            Some(error) => {
+                tracing::info!(attempt, outcome = label, status = ?status_code, %error, "delivery attempt failed")
+            }
             None => tracing::debug!(attempt, status = ?status_code, "delivered"),
         }
         let record = AttemptRecord {
@@ -338,7 +358,9 @@ async fn record_loop(
             if let Some(c) = client.as_mut() {
                 match deliveries::record(c, instance, &batch).await {
                     Ok(()) => break,
-                    Err(error) => tracing::warn!(%error, attempt, "recording delivery attempts failed"),
+                    Err(error) => {
+                        tracing::warn!(%error, attempt, "recording delivery attempts failed")
+                    }
                 }
             }
             tokio::time::sleep(Duration::from_millis(200 << attempt)).await;

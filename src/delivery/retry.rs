@@ -24,12 +24,20 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let at = DateTime::parse_from_rfc2822(value).ok()?;
-    Some((at.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO))
+    Some(
+        (at.with_timezone(&Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// The delay before the next attempt: `Retry-After` (honoured on 429/503 only)
 /// clamped to ten times the scheduled delay, else the jittered schedule.
-pub fn delay_for(scheduled: Duration, retry_after: Option<Duration>, rng: &mut impl Rng) -> Duration {
+pub fn delay_for(
+    scheduled: Duration,
+    retry_after: Option<Duration>,
+    rng: &mut impl Rng,
+) -> Duration {
     match retry_after {
         Some(ra) => ra.min(scheduled * 10),
         None => jitter(scheduled, rng),
@@ -54,7 +62,10 @@ mod tests {
         let mut rng = rand::thread_rng();
         for _ in 0..1000 {
             let d = jitter(Duration::from_secs(10), &mut rng);
-            assert!(d >= Duration::from_secs(8) && d <= Duration::from_secs(12), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(8) && d <= Duration::from_secs(12),
+                "{d:?}"
+            );
         }
     }
 
@@ -69,11 +80,19 @@ mod tests {
         assert_eq!(parse_retry_after("soon", now), None);
         let mut rng = rand::thread_rng();
         assert_eq!(
-            delay_for(Duration::from_secs(1), Some(Duration::from_secs(3600)), &mut rng),
+            delay_for(
+                Duration::from_secs(1),
+                Some(Duration::from_secs(3600)),
+                &mut rng
+            ),
             Duration::from_secs(10)
         );
         assert_eq!(
-            delay_for(Duration::from_secs(10), Some(Duration::from_secs(2)), &mut rng),
+            delay_for(
+                Duration::from_secs(10),
+                Some(Duration::from_secs(2)),
+                &mut rng
+            ),
             Duration::from_secs(2)
         );
     }

@@ -59,7 +59,7 @@ WITH candidates AS (
               WHERE e.subscription_id = d.subscription_id AND e.apiresource = d.apiresource
                 AND e.status = 'pending' AND (e.commit_lsn, e.seq) < (d.commit_lsn, d.seq)))
      ORDER BY d.next_attempt_at, d.id
-     LIMIT $2 * 4
+     LIMIT $2::int8 * 4
      FOR UPDATE OF d SKIP LOCKED
 ), ranked AS (
     SELECT c.id, c.subscription_id, c.next_attempt_at,
@@ -73,7 +73,7 @@ WITH candidates AS (
                     WHERE l.subscription_id = r.subscription_id AND l.status = 'pending'
                       AND l.lease_until > now()) <= s.max_in_flight
      ORDER BY r.next_attempt_at, r.id
-     LIMIT $2
+     LIMIT $2::int8
 )
 UPDATE walhook.deliveries d
    SET lease_owner = $1,
@@ -90,10 +90,15 @@ RETURNING d.id, d.attempts, d.retry_base, ev.id, ev.type, ev.body::text, ev.comm
           s.envelope";
 
 /// Claim up to `limit` due deliveries for `instance`.
-pub async fn claim(client: &Client, instance: Uuid, limit: i64) -> Result<Vec<Claimed>, tokio_postgres::Error> {
+pub async fn claim(
+    client: &Client,
+    instance: Uuid,
+    limit: i64,
+) -> Result<Vec<Claimed>, tokio_postgres::Error> {
     let rows = client.query(CLAIM, &[&instance, &limit]).await?;
     let object = |text: Option<String>| -> serde_json::Map<String, serde_json::Value> {
-        text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+        text.and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
     };
     rows.iter()
         .map(|r| {
@@ -150,7 +155,11 @@ pub struct AttemptRecord {
 
 /// Record finished attempts in one transaction. Deliveries whose lease this
 /// instance lost are left alone (another instance owns them now).
-pub async fn record(client: &mut Client, instance: Uuid, records: &[AttemptRecord]) -> Result<(), tokio_postgres::Error> {
+pub async fn record(
+    client: &mut Client,
+    instance: Uuid,
+    records: &[AttemptRecord],
+) -> Result<(), tokio_postgres::Error> {
     if records.is_empty() {
         return Ok(());
     }
@@ -189,7 +198,11 @@ pub async fn record(client: &mut Client, instance: Uuid, records: &[AttemptRecor
 }
 
 /// Give back leases of deliveries this instance claimed but did not attempt.
-pub async fn release(client: &Client, instance: Uuid, ids: &[i64]) -> Result<u64, tokio_postgres::Error> {
+pub async fn release(
+    client: &Client,
+    instance: Uuid,
+    ids: &[i64],
+) -> Result<u64, tokio_postgres::Error> {
     client
         .execute(
             "UPDATE walhook.deliveries SET lease_owner = NULL, lease_until = NULL
@@ -202,7 +215,10 @@ pub async fn release(client: &Client, instance: Uuid, ids: &[i64]) -> Result<u64
 /// Deliveries waiting (status pending).
 pub async fn pending_count(client: &Client) -> Result<i64, tokio_postgres::Error> {
     client
-        .query_one("SELECT count(*) FROM walhook.deliveries WHERE status = 'pending'", &[])
+        .query_one(
+            "SELECT count(*) FROM walhook.deliveries WHERE status = 'pending'",
+            &[],
+        )
         .await?
         .try_get(0)
 }

@@ -13,7 +13,10 @@ use super::settings::Settings;
 pub const BATCH: i64 = 5_000;
 
 /// Delete attempts and events past retention. Returns (events, attempts) removed.
-pub async fn sweep(client: &Client, settings: &Settings) -> Result<(u64, u64), tokio_postgres::Error> {
+pub async fn sweep(
+    client: &Client,
+    settings: &Settings,
+) -> Result<(u64, u64), tokio_postgres::Error> {
     let attempt_secs = settings.attempt_retention.as_secs_f64();
     let event_secs = settings.event_retention.as_secs_f64();
     let mut attempts = 0;

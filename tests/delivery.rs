@@ -1,0 +1,336 @@
+//! Delivery end to end: a real PostgreSQL, the walhook binary, and real HTTP
+//! receivers on loopback.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::receiver::Reply;
+use support::{ChildProcess, Cluster, Receiver, TestDb, migrate, wait_until, walhook_run};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A migrated database with a routed `items` table and insecure targets allowed.
+fn prepare(db: &TestDb<'_>) {
+    migrate(&db.url());
+    db.psql(
+        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
+         CREATE TABLE items (id int PRIMARY KEY, kind text NOT NULL DEFAULT 'a', name text);
+         INSERT INTO walhook.routes (source_table, resource, apiresource)
+              VALUES ('items', 'item', '/items/{id}');",
+    );
+}
+
+/// Insert a subscription; returns its id.
+fn subscribe(db: &TestDb<'_>, url: &str, extra_cols: &str, extra_vals: &str) -> String {
+    db.psql(&format!(
+        "INSERT INTO walhook.subscriptions (url, retry_schedule{extra_cols})
+         VALUES ('{url}', '{{10ms,10ms,10ms}}'{extra_vals}) RETURNING id"
+    ))
+}
+
+fn start(db: &TestDb<'_>) -> ChildProcess {
+    let walhook = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
+    walhook.wait_for_log("streaming", WAIT);
+    walhook
+}
+
+async fn rows(db: &TestDb<'_>, sql: &str) -> Vec<tokio_postgres::Row> {
+    db.client().await.query(sql, &[]).await.unwrap()
+}
+
+async fn wait_received(receiver: &Receiver, n: usize) {
+    wait_until(WAIT, &format!("{n} requests at the receiver"), || async {
+        (receiver.count() >= n).then_some(())
+    })
+    .await;
+}
+
+async fn wait_status(db: &TestDb<'_>, status: &str, n: i64) {
+    let sql = format!("SELECT count(*) FROM walhook.deliveries WHERE status = '{status}'");
+    wait_until(WAIT, &format!("{n} deliveries {status}"), || async {
+        let c: i64 = rows(db, &sql).await[0].get(0);
+        (c >= n).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_committed_row_arrives_signed_with_its_headers() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let receiver = Receiver::start().await;
+    subscribe(
+        &db,
+        &receiver.url(),
+        ", headers, query_params, auth_type, auth_token",
+        r#", '{"x-tenant": "acme"}', '{"source": "walhook"}', 'bearer', 's3cret-token'"#,
+    );
+    let _walhook = start(&db);
+    db.psql("INSERT INTO items (id, name) VALUES (1, 'one')");
+    wait_received(&receiver, 1).await;
+    wait_status(&db, "succeeded", 1).await;
+    let request = &receiver.received()[0];
+    let stored = &rows(&db, "SELECT id::text, body::text FROM walhook.events").await[0];
+    let (event_id, body): (String, String) = (stored.get(0), stored.get(1));
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.uri.path(), "/hook");
+    assert_eq!(request.uri.query(), Some("source=walhook"));
+    assert_eq!(
+        std::str::from_utf8(&request.body).unwrap(),
+        body,
+        "exact stored bytes"
+    );
+    assert_eq!(
+        request.header("webhook-id").as_deref(),
+        Some(event_id.as_str())
+    );
+    assert_eq!(
+        request.header("webhook-event-type").as_deref(),
+        Some("item.created")
+    );
+    assert_eq!(request.header("webhook-attempt").as_deref(), Some("1"));
+    assert_eq!(
+        request.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(request.header("x-tenant").as_deref(), Some("acme"));
+    assert_eq!(
+        request.header("authorization").as_deref(),
+        Some("Bearer s3cret-token")
+    );
+    let signature = request.header("webhook-signature").unwrap();
+    assert!(
+        signature.starts_with("v1,") && signature.contains(" v1a,"),
+        "{signature}"
+    );
+    assert!(
+        request
+            .header("content-digest")
+            .unwrap()
+            .starts_with("sha-256=:")
+    );
+    let input = request.header("signature-input").unwrap();
+    assert!(input.starts_with("sig1=(\"@method\" \"@target-uri\" \"content-digest\" \"content-type\" \"webhook-id\" \"webhook-timestamp\")"), "{input}");
+    assert!(input.contains("alg=\"ed25519\""));
+    let body: Value = request.json();
+    assert_eq!(body["apiresource"], "/items/1");
+    let attempts = rows(
+        &db,
+        "SELECT attempt, status_code FROM walhook.delivery_attempts",
+    )
+    .await;
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].get::<_, Option<i32>>(1), Some(204));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_are_retried_then_succeed_with_every_attempt_recorded() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let receiver = Receiver::start().await;
+    receiver.push([Reply::Status(500), Reply::Status(500)]);
+    subscribe(&db, &receiver.url(), "", "");
+    let _walhook = start(&db);
+    db.psql("INSERT INTO items (id) VALUES (1)");
+    wait_status(&db, "succeeded", 1).await;
+    let attempts: Vec<Option<i32>> = rows(
+        &db,
+        "SELECT status_code FROM walhook.delivery_attempts ORDER BY attempt",
+    )
+    .await
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    assert_eq!(attempts, vec![Some(500), Some(500), Some(204)]);
+    let d = &rows(
+        &db,
+        "SELECT attempts, last_status_code FROM walhook.deliveries",
+    )
+    .await[0];
+    assert_eq!(d.get::<_, i32>(0), 3);
+    assert_eq!(d.get::<_, Option<i32>>(1), Some(204));
+    let numbers: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.header("webhook-attempt").unwrap())
+        .collect();
+    assert_eq!(numbers, ["1", "2", "3"]);
+    let ids: std::collections::HashSet<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1, "the event id is stable across retries");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn always_failing_ends_failed_and_redeliver_sends_again() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let receiver = Receiver::start().await;
+    receiver.set_default(Reply::Status(503));
+    subscribe(&db, &receiver.url(), "", "");
+    let _walhook = start(&db);
+    db.psql("INSERT INTO items (id) VALUES (1)");
+    wait_status(&db, "failed", 1).await;
+    assert_eq!(receiver.count(), 4, "one attempt and three retries");
+    let err: String = rows(&db, "SELECT last_error FROM walhook.deliveries").await[0].get(0);
+    assert!(err.contains("503"), "{err}");
+    receiver.set_default(Reply::Status(200));
+    db.psql("SELECT walhook.redeliver(id) FROM walhook.deliveries");
+    wait_status(&db, "succeeded", 1).await;
+    assert_eq!(receiver.count(), 5);
+    // the UPDATE path works as well
+    receiver.set_default(Reply::Status(204));
+    db.psql("UPDATE walhook.deliveries SET status = 'pending', next_attempt_at = now()");
+    wait_received(&receiver, 6).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_after_is_honoured_and_timeouts_and_redirects_fail() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let receiver = Receiver::start().await;
+    receiver.push([
+        Reply::StatusWithHeader(429, "retry-after", "2".into()),
+        Reply::Hang,
+        Reply::StatusWithHeader(302, "location", "https://elsewhere.example/".into()),
+    ]);
+    db.psql(&format!(
+        "INSERT INTO walhook.subscriptions (url, retry_schedule, timeout_ms)
+         VALUES ('{}', '{{1s,10ms,10ms}}', 300)",
+        receiver.url()
+    ));
+    let _walhook = start(&db);
+    db.psql("INSERT INTO items (id) VALUES (1)");
+    wait_status(&db, "succeeded", 1).await;
+    let got = receiver.received();
+    assert_eq!(got.len(), 4, "302 not followed: 4 requests, all to /hook");
+    assert!(got.iter().all(|r| r.uri.path() == "/hook"));
+    let gap = got[1].at - got[0].at;
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "Retry-After 2 s honoured, waited {gap:?}"
+    );
+    let errors: Vec<Option<String>> = rows(
+        &db,
+        "SELECT error FROM walhook.delivery_attempts ORDER BY attempt",
+    )
+    .await
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    assert!(
+        errors[1].as_deref().unwrap().contains("timed out"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[2].as_deref().unwrap().contains("redirect"),
+        "{errors:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loopback_targets_are_refused_without_the_setting() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let receiver = Receiver::start().await;
+    let url = format!("http://localhost:{}/hook", receiver.addr.port());
+    subscribe(&db, &url, "", "");
+    db.psql("UPDATE walhook.settings SET value = 'false' WHERE key = 'allow_insecure_targets'");
+    let _walhook = start(&db);
+    db.psql("INSERT INTO items (id) VALUES (1)");
+    wait_status(&db, "failed", 1).await;
+    assert_eq!(receiver.count(), 0, "no request is made");
+    let err: String =
+        rows(&db, "SELECT error FROM walhook.delivery_attempts LIMIT 1").await[0].get(0);
+    assert!(
+        err.contains("loopback address") && err.contains("allow_insecure_targets"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn patterns_select_events_and_disabled_subscriptions_get_nothing() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    db.psql(
+        "CREATE TABLE others (id int PRIMARY KEY);
+         INSERT INTO walhook.routes (source_table, resource, apiresource) VALUES ('others', 'other', '/others/{id}');",
+    );
+    let exact = Receiver::start().await;
+    let prefix = Receiver::start().await;
+    let all = Receiver::start().await;
+    let disabled = Receiver::start().await;
+    subscribe(&db, &exact.url(), ", events", ", '{item.updated}'");
+    subscribe(&db, &prefix.url(), ", events", ", '{item.*}'");
+    subscribe(&db, &all.url(), ", events", ", '{*}'");
+    subscribe(&db, &disabled.url(), ", disabled", ", true");
+    let _walhook = start(&db);
+    db.psql("INSERT INTO items (id) VALUES (1); UPDATE items SET name = 'x' WHERE id = 1; INSERT INTO others VALUES (1)");
+    wait_received(&all, 3).await;
+    wait_received(&prefix, 2).await;
+    wait_received(&exact, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let types = |r: &Receiver| -> Vec<String> {
+        r.received()
+            .iter()
+            .map(|q| q.header("webhook-event-type").unwrap())
+            .collect()
+    };
+    assert_eq!(types(&exact), ["item.updated"]);
+    let mut p = types(&prefix);
+    p.sort();
+    assert_eq!(p, ["item.created", "item.updated"]);
+    assert_eq!(all.count(), 3);
+    assert_eq!(disabled.count(), 0);
+}
+
+#[test]
+fn bad_urls_are_refused_naming_the_rule() {
+    let db = Cluster::shared().database();
+    migrate(&db.url());
+    for (url, rule) in [
+        ("http://receiver.example/hook", "url rule scheme"),
+        ("https://10.0.0.1/hook", "url rule ip-literal"),
+        ("https://receiver.example/hook?a=1", "url rule query"),
+        ("https://receiver.example/hook#frag", "url rule fragment"),
+        (
+            "https://user:pw@receiver.example/hook",
+            "url rule user-info",
+        ),
+        ("receiver.example/hook", "url rule absolute"),
+    ] {
+        let err = db
+            .try_psql(&format!(
+                "INSERT INTO walhook.subscriptions (url) VALUES ('{url}')"
+            ))
+            .expect_err(url);
+        assert!(err.contains(rule), "{url}: {err}");
+    }
+    let long = format!("https://receiver.example/{}", "a".repeat(2100));
+    let err = db
+        .try_psql(&format!(
+            "INSERT INTO walhook.subscriptions (url) VALUES ('{long}')"
+        ))
+        .unwrap_err();
+    assert!(err.contains("url rule length"), "{err}");
+    db.psql("INSERT INTO walhook.subscriptions (url) VALUES ('https://receiver.example/hook')");
+    let secret = db.psql("SELECT secret FROM walhook.subscriptions");
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    db.psql("INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true')");
+    db.psql("INSERT INTO walhook.subscriptions (url) VALUES ('http://127.0.0.1:9/hook')");
+    let err = db
+        .try_psql("INSERT INTO walhook.settings VALUES ('colour', 'blue')")
+        .unwrap_err();
+    assert!(err.contains("unknown setting colour"), "{err}");
+    let err = db
+        .try_psql("INSERT INTO walhook.settings VALUES ('event_retention', 'soon')")
+        .unwrap_err();
+    assert!(
+        err.contains("event_retention must be a positive interval"),
+        "{err}"
+    );
+}
