@@ -67,7 +67,7 @@ async fn a_committed_row_arrives_signed_with_its_headers() {
         ", headers, query_params, auth_type, auth_token",
         r#", '{"x-tenant": "acme"}', '{"source": "walhook"}', 'bearer', 's3cret-token'"#,
     );
-    let _walhook = start(&db);
+    let walhook = start(&db);
     db.psql("INSERT INTO items (id, name) VALUES (1, 'one')");
     wait_received(&receiver, 1).await;
     wait_status(&db, "succeeded", 1).await;
@@ -123,6 +123,35 @@ async fn a_committed_row_arrives_signed_with_its_headers() {
     .await;
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].get::<_, Option<i32>>(1), Some(204));
+
+    // independent verifiers, with the key from the daemon's JWKS
+    let jwks_url = format!(
+        "http://{}/.well-known/jwks.json",
+        walhook.http_addr.as_ref().unwrap()
+    );
+    let jwks: Value = reqwest::get(&jwks_url).await.unwrap().json().await.unwrap();
+    assert_eq!(jwks["keys"][0]["kty"], "OKP");
+    let secret = db.psql("SELECT secret FROM walhook.subscriptions");
+    let headers: serde_json::Map<String, Value> = request
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_str().unwrap().into())))
+        .collect();
+    let input = serde_json::json!({
+        "url": format!("{}?source=walhook", receiver.url()),
+        "method": "POST",
+        "headers": headers,
+        "body_b64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &request.body),
+        "secret": secret,
+        "jwks": jwks,
+    });
+    for script in [
+        "verify_standard.py",
+        "verify_ed25519.py",
+        "verify_rfc9421.py",
+    ] {
+        support::python::verify(script, &input).unwrap_or_else(|e| panic!("{script}: {e}"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

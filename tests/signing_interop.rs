@@ -4,13 +4,16 @@
 //! `tests/py/` in a virtualenv at `<crate>/target/test-venv` (created on first
 //! use from `tests/py/requirements.txt`; this needs network access once).
 
+mod support;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+use support::python::venv_python;
 use walhook::delivery::signing::{RequestToSign, SigningKey, jwks, sign};
 
 const URL: &str = "https://receiver.example/hooks/walhook?tenant=acme&v=2";
@@ -19,48 +22,6 @@ const VERIFIERS: [&str; 3] = [
     "verify_ed25519.py",
     "verify_rfc9421.py",
 ];
-
-/// The virtualenv's python, creating the venv once (an atomic `mkdir` lock keeps
-/// concurrent test binaries from installing it twice).
-fn venv_python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let venv = root.join("target/test-venv");
-    let python = venv.join("bin/python");
-    let lock = root.join("target/test-venv.lock");
-    let deadline = Instant::now() + Duration::from_secs(900);
-    while !python.exists() {
-        std::fs::create_dir_all(root.join("target")).expect("create target/");
-        if std::fs::create_dir(&lock).is_ok() {
-            let ok = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .is_ok_and(|s| s.success())
-                && Command::new(venv.join("bin/pip"))
-                    .args(["install", "-q", "-r"])
-                    .arg(root.join("tests/py/requirements.txt"))
-                    .status()
-                    .is_ok_and(|s| s.success());
-            if !ok {
-                let _ = std::fs::remove_dir_all(&venv);
-            }
-            let _ = std::fs::remove_dir(&lock);
-            assert!(
-                ok,
-                "could not create {} (python3 -m venv + pip install -r tests/py/requirements.txt); check python3 and network access",
-                venv.display()
-            );
-        } else {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {} (stale lock?)",
-                lock.display()
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-    python
-}
 
 /// Run one verifier; `Ok(stdout)` when it accepts, `Err(stderr)` when it rejects.
 fn run(script: &str, input: &Value) -> Result<String, String> {

@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod fake_peer;
 pub mod process;
+pub mod python;
 pub mod receiver;
 
 use std::time::{Duration, Instant};

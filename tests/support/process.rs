@@ -34,6 +34,8 @@ pub fn migrate(url: &str) {
 pub struct ChildProcess {
     child: Child,
     log: Arc<Mutex<String>>,
+    /// `--http-addr` of a `walhook run` child.
+    pub http_addr: Option<String>,
 }
 
 impl ChildProcess {
@@ -68,7 +70,11 @@ impl ChildProcess {
                 }
             });
         }
-        ChildProcess { child, log }
+        ChildProcess {
+            child,
+            log,
+            http_addr: None,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -129,6 +135,7 @@ impl Drop for ChildProcess {
 
 /// `walhook run` for a test database.
 pub fn walhook_run(url: &str, slot: &str, publication: &str, extra: &[&str]) -> ChildProcess {
+    let http_addr = format!("127.0.0.1:{}", super::cluster::free_port());
     let mut cmd = Command::new(walhook_bin());
     cmd.args([
         "run",
@@ -139,9 +146,11 @@ pub fn walhook_run(url: &str, slot: &str, publication: &str, extra: &[&str]) -> 
         "--publication",
         publication,
         "--http-addr",
-        &format!("127.0.0.1:{}", super::cluster::free_port()),
+        &http_addr,
     ])
     .args(extra)
     .env("WALHOOK_LOG", "info,walhook=debug");
-    ChildProcess::spawn(cmd)
+    let mut child = ChildProcess::spawn(cmd);
+    child.http_addr = Some(http_addr);
+    child
 }
