@@ -117,11 +117,16 @@ impl Route {
         "updated".into()
     }
 
-    /// True when an update changed something other than excluded columns.
+    /// True when an update changed something other than excluded columns. The
+    /// revision column is bookkeeping that moves with every update (often by
+    /// trigger), so it alone does not make a change visible.
     pub fn changed_visible(&self, old: Option<&Row>, new: &Row) -> bool {
         let Some(old) = old else { return true };
-        new.iter()
-            .any(|(k, v)| !self.exclude_columns.contains(k) && old.get(k) != Some(v))
+        new.iter().any(|(k, v)| {
+            !self.exclude_columns.contains(k)
+                && self.revision_column.as_deref() != Some(k.as_str())
+                && old.get(k) != Some(v)
+        })
     }
 
     /// The row without excluded columns.
