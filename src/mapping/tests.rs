@@ -223,7 +223,7 @@ fn status_events_body_shape_and_exclusions() {
             &change(
                 table.clone(),
                 Op::Update,
-                Some(statement("active", "y", 9)),
+                Some(statement("active", "y", 10)),
                 Some(statement("active", "x", 9)),
                 23
             )
