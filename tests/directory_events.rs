@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{migrate, walhook_run, wait_until, ChildProcess, Cluster, TestDb};
+use support::{ChildProcess, Cluster, TestDb, migrate, wait_until, walhook_run};
 
 const WAIT: Duration = Duration::from_secs(60);
 const ORG: &str = "79b34d52-125b-4e5a-8b69-db93e737aa78";
@@ -18,10 +18,23 @@ fn load_directory(db: &TestDb<'_>) {
     migrate(&db.url());
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/examples/directory.sql");
     let out = std::process::Command::new(support::cluster::pg_bin("psql"))
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.url(), "-f", path])
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &db.url(),
+            "-f",
+            path,
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn start(db: &TestDb<'_>) -> ChildProcess {
@@ -72,7 +85,9 @@ fn assert_same_shape(path: &str, got: &Value, want: &Value) {
                 assert_same_shape(&format!("{path}[{i}]"), a, b);
             }
         }
-        (Value::String(_), Value::String(_)) | (Value::Bool(_), Value::Bool(_)) | (Value::Number(_), Value::Number(_)) => {}
+        (Value::String(_), Value::String(_))
+        | (Value::Bool(_), Value::Bool(_))
+        | (Value::Number(_), Value::Number(_)) => {}
         (g, w) => panic!("type at {path}: got {g}, want like {w}"),
     }
 }
@@ -109,7 +124,10 @@ SELECT 'STATEMENT', 'ORG', 'kid-' || i FROM generate_series(1, 3) i;
 ";
 
 fn sample() -> String {
-    SAMPLE.replace("'ORG'", &format!("'{ORG}'")).replace("'SERVER'", &format!("'{SERVER}'")).replace("'STATEMENT'", &format!("'{STATEMENT}'"))
+    SAMPLE
+        .replace("'ORG'", &format!("'{ORG}'"))
+        .replace("'SERVER'", &format!("'{SERVER}'"))
+        .replace("'STATEMENT'", &format!("'{STATEMENT}'"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -118,7 +136,9 @@ async fn reference_payloads_cascade_and_status_transitions() {
     load_directory(&db);
     let _walhook = start(&db);
     db.psql(&sample());
-    db.psql(&format!("UPDATE directory.organisations SET city = 'niteroi' WHERE organisation_id = '{ORG}'"));
+    db.psql(&format!(
+        "UPDATE directory.organisations SET city = 'niteroi' WHERE organisation_id = '{ORG}'"
+    ));
     db.psql(&format!(
         "BEGIN;
          UPDATE directory.software_statements SET status = 'suspended' WHERE software_statement_id = '{STATEMENT}';
@@ -153,17 +173,37 @@ async fn reference_payloads_cascade_and_status_transitions() {
         ],
         "the client_secret-only update yields no event"
     );
-    let reference: Value = serde_json::from_str(include_str!("data/directory-events.json")).unwrap();
+    let reference: Value =
+        serde_json::from_str(include_str!("data/directory-events.json")).unwrap();
     let by_type = |t: &str| events.iter().find(|e| e.0 == t).unwrap();
-    for (kind, idx) in [("authorisation_server.created", 1), ("organisation.updated", 6), ("software_statement.suspended", 7)] {
+    for (kind, idx) in [
+        ("authorisation_server.created", 1),
+        ("organisation.updated", 6),
+        ("software_statement.suspended", 7),
+    ] {
         let (_, apiresource, body) = &events[idx];
         assert_eq!(&events[idx].0, kind);
         let want = &reference[kind];
-        assert_eq!(apiresource, want["apiresource"].as_str().unwrap().replace("9f347e44-23a0-4e76-917f-87cd05fd9d2f", SERVER).as_str());
+        assert_eq!(
+            apiresource,
+            want["apiresource"]
+                .as_str()
+                .unwrap()
+                .replace("9f347e44-23a0-4e76-917f-87cd05fd9d2f", SERVER)
+                .as_str()
+        );
         assert_eq!(&body["apiresource"], &want["apiresource"]);
         assert_same_shape(kind, body, want);
         assert_eq!(
-            body["revision"], body["resourcepayload"].pointer("/organisationdetails/revision").or_else(|| body["resourcepayload"].pointer("/authorisationservers/0/revision")).or_else(|| body["resourcepayload"].pointer(&format!("/softwarestatements/{STATEMENT}/softwaredetails/revision"))).cloned().unwrap(),
+            body["revision"],
+            body["resourcepayload"]
+                .pointer("/organisationdetails/revision")
+                .or_else(|| body["resourcepayload"].pointer("/authorisationservers/0/revision"))
+                .or_else(|| body["resourcepayload"].pointer(&format!(
+                    "/softwarestatements/{STATEMENT}/softwaredetails/revision"
+                )))
+                .cloned()
+                .unwrap(),
             "{kind}: top-level revision is the row's"
         );
     }
@@ -171,19 +211,31 @@ async fn reference_payloads_cascade_and_status_transitions() {
     let details = &suspended["resourcepayload"]["softwarestatements"][STATEMENT]["softwaredetails"];
     assert_eq!(details["status"], "suspended");
     assert_eq!(details["version"], 1.3);
-    assert_eq!(details["redirecturi"][0], "https://www.east-credit-union.example/app/");
+    assert_eq!(
+        details["redirecturi"][0],
+        "https://www.east-credit-union.example/app/"
+    );
     // the cascade: four events, each its own apiresource, one updatetimestamp
     let cascade = &events[7..11];
-    let stamps: std::collections::HashSet<&Value> = cascade.iter().map(|e| &e.2["updatetimestamp"]).collect();
+    let stamps: std::collections::HashSet<&Value> =
+        cascade.iter().map(|e| &e.2["updatetimestamp"]).collect();
     assert_eq!(stamps.len(), 1);
     let resources: std::collections::HashSet<&String> = cascade.iter().map(|e| &e.1).collect();
     assert_eq!(resources.len(), 4);
     // revisions of one resource grow
-    let revs: Vec<i64> = events.iter().filter(|e| e.1.ends_with(STATEMENT)).map(|e| e.2["revision"].as_i64().unwrap()).collect();
+    let revs: Vec<i64> = events
+        .iter()
+        .filter(|e| e.1.ends_with(STATEMENT))
+        .map(|e| e.2["revision"].as_i64().unwrap())
+        .collect();
     assert!(revs.windows(2).all(|w| w[0] < w[1]), "{revs:?}");
     // exclude_columns: the secret is nowhere
     let all: String = db.psql("SELECT string_agg(body::text, '') FROM walhook.events");
-    assert!(!all.contains("super-secret-value") && !all.contains("rotated") && !all.contains("client_secret"));
+    assert!(
+        !all.contains("super-secret-value")
+            && !all.contains("rotated")
+            && !all.contains("client_secret")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -216,14 +268,42 @@ fn bad_routes_are_refused_naming_the_problem() {
     migrate(&db.url());
     db.psql("CREATE TABLE apps (id int PRIMARY KEY, name text, client_secret text)");
     for (cols, vals, expect) in [
-        ("apiresource", "'/apps/{nope}'", "apiresource names unknown column nope"),
+        (
+            "apiresource",
+            "'/apps/{nope}'",
+            "apiresource names unknown column nope",
+        ),
         ("apiresource", "'/apps/{id'", "unclosed '{' at position 6"),
-        ("apiresource, payload", "'/apps/{id}', '{\"a\": \"{name}}\"}'", "unmatched '}' at position 6"),
-        ("apiresource, payload", "'/apps/{id}', '{\"{missing}\": 1}'", "payload names unknown column missing"),
-        ("apiresource, exclude_columns", "'/apps/{client_secret}', '{client_secret}'", "apiresource uses excluded column client_secret"),
-        ("apiresource, payload, exclude_columns", "'/apps/{id}', '{\"s\": \"{client_secret}\"}', '{client_secret}'", "payload uses excluded column client_secret"),
-        ("apiresource, revision_column", "'/apps/{id}', 'rev'", "revision_column names unknown column rev"),
-        ("apiresource, status_column, status_events", "'/apps/{id}', 'name', '{\"a->b->c\": \"x\"}'", "must be new or old->new"),
+        (
+            "apiresource, payload",
+            "'/apps/{id}', '{\"a\": \"{name}}\"}'",
+            "unmatched '}' at position 6",
+        ),
+        (
+            "apiresource, payload",
+            "'/apps/{id}', '{\"{missing}\": 1}'",
+            "payload names unknown column missing",
+        ),
+        (
+            "apiresource, exclude_columns",
+            "'/apps/{client_secret}', '{client_secret}'",
+            "apiresource uses excluded column client_secret",
+        ),
+        (
+            "apiresource, payload, exclude_columns",
+            "'/apps/{id}', '{\"s\": \"{client_secret}\"}', '{client_secret}'",
+            "payload uses excluded column client_secret",
+        ),
+        (
+            "apiresource, revision_column",
+            "'/apps/{id}', 'rev'",
+            "revision_column names unknown column rev",
+        ),
+        (
+            "apiresource, status_column, status_events",
+            "'/apps/{id}', 'name', '{\"a->b->c\": \"x\"}'",
+            "must be new or old->new",
+        ),
     ] {
         let err = db
             .try_psql(&format!("INSERT INTO walhook.routes (source_table, resource, {cols}) VALUES ('apps', 'app', {vals})"))
@@ -235,7 +315,10 @@ fn bad_routes_are_refused_naming_the_problem() {
     // a good route publishes the table with REPLICA IDENTITY FULL; removing it unpublishes
     db.psql("SELECT walhook.register_publication('pub_check')");
     db.psql("INSERT INTO walhook.routes (source_table, resource, apiresource) VALUES ('apps', 'app', '/apps/{id}')");
-    assert_eq!(db.psql("SELECT relreplident FROM pg_class WHERE oid = 'apps'::regclass"), "f");
+    assert_eq!(
+        db.psql("SELECT relreplident FROM pg_class WHERE oid = 'apps'::regclass"),
+        "f"
+    );
     assert_eq!(db.psql("SELECT count(*) FROM pg_publication_tables WHERE pubname = 'pub_check' AND tablename = 'apps'"), "1");
     assert_eq!(db.psql("SELECT count(*) FROM pg_publication_tables WHERE pubname = 'pub_check' AND schemaname = 'walhook' AND tablename NOT IN ('routes', 'subscriptions')"), "0");
     db.psql("DELETE FROM walhook.routes");

@@ -109,6 +109,8 @@ CREATE INDEX deliveries_due_idx ON walhook.deliveries (next_attempt_at) WHERE st
 CREATE INDEX deliveries_ordered_idx ON walhook.deliveries (subscription_id, apiresource, commit_lsn, seq)
     WHERE status = 'pending';
 CREATE INDEX deliveries_subscription_idx ON walhook.deliveries (subscription_id, status);
+-- live leases, counted per subscription to enforce max_in_flight across instances
+CREATE INDEX deliveries_leased_idx ON walhook.deliveries (subscription_id) WHERE lease_until IS NOT NULL;
 
 CREATE TABLE walhook.delivery_attempts (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -70,8 +70,8 @@ WITH candidates AS (
       FROM ranked r
       JOIN walhook.subscriptions s ON s.id = r.subscription_id
      WHERE r.rn + (SELECT count(*) FROM walhook.deliveries l
-                    WHERE l.subscription_id = r.subscription_id AND l.status = 'pending'
-                      AND l.lease_until > now()) <= s.max_in_flight
+                    WHERE l.subscription_id = r.subscription_id
+                      AND l.lease_until IS NOT NULL AND l.lease_until > now()) <= s.max_in_flight
      ORDER BY r.next_attempt_at, r.id
      LIMIT $2::int8
 )

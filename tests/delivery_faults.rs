@@ -1,0 +1,159 @@
+//! Delivery under crashes, ordering constraints and concurrent instances.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use support::receiver::Reply;
+use support::{ChildProcess, Cluster, Receiver, TestDb, migrate, wait_until, walhook_run};
+
+const WAIT: Duration = Duration::from_secs(180);
+
+fn prepare(db: &TestDb<'_>) {
+    migrate(&db.url());
+    db.psql(
+        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
+         CREATE TABLE items (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
+         INSERT INTO walhook.routes (source_table, resource, apiresource)
+              VALUES ('items', 'item', '/items/{id}');",
+    );
+}
+
+fn start(db: &TestDb<'_>) -> ChildProcess {
+    let walhook = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
+    walhook.wait_for_log("streaming", Duration::from_secs(60));
+    walhook
+}
+
+async fn count(db: &TestDb<'_>, sql: &str) -> i64 {
+    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+async fn wait_succeeded(db: &TestDb<'_>, n: i64) {
+    wait_until(WAIT, &format!("{n} deliveries succeeded"), || async {
+        (count(
+            db,
+            "SELECT count(*) FROM walhook.deliveries WHERE status = 'succeeded'",
+        )
+        .await
+            >= n)
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_during_delivery_still_delivers_everything() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let receiver = Receiver::start().await;
+    db.psql(&format!(
+        "INSERT INTO walhook.subscriptions (url) VALUES ('{}')",
+        receiver.url()
+    ));
+    let mut first = start(&db);
+    db.psql("INSERT INTO items (id) SELECT generate_series(1, 10000)");
+    wait_until(WAIT, "deliveries under way", || async {
+        (receiver.count() > 1000).then_some(())
+    })
+    .await;
+    first.kill_9();
+    let at_kill = receiver.count();
+    assert!(
+        at_kill < 10000,
+        "the kill must happen mid-delivery ({at_kill} received)"
+    );
+    let _second = start(&db);
+    wait_succeeded(&db, 10000).await;
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM walhook.deliveries").await,
+        10000
+    );
+    let ids: HashSet<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap())
+        .collect();
+    assert_eq!(ids.len(), 10000, "every event delivered at least once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ordered_subscriptions_keep_per_resource_order_under_retries() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let receiver = Receiver::start().await;
+    receiver.push((0..120).map(|i| {
+        if i % 3 == 0 {
+            Reply::Status(500)
+        } else {
+            Reply::Status(204)
+        }
+    }));
+    db.psql(&format!(
+        "INSERT INTO walhook.subscriptions (url, ordered, retry_schedule, max_in_flight)
+         VALUES ('{}', true, '{{10ms,10ms,10ms,10ms,10ms,10ms}}', 16)",
+        receiver.url()
+    ));
+    let _walhook = start(&db);
+    db.psql("INSERT INTO items (id) SELECT generate_series(1, 5)");
+    for _ in 0..10 {
+        db.psql("UPDATE items SET n = n + 1");
+    }
+    wait_succeeded(&db, 55).await;
+    let mut last: HashMap<String, i64> = HashMap::new();
+    let mut max_concurrent_seen = 0usize;
+    for r in receiver.received() {
+        let body = r.json();
+        let resource = body["apiresource"].as_str().unwrap().to_owned();
+        let n = body["resourcepayload"]["n"].as_i64().unwrap();
+        let prev = last.insert(resource.clone(), n).unwrap_or(-1);
+        assert!(n >= prev, "{resource}: n={n} arrived after n={prev}");
+        max_concurrent_seen += 1;
+    }
+    assert!(max_concurrent_seen >= 55);
+    assert_eq!(last.len(), 5);
+    assert!(last.values().all(|n| *n == 10));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_daemons_never_make_the_same_attempt_twice() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let receiver = Receiver::start().await;
+    // ten failed rounds per event: both instances' claim loops get their turns
+    receiver.push((0..2000).map(|_| Reply::Status(500)));
+    db.psql(&format!(
+        "INSERT INTO walhook.subscriptions (url, retry_schedule)
+         VALUES ('{}', '{{10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms}}')",
+        receiver.url()
+    ));
+    let _active = start(&db);
+    let standby = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
+    standby.wait_for_log("waiting as standby", Duration::from_secs(60));
+    db.psql("INSERT INTO items (id) SELECT generate_series(1, 200)");
+    wait_succeeded(&db, 200).await;
+    let mut seen = HashSet::new();
+    for r in receiver.received() {
+        let key = (
+            r.header("webhook-id").unwrap(),
+            r.header("webhook-attempt").unwrap(),
+        );
+        assert!(seen.insert(key.clone()), "attempt made twice: {key:?}");
+    }
+    let instances = count(
+        &db,
+        "SELECT count(DISTINCT instance_id) FROM walhook.delivery_attempts",
+    )
+    .await;
+    assert_eq!(
+        instances,
+        2,
+        "both instances deliver retries:\n{}",
+        standby.log()
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM (SELECT delivery_id, attempt FROM walhook.delivery_attempts GROUP BY 1, 2 HAVING count(*) > 1) d").await,
+        0
+    );
+}
