@@ -1,0 +1,239 @@
+//! Operating the daemon: metrics, health, status, graceful shutdown, standby.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{ChildProcess, Cluster, Receiver, TestDb, migrate, wait_until, walhook, walhook_run};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn prepare(db: &TestDb<'_>, receiver: &Receiver) {
+    migrate(&db.url());
+    db.psql(&format!(
+        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
+         CREATE TABLE items (id int PRIMARY KEY);
+         INSERT INTO walhook.routes (source_table, resource, apiresource) VALUES ('items', 'item', '/items/{{id}}');
+         INSERT INTO walhook.subscriptions (name, url) VALUES ('demo', '{}');",
+        receiver.url()
+    ));
+}
+
+fn start(db: &TestDb<'_>) -> ChildProcess {
+    let walhook = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
+    walhook.wait_for_log("streaming", Duration::from_secs(60));
+    walhook
+}
+
+async fn get(process: &ChildProcess, path: &str) -> (u16, String) {
+    let url = format!("http://{}{path}", process.http_addr.as_ref().unwrap());
+    let response = reqwest::get(&url).await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+async fn count(db: &TestDb<'_>, sql: &str) -> i64 {
+    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// The value of the sample line starting with `prefix`.
+fn sample(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_health_and_status_report_the_flow() {
+    let db = Cluster::shared().new_database();
+    let receiver = Receiver::start().await;
+    prepare(&db, &receiver);
+    let daemon = start(&db);
+    assert_eq!(get(&daemon, "/healthz").await.0, 200);
+    wait_until(WAIT, "ready", || async {
+        (get(&daemon, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    db.psql("INSERT INTO items SELECT generate_series(1, 3)");
+    wait_until(WAIT, "three deliveries", || async {
+        (receiver.count() >= 3).then_some(())
+    })
+    .await;
+    let metrics = wait_until(WAIT, "delivery metrics", || async {
+        let m = get(&daemon, "/metrics").await.1;
+        (sample(&m, "walhook_deliveries_total{").unwrap_or(0.0) >= 3.0).then_some(m)
+    })
+    .await;
+    for name in [
+        "walhook_changes_received_total",
+        "walhook_events_total",
+        "walhook_deliveries_total",
+        "walhook_delivery_duration_seconds",
+        "walhook_end_to_end_latency_seconds",
+        "walhook_replication_lag_bytes",
+        "walhook_pending_deliveries",
+        "walhook_in_flight_requests",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(
+            metrics.contains(&format!("# HELP {name}"))
+                || metrics.contains(&format!("# HELP walhook_{name}")),
+            "{name} missing:\n{metrics}"
+        );
+    }
+    assert_eq!(
+        sample(&metrics, "walhook_events_total{type=\"item.created\"}"),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "walhook_changes_received_total{op=\"insert\",table=\"public.items\"}"
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(&metrics, "walhook_end_to_end_latency_seconds_count"),
+        Some(3.0)
+    );
+    // promtool (Debian package prometheus) accepts the exposition
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (apt-get install prometheus; .ci/run installs it)");
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // JWKS is cacheable and public
+    let url = format!(
+        "http://{}/.well-known/jwks.json",
+        daemon.http_addr.as_ref().unwrap()
+    );
+    let response = reqwest::get(&url).await.unwrap();
+    assert!(
+        response.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
+    let jwks: Value = response.json().await.unwrap();
+    assert_eq!(jwks["keys"][0]["use"], "sig");
+    assert!(jwks["keys"][0].get("d").is_none());
+    // walhook status, as a table and as JSON
+    let (ok, out, err) = walhook(&["status", "--database-url", &db.url(), "--slot", &db.slot]);
+    assert!(ok.success(), "{err}");
+    assert!(
+        out.contains(&format!("slot {}", db.slot))
+            && out.contains("active         yes")
+            && out.contains("item.created"),
+        "{out}"
+    );
+    let (ok, out, _) = walhook(&[
+        "status",
+        "--json",
+        "--database-url",
+        &db.url(),
+        "--slot",
+        &db.slot,
+    ]);
+    assert!(ok.success());
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["slot"]["active"], true);
+    assert_eq!(status["pending_deliveries"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_under_load_exits_zero_and_parks_nothing_in_flight() {
+    let db = Cluster::shared().new_database();
+    let receiver = Receiver::start().await;
+    prepare(&db, &receiver);
+    let mut walhook = start(&db);
+    db.psql("INSERT INTO items SELECT generate_series(1, 5000)");
+    wait_until(WAIT, "deliveries under way", || async {
+        (receiver.count() > 500).then_some(())
+    })
+    .await;
+    walhook.signal(libc::SIGTERM);
+    let status = walhook
+        .wait_exit(Duration::from_secs(30))
+        .expect("exits within 30 s");
+    assert!(
+        status.success(),
+        "exit status {status:?}:\n{}",
+        walhook.log()
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM walhook.deliveries WHERE lease_owner IS NOT NULL"
+        )
+        .await,
+        0,
+        "no delivery left in flight"
+    );
+    let _again = start(&db);
+    wait_until(
+        Duration::from_secs(60),
+        "every delivery succeeded",
+        || async {
+            (count(
+                &db,
+                "SELECT count(*) FROM walhook.deliveries WHERE status = 'succeeded'",
+            )
+            .await
+                == 5000)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM walhook.events").await,
+        5000
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_takes_over_within_ten_seconds() {
+    let db = Cluster::shared().new_database();
+    let receiver = Receiver::start().await;
+    prepare(&db, &receiver);
+    let mut active = start(&db);
+    let standby = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
+    standby.wait_for_log("waiting as standby", Duration::from_secs(60));
+    wait_until(WAIT, "standby ready", || async {
+        let (code, body) = get(&standby, "/readyz").await;
+        (code == 200 && body.contains("standby")).then_some(())
+    })
+    .await;
+    let (_, out, _) = walhook(&["status", "--database-url", &db.url(), "--slot", &db.slot]);
+    assert!(out.contains("active         yes"), "{out}");
+    active.kill_9();
+    let killed = std::time::Instant::now();
+    let log_before = standby.log().matches("streaming").count();
+    wait_until(Duration::from_secs(10), "takeover", || async {
+        (standby.log().matches("streaming").count() > log_before).then_some(())
+    })
+    .await;
+    assert!(killed.elapsed() < Duration::from_secs(10));
+    db.psql("INSERT INTO items VALUES (1)");
+    wait_until(WAIT, "delivery after takeover", || async {
+        (receiver.count() >= 1).then_some(())
+    })
+    .await;
+}
