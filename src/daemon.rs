@@ -318,9 +318,7 @@ async fn periodic_jobs(
             heartbeat_warned = true;
         }
         update_gauges(c, &slot).await;
-        if !rounds.is_multiple_of(2) {
-            reload_keys(c, &keys).await;
-        }
+        reload_keys(c, &keys).await;
         if rounds % 120 == 1 {
             sweep_retention(c).await;
         }

@@ -363,3 +363,60 @@ fn bad_urls_are_refused_naming_the_rule() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_rotation_publishes_both_keys_and_signs_with_the_new_one() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let receiver = Receiver::start().await;
+    subscribe(&db, &receiver.url(), "", "");
+    let walhook = start(&db);
+    let jwks_url = format!(
+        "http://{}/.well-known/jwks.json",
+        walhook.http_addr.as_ref().unwrap()
+    );
+    let old_kid: String = db.psql("SELECT kid FROM walhook.signing_keys");
+    let (status, out, err) = support::walhook(&["keys", "rotate", "--database-url", &db.url()]);
+    assert!(status.success(), "{err}");
+    let new_kid = out.trim().rsplit(' ').next().unwrap().to_owned();
+    assert_ne!(new_kid, old_kid);
+    let jwks: Value = wait_until(WAIT, "both keys in the JWKS", || async {
+        let jwks: Value = reqwest::get(&jwks_url).await.unwrap().json().await.unwrap();
+        (jwks["keys"].as_array().unwrap().len() == 2).then_some(jwks)
+    })
+    .await;
+    db.psql("INSERT INTO items (id) VALUES (1)");
+    wait_received(&receiver, 1).await;
+    let request = &receiver.received()[0];
+    let input = request.header("signature-input").unwrap();
+    assert!(input.contains(&format!("keyid=\"{new_kid}\"")), "{input}");
+    let signature = request.header("webhook-signature").unwrap();
+    assert_eq!(
+        signature.matches("v1a,").count(),
+        2,
+        "old and new key both sign: {signature}"
+    );
+    // the old key's v1a alone still verifies against the published JWKS
+    let old_only: Value = serde_json::json!({"keys": jwks["keys"].as_array().unwrap().iter().filter(|k| k["kid"] == old_kid.as_str()).collect::<Vec<_>>()});
+    let headers: serde_json::Map<String, Value> = request
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_str().unwrap().into())))
+        .collect();
+    let input = serde_json::json!({
+        "url": receiver.url(), "method": "POST", "headers": headers,
+        "body_b64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &request.body),
+        "secret": db.psql("SELECT secret FROM walhook.subscriptions"), "jwks": old_only,
+    });
+    support::python::verify("verify_ed25519.py", &input).expect("old key still verifies");
+    // retiring the old key removes it from the JWKS
+    let (status, _, err) =
+        support::walhook(&["keys", "retire", &old_kid, "--database-url", &db.url()]);
+    assert!(status.success(), "{err}");
+    wait_until(WAIT, "old key gone from the JWKS", || async {
+        let jwks: Value = reqwest::get(&jwks_url).await.unwrap().json().await.unwrap();
+        (jwks["keys"].as_array().unwrap().len() == 1 && jwks["keys"][0]["kid"] == new_kid.as_str())
+            .then_some(())
+    })
+    .await;
+}
