@@ -8,10 +8,12 @@
 //! ```
 //!
 //! Answers 204 to a verified delivery, 400 when `webhook-timestamp` or `created`
-//! is more than 5 minutes off, 401 for any other verification failure. The
-//! JWKS is fetched at start and again when a signature names an unknown kid (a
-//! rotation). Deduplicate on `webhook-id` in a real receiver: delivery is at
+//! is more than 5 minutes off, 503 when the JWKS cannot be fetched, 401 for any
+//! other verification failure. The JWKS is fetched at start and again when a
+//! signature names an unknown kid (a rotation). Deduplicate on `webhook-id` in a real receiver: delivery is at
 //! least once.
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -19,13 +21,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::routing::post;
 use clap::Parser;
-use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
-use walhook::delivery::signing::{
-    PublicKey, VerifyError, parse_jwks, verify_http_signature, verify_standard_webhook,
-};
-
-const TOLERANCE_SECS: i64 = 5 * 60;
+use walhook::delivery::signing::VerifyError;
+use walhook::delivery::verifier::Verifier;
 
 #[derive(Parser)]
 #[command(about = "Example receiver verifying walhook's signatures")]
@@ -47,70 +44,8 @@ struct Args {
 }
 
 struct Receiver {
-    jwks_url: String,
-    secret: String,
+    verifier: Verifier,
     public_base_url: Option<String>,
-    keys: RwLock<Arc<Vec<PublicKey>>>,
-    http: reqwest::Client,
-}
-
-impl Receiver {
-    async fn fetch_keys(&self) -> Result<(), String> {
-        let jwks: serde_json::Value = self
-            .http
-            .get(&self.jwks_url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| format!("fetching {}: {e}", self.jwks_url))?
-            .json()
-            .await
-            .map_err(|e| format!("reading {}: {e}", self.jwks_url))?;
-        let keys = parse_jwks(&jwks).map_err(|e| e.to_string())?;
-        tracing::info!(count = keys.len(), "loaded signing keys from the JWKS");
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
-        Ok(())
-    }
-
-    fn keys(&self) -> Arc<Vec<PublicKey>> {
-        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn verify(
-        &self,
-        method: &Method,
-        target_uri: &str,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<(), VerifyError> {
-        let lookup = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let keys = self.keys();
-        verify_standard_webhook(
-            &lookup,
-            body,
-            Some(&self.secret),
-            &keys,
-            now,
-            TOLERANCE_SECS,
-        )?;
-        verify_http_signature(
-            method.as_str(),
-            target_uri,
-            &lookup,
-            body,
-            &keys,
-            now,
-            TOLERANCE_SECS,
-        )
-    }
 }
 
 async fn receive(
@@ -132,30 +67,24 @@ async fn receive(
         }
     };
     let target_uri = format!("{base}{path}");
-    let header = |name: &str| {
+    let lookup = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_owned()
+            .map(str::to_owned)
     };
-    let mut result = receiver.verify(&method, &target_uri, &headers, &body);
-    if matches!(
-        result,
-        Err(VerifyError::UnknownKey(_) | VerifyError::NoMatchingEd25519)
-    ) {
-        // Perhaps a rotation since we last looked: refresh once and retry.
-        if let Err(error) = receiver.fetch_keys().await {
-            tracing::warn!(%error, "could not refresh the JWKS");
-        }
-        result = receiver.verify(&method, &target_uri, &headers, &body);
-    }
+    let header = |name: &str| lookup(name).unwrap_or_else(|| "-".to_owned());
+    let result = receiver
+        .verifier
+        .verify(method.as_str(), &target_uri, &lookup, &body)
+        .await;
     match result {
-        Ok(()) => {
+        Ok(verified) => {
             tracing::info!(
                 event_type = %header("webhook-event-type"),
                 id = %header("webhook-id"),
                 attempt = %header("webhook-attempt"),
+                kid = %verified.kid,
                 "verified event"
             );
             StatusCode::NO_CONTENT
@@ -163,6 +92,10 @@ async fn receive(
         Err(error @ VerifyError::Stale(_)) => {
             tracing::warn!(%error, id = %header("webhook-id"), "rejected delivery");
             StatusCode::BAD_REQUEST
+        }
+        Err(error @ VerifyError::JwksUnavailable(_)) => {
+            tracing::warn!(%error, id = %header("webhook-id"), "cannot verify now");
+            StatusCode::SERVICE_UNAVAILABLE
         }
         Err(error) => {
             tracing::warn!(%error, id = %header("webhook-id"), "rejected delivery");
@@ -175,14 +108,13 @@ async fn receive(
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_target(false).init();
     let args = Args::parse();
+    let verifier = Verifier::new(args.secret, args.jwks_url);
+    let keys = verifier.refresh().await?;
+    tracing::info!(count = keys, "loaded signing keys from the JWKS");
     let receiver = Arc::new(Receiver {
-        jwks_url: args.jwks_url,
-        secret: args.secret,
+        verifier,
         public_base_url: args.public_base_url,
-        keys: RwLock::new(Arc::new(Vec::new())),
-        http: reqwest::Client::new(),
     });
-    receiver.fetch_keys().await.map_err(anyhow::Error::msg)?;
     let app = Router::new().fallback(post(receive)).with_state(receiver);
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "receiver listening");

@@ -21,6 +21,7 @@ pub mod delivery;
 pub mod dev;
 pub mod error;
 pub mod http;
+pub mod local_cluster;
 pub mod mapping;
 pub mod pipeline;
 pub mod replication;

@@ -8,7 +8,12 @@ use walhook::config::{Cli, Command, KeysCommand, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.common.log_format);
+    // the quickstart prints its own story; the daemon's info logs would drown it
+    let default_level = match cli.command {
+        Command::Dev(_) => "warn",
+        _ => "info",
+    };
+    init_logging(cli.common.log_format, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -47,7 +52,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             walhook::daemon::run(common, shutdown).await?;
             tracing::info!("stopped");
         }
-        Command::Dev(args) => return Ok(walhook::dev::run(common, args).await?),
+        Command::Dev(args) => {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            return walhook::dev::run(common, args, shutdown).await;
+        }
         Command::Status(args) => {
             let client = walhook::store::connect(&common.database()?).await?;
             let report = walhook::status::collect(&client, &common.slot).await?;
@@ -107,9 +116,9 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     std::process::exit(130);
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WALHOOK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

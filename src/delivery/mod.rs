@@ -4,6 +4,7 @@ pub mod client;
 pub mod dispatcher;
 pub mod retry;
 pub mod signing;
+pub mod verifier;
 
 use std::sync::{Arc, RwLock};
 

@@ -104,6 +104,8 @@ pub enum VerifyError {
     BadSignature,
     #[error("JWKS is malformed: {0}")]
     BadJwks(&'static str),
+    #[error("cannot fetch the JWKS: {0}")]
+    JwksUnavailable(String),
 }
 
 /// How a receiver reads a request header (case-insensitive name, first value).

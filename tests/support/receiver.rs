@@ -40,6 +40,10 @@ pub enum Reply {
     Status(u16),
     StatusWithHeader(u16, &'static str, String),
     Hang,
+    /// 500 while the request's `webhook-attempt` is below the given number,
+    /// then 204: every event fails the same number of times, whatever the
+    /// interleaving of concurrent deliveries.
+    FailBeforeAttempt(u32),
 }
 
 #[derive(Default)]
@@ -135,6 +139,11 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let attempt: u32 = headers
+        .get("webhook-attempt")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     shared.received.lock().unwrap().push(Received {
         method,
         uri,
@@ -151,6 +160,10 @@ async fn handle(
         Reply::StatusWithHeader(code, name, value) => {
             (StatusCode::from_u16(code).unwrap(), [(name, value)]).into_response()
         }
+        Reply::FailBeforeAttempt(n) if attempt < n => {
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        Reply::FailBeforeAttempt(_) => StatusCode::NO_CONTENT.into_response(),
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::NO_CONTENT.into_response()

@@ -1,0 +1,326 @@
+//! A throwaway local PostgreSQL cluster, for `walhook dev` and the benchmark.
+//!
+//! Built from the PostgreSQL binaries installed on the machine: `initdb` into a
+//! folder it names, `wal_level=logical`, loopback only on a free port, trust
+//! authentication. PostgreSQL refuses to run as root, so when walhook runs as uid
+//! 0 the folder is given to the `postgres` OS user and the server runs as that
+//! user (`runuser`). The postmaster is started under a small watchdog shell that
+//! stops it and removes the folder if this process disappears without cleaning
+//! up (SIGKILL, abort), so nothing outlives the command that started it.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Why the local cluster could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalClusterError {
+    #[error(
+        "no PostgreSQL server binaries found (looked for initdb in $PG_BIN, \
+         /usr/lib/postgresql/*/bin and `pg_config --bindir`): install them \
+         (Debian/Ubuntu: `apt-get install postgresql-15`; macOS: `brew install postgresql@16`), \
+         set PG_BIN to their folder, or use `docker compose up` from the repository"
+    )]
+    NoBinaries,
+    #[error(
+        "walhook runs as root and PostgreSQL refuses to: create a `postgres` OS user \
+         (the Debian package does) or run walhook as an ordinary user"
+    )]
+    NoServerUser,
+    #[error("{step} failed: {detail}")]
+    Step { step: &'static str, detail: String },
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Settings of a local cluster beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct LocalClusterOptions {
+    /// Folder name prefix under the temp dir.
+    pub prefix: &'static str,
+    /// Extra `postgresql.conf` lines.
+    pub extra_conf: Vec<String>,
+}
+
+/// A running cluster; stopped and removed on [`LocalCluster::stop`] or drop.
+#[derive(Debug)]
+pub struct LocalCluster {
+    dir: PathBuf,
+    bin: PathBuf,
+    port: u16,
+    as_postgres: bool,
+    stopped: bool,
+}
+
+/// The folder holding `initdb`, `postgres`, `pg_ctl` and `psql`.
+pub fn find_binaries() -> Option<PathBuf> {
+    let has_initdb = |dir: &Path| dir.join("initdb").is_file();
+    if let Some(dir) = std::env::var_os("PG_BIN").map(PathBuf::from) {
+        return has_initdb(&dir).then_some(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            has_initdb(&bin).then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Some(bin);
+    }
+    let out = Command::new("pg_config").arg("--bindir").output().ok()?;
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    has_initdb(&dir).then_some(dir)
+}
+
+fn running_as_root() -> bool {
+    // /proc/self belongs to the process's effective uid
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+fn postgres_user_exists() -> bool {
+    Command::new("id")
+        .args(["-u", "postgres"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn free_port() -> Result<u16, LocalClusterError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|source| LocalClusterError::Io {
+            path: "127.0.0.1:0".into(),
+            source,
+        })
+}
+
+/// Single-quote `s` for sh.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+impl LocalCluster {
+    /// initdb, configure and start a cluster; returns once it accepts connections.
+    pub fn start(options: &LocalClusterOptions) -> Result<LocalCluster, LocalClusterError> {
+        let bin = find_binaries().ok_or(LocalClusterError::NoBinaries)?;
+        let as_postgres = running_as_root();
+        if as_postgres && !postgres_user_exists() {
+            return Err(LocalClusterError::NoServerUser);
+        }
+        let prefix = if options.prefix.is_empty() {
+            "walhook"
+        } else {
+            options.prefix
+        };
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| LocalClusterError::Io { path, source }
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let cluster = LocalCluster {
+            dir,
+            bin,
+            port: free_port()?,
+            as_postgres,
+            stopped: false,
+        };
+        if as_postgres {
+            cluster.run_tool(
+                "chown",
+                Command::new("chown").arg("postgres:").arg(&cluster.dir),
+            )?;
+        }
+        let data = cluster.data_dir();
+        let mut initdb = cluster.server_command("initdb");
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]);
+        cluster.run_tool("initdb", &mut initdb)?;
+        let mut conf = format!(
+            "\n# walhook local cluster\nlisten_addresses = '127.0.0.1'\nport = {}\n\
+             unix_socket_directories = '{}'\nwal_level = logical\n\
+             max_replication_slots = 16\nmax_wal_senders = 16\n",
+            cluster.port,
+            cluster.dir.display()
+        );
+        for line in &options.extra_conf {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        append(&data.join("postgresql.conf"), &conf)?;
+        append(
+            &data.join("pg_hba.conf"),
+            "host replication all 127.0.0.1/32 trust\n",
+        )?;
+        cluster.spawn_under_watchdog()?;
+        cluster.wait_ready()?;
+        Ok(cluster)
+    }
+
+    /// The folder holding the data directory, socket and server log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// URL of database `db` as the `postgres` superuser.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Path of a client or server binary (`psql`, `pg_recvlogical`, ...).
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn server_command(&self, tool: &str) -> Command {
+        if self.as_postgres {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(self.bin(tool));
+            cmd
+        } else {
+            Command::new(self.bin(tool))
+        }
+    }
+
+    fn run_tool(&self, step: &'static str, cmd: &mut Command) -> Result<(), LocalClusterError> {
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| LocalClusterError::Step {
+                step,
+                detail: e.to_string(),
+            })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(LocalClusterError::Step {
+                step,
+                detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            })
+        }
+    }
+
+    /// Start the postmaster under a shell that watches this process: if we die
+    /// without stopping the cluster, it stops the server and removes the folder.
+    fn spawn_under_watchdog(&self) -> Result<(), LocalClusterError> {
+        let run_as = if self.as_postgres {
+            "runuser -u postgres -- "
+        } else {
+            ""
+        };
+        let script = format!(
+            "{run_as}{postgres} -D {data} >>{log} 2>&1 & pm=$!; \
+             while kill -0 {parent} 2>/dev/null && kill -0 $pm 2>/dev/null; do sleep 0.5; done; \
+             if kill -0 $pm 2>/dev/null; then {run_as}{pg_ctl} -D {data} -m immediate -w stop >/dev/null 2>&1; \
+             rm -rf {dir}; fi; exit 0",
+            postgres = sh_quote(&self.bin("postgres").to_string_lossy()),
+            pg_ctl = sh_quote(&self.bin("pg_ctl").to_string_lossy()),
+            data = sh_quote(&self.data_dir().to_string_lossy()),
+            log = sh_quote(&self.log_file().to_string_lossy()),
+            dir = sh_quote(&self.dir.to_string_lossy()),
+            parent = std::process::id(),
+        );
+        let mut watchdog = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| LocalClusterError::Step {
+                step: "starting postgres",
+                detail: e.to_string(),
+            })?;
+        std::thread::spawn(move || watchdog.wait());
+        Ok(())
+    }
+
+    fn wait_ready(&self) -> Result<(), LocalClusterError> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = Command::new(self.bin("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.log_file()).unwrap_or_default();
+                return Err(LocalClusterError::Step {
+                    step: "starting postgres",
+                    detail: format!("not ready after 30 s; server log:\n{log}"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stop the server (fast shutdown) and remove the folder.
+    pub fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let _ = self
+            .server_command("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", "fast", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn append(path: &Path, text: &str) -> Result<(), LocalClusterError> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|source| LocalClusterError::Io {
+            path: path.to_owned(),
+            source,
+        })
+}

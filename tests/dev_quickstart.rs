@@ -1,0 +1,129 @@
+//! `walhook dev --once`: the README's first command, end to end, and its
+//! cleanup; and the message when no PostgreSQL binaries exist.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const SAMPLE_EVENTS: [(&str, usize); 7] = [
+    ("organisation.created", 1),
+    ("authorisation_server.created", 1),
+    ("software_statement.created", 1),
+    ("certificate.created", 2),
+    ("organisation.updated", 1),
+    ("software_statement.suspended", 1),
+    ("certificate.disabled", 2),
+];
+
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn dev_once_delivers_and_verifies_every_sample_event_then_cleans_up() {
+    let out = Command::new(env!("CARGO_BIN_EXE_walhook"))
+        .args(["dev", "--once", "--http-addr", "127.0.0.1:0"])
+        .env_remove("WALHOOK_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    let verified: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("signatures ok"))
+        .collect();
+    for (event_type, n) in SAMPLE_EVENTS {
+        let got = verified
+            .iter()
+            .filter(|l| l.split_whitespace().next() == Some(event_type))
+            .count();
+        assert_eq!(got, n, "{event_type} verified {got} times:\n{stdout}");
+    }
+    assert!(
+        verified
+            .iter()
+            .any(|l| l.starts_with("  software_statement.suspension_lifted ")),
+        "{stdout}"
+    );
+    assert_eq!(verified.len(), 10, "{stdout}");
+    assert!(!stdout.contains("NOT VERIFIED"), "{stdout}");
+    assert!(stdout.contains("all 10 sample events delivered and verified"));
+
+    // the cluster's folder is gone and nothing started from it is left running
+    let dir = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("stopping PostgreSQL and removing "))
+        .expect("names its folder")
+        .trim()
+        .to_owned();
+    assert!(dir.contains("walhook-dev-"), "{dir}");
+    assert!(!std::path::Path::new(&dir).exists(), "{dir} left behind");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = processes_mentioning(&dir);
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left running: {left:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn dev_without_postgres_binaries_says_how_to_get_them() {
+    let out = Command::new(env!("CARGO_BIN_EXE_walhook"))
+        .args(["dev", "--once", "--http-addr", "127.0.0.1:0"])
+        .env("PG_BIN", "/nonexistent/postgresql/bin")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("apt-get install postgresql"), "{stderr}");
+    assert!(stderr.contains("docker compose up"), "{stderr}");
+}
+
+#[test]
+fn killed_dev_leaves_no_cluster_behind() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_walhook"))
+        .args(["dev", "--http-addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut dir = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("under ").nth(1) {
+            dir = Some(rest.trim_end_matches(')').to_owned());
+        }
+        if line.contains("make more changes by hand") {
+            break;
+        }
+    }
+    let dir = dir.expect("names its folder");
+    assert!(std::path::Path::new(&dir).exists());
+    child.kill().unwrap(); // SIGKILL: no cleanup code of ours runs
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !processes_mentioning(&dir).is_empty() || std::path::Path::new(&dir).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "after SIGKILL, still there: {dir} {:?}",
+            processes_mentioning(&dir)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
