@@ -1,0 +1,138 @@
+//! The benchmark's output: per-run JSON, a markdown table of medians and spread
+//! over runs, the latency samples as CSV and their distribution as an SVG plot.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::scenarios::{RunResult, percentile};
+
+pub fn write_run(out: &Path, run: usize, result: &RunResult) -> anyhow::Result<()> {
+    std::fs::write(
+        out.join(format!("run-{}.json", run + 1)),
+        serde_json::to_string_pretty(&result.figures)?,
+    )?;
+    let mut csv = String::from("scenario,latency_ms\n");
+    for (scenario, values) in &result.latencies {
+        for v in values {
+            let _ = writeln!(csv, "{scenario},{v:.3}");
+        }
+    }
+    std::fs::write(out.join(format!("latency-run-{}.csv", run + 1)), csv)?;
+    std::fs::write(
+        out.join(format!("latency-run-{}.svg", run + 1)),
+        latency_svg(&result.latencies),
+    )?;
+    Ok(())
+}
+
+/// Median and (min, max) of each figure over the runs, in first-seen order.
+pub fn table(runs: &[RunResult]) -> String {
+    let mut order = Vec::new();
+    let mut values: BTreeMap<(String, &str), (Vec<f64>, &str)> = BTreeMap::new();
+    for run in runs {
+        for f in &run.figures {
+            let key = (f.scenario.clone(), f.name);
+            if !values.contains_key(&key) {
+                order.push(key.clone());
+            }
+            values
+                .entry(key)
+                .or_insert_with(|| (Vec::new(), f.unit))
+                .0
+                .push(f.value);
+        }
+    }
+    let mut out = format!(
+        "| scenario | figure | median | min - max ({} runs) | unit |\n|---|---|---:|---:|---|\n",
+        runs.len()
+    );
+    for key in order {
+        let (mut v, unit) = values.remove(&key).unwrap_or_default();
+        v.sort_by(f64::total_cmp);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} - {} | {} |",
+            key.0,
+            key.1,
+            num(percentile(&v, 0.5)),
+            num(v[0]),
+            num(v[v.len() - 1]),
+            unit
+        );
+    }
+    out
+}
+
+fn num(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// Cumulative distribution of each live scenario's latencies, log-scaled x.
+fn latency_svg(series: &[(String, Vec<f64>)]) -> String {
+    const W: f64 = 720.0;
+    const H: f64 = 360.0;
+    const PAD: f64 = 50.0;
+    const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+    let (lo, hi) = (0.1f64, 10_000f64);
+    let x = |ms: f64| {
+        PAD + (ms.clamp(lo, hi).log10() - lo.log10()) / (hi.log10() - lo.log10()) * (W - 2.0 * PAD)
+    };
+    let y = |q: f64| H - PAD - q * (H - 2.0 * PAD);
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{}" y="20" text-anchor="middle">walhook commit-to-receipt latency (CDF)</text>
+"#,
+        W / 2.0
+    );
+    for decade in [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0] {
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{2}" stroke="#ddd"/><text x="{0:.1}" y="{3}" text-anchor="middle">{decade} ms</text>"##,
+            x(decade),
+            PAD,
+            H - PAD,
+            H - PAD + 16.0
+        );
+    }
+    for q in [0.0, 0.5, 0.9, 0.99, 1.0] {
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{PAD}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#eee"/><text x="{2}" y="{0:.1}" text-anchor="end">{q}</text>"##,
+            y(q),
+            W - PAD,
+            PAD - 4.0
+        );
+    }
+    for (i, (name, values)) in series.iter().enumerate() {
+        if values.is_empty() {
+            continue;
+        }
+        let color = COLORS[i % COLORS.len()];
+        let step = (values.len() / 400).max(1);
+        let mut points = String::new();
+        for (k, v) in values.iter().enumerate().step_by(step) {
+            let _ = write!(
+                points,
+                "{:.1},{:.1} ",
+                x(*v),
+                y((k + 1) as f64 / values.len() as f64)
+            );
+        }
+        let _ = write!(points, "{:.1},{:.1}", x(values[values.len() - 1]), y(1.0));
+        let _ = writeln!(
+            svg,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}"/><text x="{}" y="{}" fill="{color}">{name} (p99 {:.1} ms)</text>"#,
+            PAD + 10.0,
+            PAD + 16.0 * (i as f64 + 1.0),
+            percentile(values, 0.99)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}

@@ -1,0 +1,191 @@
+//! What the benchmark writes and how it prepares each scenario's database: the
+//! example directory with its routes, 1,000 seeded organisations, and a
+//! server-side procedure writing a mix of software-statement inserts and
+//! organisation updates (events of about 500-700 bytes of JSON) in transactions
+//! of a chosen size; plus paced single-row writers for the live scenarios.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+use walhook::local_cluster::LocalCluster;
+
+const SETUP: &str = r#"
+CREATE TABLE IF NOT EXISTS bench_orgs (n int PRIMARY KEY, organisation_id uuid NOT NULL);
+INSERT INTO directory.organisations (organisation_name, legal_entity_name, country_of_registration,
+                                     registration_number, city, country)
+SELECT 'participant ' || n, 'participant ' || n || ' ltda', 'br', lpad(n::text, 8, '0'), 'rio de janeiro', 'br'
+  FROM generate_series(0, 999) n;
+INSERT INTO bench_orgs SELECT row_number() OVER (ORDER BY organisation_name) - 1, organisation_id
+  FROM directory.organisations;
+
+CREATE OR REPLACE PROCEDURE bench_write(total int, per_txn int) LANGUAGE plpgsql AS $$
+DECLARE
+    org uuid;
+BEGIN
+    FOR i IN 0 .. total - 1 LOOP
+        SELECT organisation_id INTO org FROM bench_orgs WHERE n = i % 1000;
+        IF i % 2 = 0 THEN
+            INSERT INTO directory.software_statements
+                (organisation_id, client_name, description, environment, mode, client_uri,
+                 policy_uri, redirect_uri, version)
+            VALUES (org, 'bench client ' || i, 'a software statement written by the walhook benchmark',
+                    'sandbox', 'live', 'https://client.example/' || i, 'https://client.example/policy',
+                    '{https://client.example/cb}', 1.0);
+        ELSE
+            UPDATE directory.organisations SET city = 'city ' || i, postcode = lpad(i::text, 8, '0')
+             WHERE organisation_id = org;
+        END IF;
+        IF (i + 1) % per_txn = 0 THEN
+            COMMIT;
+        END IF;
+    END LOOP;
+    COMMIT;
+END
+$$;
+"#;
+
+/// Statements a live writer alternates between (one row, one commit each).
+const LIVE_INSERT: &str = "INSERT INTO directory.software_statements
+        (organisation_id, client_name, description, environment, mode, client_uri, policy_uri, redirect_uri, version)
+    SELECT organisation_id, 'live client', 'a software statement written by the walhook benchmark',
+           'sandbox', 'live', 'https://client.example/live', 'https://client.example/policy',
+           '{https://client.example/cb}', 1.0
+      FROM bench_orgs WHERE n = $1";
+const LIVE_UPDATE: &str =
+    "UPDATE directory.organisations SET city = 'live city', postcode = $2::text
+     WHERE organisation_id = (SELECT organisation_id FROM bench_orgs WHERE n = $1)";
+
+/// One scenario's database, ready for walhook.
+pub struct Database {
+    pub url: String,
+    pub client: Client,
+}
+
+/// Create database `name` with the walhook schema, the example directory, the
+/// seed rows and `subscriptions` subscriptions to `receiver_url` (`/<i>`
+/// appended when more than one) using `retry_schedule` when given.
+pub async fn prepare(
+    cluster: &LocalCluster,
+    name: &str,
+    receiver_url: Option<&str>,
+    subscriptions: usize,
+    retry_schedule: Option<&str>,
+) -> anyhow::Result<Database> {
+    let admin = connect(&cluster.url("postgres")).await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    let url = cluster.url(name);
+    let mut client = connect(&url).await?;
+    walhook::store::migrate::migrate(&mut client).await?;
+    walhook::store::keys::ensure_key(&client).await?;
+    client
+        .batch_execute(include_str!("../../../sql/examples/directory.sql"))
+        .await?;
+    client.batch_execute(SETUP).await?;
+    client
+        .batch_execute("INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true')")
+        .await?;
+    if let Some(receiver) = receiver_url {
+        for i in 0..subscriptions {
+            let url = if subscriptions > 1 {
+                format!("{receiver}/{i}")
+            } else {
+                receiver.to_owned()
+            };
+            client
+                .execute(
+                    "INSERT INTO walhook.subscriptions (url, retry_schedule)
+                     VALUES ($1, coalesce($2::text, '{5s,5min,30min,2h,5h,10h,10h}')::interval[])",
+                    &[&url, &retry_schedule],
+                )
+                .await?;
+        }
+    }
+    Ok(Database { url, client })
+}
+
+pub async fn connect(url: &str) -> anyhow::Result<Client> {
+    Ok(walhook::store::connect(&url.parse()?).await?)
+}
+
+/// Write `total` changes in transactions of `per_txn` rows (server-side).
+pub async fn write_backlog(db: &Database, total: usize, per_txn: usize) -> anyhow::Result<()> {
+    db.client
+        .batch_execute(&format!("CALL bench_write({total}, {per_txn})"))
+        .await?;
+    Ok(())
+}
+
+/// Single-row commits from `writers` connections for `duration` at `rate`
+/// changes/s in total (`None`: as fast as they go). Returns changes written.
+pub async fn write_live(
+    url: &str,
+    writers: usize,
+    rate: Option<f64>,
+    duration: Duration,
+) -> anyhow::Result<u64> {
+    let written = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let client = connect(url).await?;
+        let written = written.clone();
+        tasks.push(tokio::spawn(async move {
+            let insert = client.prepare(LIVE_INSERT).await?;
+            let update = client.prepare(LIVE_UPDATE).await?;
+            let interval = rate.map(|r| Duration::from_secs_f64(writers as f64 / r));
+            let mut k: u64 = 0;
+            while start.elapsed() < duration {
+                if let Some(interval) = interval {
+                    let due = start
+                        + interval.mul_f64(k as f64)
+                        + interval.mul_f64(w as f64 / writers as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let n = ((k * writers as u64 + w as u64) % 1000) as i32;
+                if k.is_multiple_of(2) {
+                    client.execute(&insert, &[&n]).await?;
+                } else {
+                    client.execute(&update, &[&n, &k.to_string()]).await?;
+                }
+                written.fetch_add(1, Ordering::Relaxed);
+                k += 1;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(written.load(Ordering::Relaxed))
+}
+
+/// The server's current WAL position.
+pub async fn current_lsn(client: &Client) -> anyhow::Result<String> {
+    Ok(client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await?
+        .get(0))
+}
+
+/// Deliveries recorded `succeeded`.
+pub async fn succeeded(client: &Client) -> anyhow::Result<i64> {
+    Ok(client
+        .query_one(
+            "SELECT count(*) FROM walhook.deliveries WHERE status = 'succeeded'",
+            &[],
+        )
+        .await?
+        .get(0))
+}
+
+/// Events stored.
+pub async fn events(client: &Client) -> anyhow::Result<i64> {
+    Ok(client
+        .query_one("SELECT count(*) FROM walhook.events", &[])
+        .await?
+        .get(0))
+}
