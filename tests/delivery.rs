@@ -282,6 +282,32 @@ async fn loopback_targets_are_refused_without_the_setting() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn max_in_flight_bounds_concurrent_requests_to_a_receiver() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let receiver = Receiver::start().await;
+    receiver.set_default(Reply::Hang);
+    subscribe(
+        &db,
+        &receiver.url(),
+        ", max_in_flight, timeout_ms",
+        ", 3, 1500",
+    );
+    let _walhook = start(&db);
+    db.psql("INSERT INTO items (id) SELECT generate_series(1, 20)");
+    wait_received(&receiver, 3).await;
+    // every request hangs until its 1.5 s timeout: no fourth one may start before
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(
+        receiver.count(),
+        3,
+        "max_in_flight 3 allows 3 concurrent requests"
+    );
+    // as the timeouts free the slots, the next three go out
+    wait_received(&receiver, 6).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn patterns_select_events_and_disabled_subscriptions_get_nothing() {
     let db = Cluster::shared().new_database();
     prepare(&db);

@@ -9,11 +9,15 @@
 //!
 //! Memory is bounded by the global permit count: the dispatcher never claims
 //! more than it can run at once, so a dead receiver leaves its backlog in
-//! PostgreSQL. Per-subscription `max_in_flight` is enforced in the claim query
-//! (counting live leases, so it holds across instances too), and ordered
-//! subscriptions never have two deliveries of one apiresource leased at once.
+//! PostgreSQL. Per-subscription `max_in_flight` is enforced per instance: the
+//! claim query is told how many deliveries of each subscription this instance
+//! has in flight (claimed, not yet recorded) and claims only up to the rest.
+//! Counting other instances' live leases in SQL instead cost a scan of every
+//! dead lease version on each claim (most of a claim's time under a backlog).
+//! Ordered subscriptions never have two deliveries of one apiresource leased at
+//! once, across instances.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,7 +75,7 @@ pub struct Dispatcher {
 }
 
 /// Deliveries claimed by this instance and not yet recorded.
-type InFlight = Arc<Mutex<HashSet<i64>>>;
+type InFlight = Arc<Mutex<HashMap<i64, Uuid>>>;
 
 impl Dispatcher {
     pub fn new(config: DispatcherConfig, keys: KeyRing, wake: Arc<Notify>) -> Self {
@@ -119,7 +123,8 @@ impl Dispatcher {
                 continue;
             }
             let limit = (free as i64).min(self.config.batch);
-            let claimed = match deliveries::claim(&client, instance, limit).await {
+            let busy = busy_subscriptions(&in_flight);
+            let claimed = match deliveries::claim(&client, instance, limit, &busy).await {
                 Ok(claimed) => claimed,
                 Err(error) => {
                     tracing::warn!(%error, "claiming deliveries failed");
@@ -141,7 +146,10 @@ impl Dispatcher {
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     break;
                 };
-                in_flight.lock().unwrap().insert(claimed.delivery_id);
+                in_flight
+                    .lock()
+                    .unwrap()
+                    .insert(claimed.delivery_id, claimed.subscription.id);
                 let task = AttemptTask {
                     claimed,
                     clients: clients.clone(),
@@ -168,7 +176,7 @@ impl Dispatcher {
         drop(records_tx);
         let _ = recorder.await;
         if finished.is_err() {
-            let parked: Vec<i64> = in_flight.lock().unwrap().iter().copied().collect();
+            let parked: Vec<i64> = in_flight.lock().unwrap().keys().copied().collect();
             match deliveries::release(&client, instance, &parked).await {
                 Ok(n) => tracing::info!(parked = n, "in-flight deliveries parked for retry"),
                 Err(error) => {
@@ -178,6 +186,15 @@ impl Dispatcher {
         }
         Ok(())
     }
+}
+
+/// Deliveries in flight per subscription, for the claim query's limits.
+fn busy_subscriptions(in_flight: &InFlight) -> Vec<(Uuid, i64)> {
+    let mut counts: HashMap<Uuid, i64> = HashMap::new();
+    for subscription in in_flight.lock().unwrap().values() {
+        *counts.entry(*subscription).or_default() += 1;
+    }
+    counts.into_iter().collect()
 }
 
 /// Connect, retrying until it works or shutdown.

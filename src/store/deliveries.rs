@@ -47,33 +47,30 @@ pub struct SubscriptionTarget {
 
 const CLAIM: &str = "
 WITH candidates AS (
-    SELECT d.id, d.subscription_id, d.next_attempt_at
-      FROM walhook.deliveries d
-      JOIN walhook.subscriptions s ON s.id = d.subscription_id
-     WHERE d.status = 'pending'
-       AND d.next_attempt_at <= now()
-       AND (d.lease_until IS NULL OR d.lease_until < now())
-       AND NOT s.disabled
-       AND (NOT s.ordered OR NOT EXISTS (
-             SELECT 1 FROM walhook.deliveries e
-              WHERE e.subscription_id = d.subscription_id AND e.apiresource = d.apiresource
-                AND e.status = 'pending' AND (e.commit_lsn, e.seq) < (d.commit_lsn, d.seq)))
-     ORDER BY d.next_attempt_at, d.id
-     LIMIT $2::int8 * 4
-     FOR UPDATE OF d SKIP LOCKED
-), ranked AS (
-    SELECT c.id, c.subscription_id, c.next_attempt_at,
-           row_number() OVER (PARTITION BY c.subscription_id ORDER BY c.next_attempt_at, c.id) AS rn
-      FROM candidates c
+    -- per enabled subscription, its earliest due deliveries up to its free
+    -- in-flight slots ($3/$4: this instance's deliveries in flight per subscription)
+    SELECT c.id, c.next_attempt_at
+      FROM walhook.subscriptions s
+      LEFT JOIN unnest($3::uuid[], $4::int8[]) AS busy(subscription_id, n)
+             ON busy.subscription_id = s.id
+      CROSS JOIN LATERAL (
+            SELECT d.id, d.next_attempt_at
+              FROM walhook.deliveries d
+             WHERE d.subscription_id = s.id
+               AND d.status = 'pending'
+               AND d.next_attempt_at <= now()
+               AND (d.lease_until IS NULL OR d.lease_until < now())
+               AND (NOT s.ordered OR NOT EXISTS (
+                     SELECT 1 FROM walhook.deliveries e
+                      WHERE e.subscription_id = d.subscription_id AND e.apiresource = d.apiresource
+                        AND e.status = 'pending' AND (e.commit_lsn, e.seq) < (d.commit_lsn, d.seq)))
+             ORDER BY d.next_attempt_at, d.id
+             LIMIT greatest(0, least($2::int8, s.max_in_flight - coalesce(busy.n, 0)))
+             FOR UPDATE OF d SKIP LOCKED
+      ) c
+     WHERE NOT s.disabled
 ), chosen AS (
-    SELECT r.id
-      FROM ranked r
-      JOIN walhook.subscriptions s ON s.id = r.subscription_id
-     WHERE r.rn + (SELECT count(*) FROM walhook.deliveries l
-                    WHERE l.subscription_id = r.subscription_id
-                      AND l.lease_until IS NOT NULL AND l.lease_until > now()) <= s.max_in_flight
-     ORDER BY r.next_attempt_at, r.id
-     LIMIT $2::int8
+    SELECT id FROM candidates ORDER BY next_attempt_at, id LIMIT $2::int8
 )
 UPDATE walhook.deliveries d
    SET lease_owner = $1,
@@ -89,13 +86,19 @@ RETURNING d.id, d.attempts, d.retry_base, ev.id, ev.type, ev.body::text, ev.comm
              FROM unnest(s.retry_schedule) WITH ORDINALITY AS t(x, n)),
           s.envelope";
 
-/// Claim up to `limit` due deliveries for `instance`.
+/// Claim up to `limit` due deliveries for `instance`, which has `busy[i].1`
+/// deliveries of subscription `busy[i].0` in flight already.
 pub async fn claim(
     client: &Client,
     instance: Uuid,
     limit: i64,
+    busy: &[(Uuid, i64)],
 ) -> Result<Vec<Claimed>, tokio_postgres::Error> {
-    let rows = client.query(CLAIM, &[&instance, &limit]).await?;
+    let busy_ids: Vec<Uuid> = busy.iter().map(|b| b.0).collect();
+    let busy_counts: Vec<i64> = busy.iter().map(|b| b.1).collect();
+    let rows = client
+        .query(CLAIM, &[&instance, &limit, &busy_ids, &busy_counts])
+        .await?;
     let object = |text: Option<String>| -> serde_json::Map<String, serde_json::Value> {
         text.and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default()

@@ -20,6 +20,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "config",
         include_str!("../../sql/migrations/0002_config.sql"),
     ),
+    (
+        3,
+        "claim_index",
+        include_str!("../../sql/migrations/0003_claim_index.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.
