@@ -27,8 +27,11 @@ use crate::telemetry;
 /// Events per write transaction, at most.
 pub const MAX_BATCH: usize = 2_000;
 
-/// Capacity of the items channel between the slot loop and the writer.
-pub const ITEMS_CAPACITY: usize = 8_192;
+/// Capacity of the items channel between the slot loop and the writer. An item
+/// holds a decoded row (old and new tuples under REPLICA IDENTITY FULL), a few
+/// KiB: 8,192 of them made most of the peak RSS while draining a backlog, and
+/// 1,024 keep the writer fed (it batches while the next rows arrive).
+pub const ITEMS_CAPACITY: usize = 1_024;
 
 /// Everything the writer needs.
 pub struct Writer {

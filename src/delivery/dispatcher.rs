@@ -10,8 +10,10 @@
 //! Memory is bounded by the global permit count: the dispatcher never claims
 //! more than it can run at once, so a dead receiver leaves its backlog in
 //! PostgreSQL. Per-subscription `max_in_flight` is enforced per instance: the
-//! claim query is told how many deliveries of each subscription this instance
-//! has in flight (claimed, not yet recorded) and claims only up to the rest.
+//! claim query is told how many requests to each subscription this instance
+//! has under way and claims only up to the rest. A slot frees when its request
+//! ends; the delivery's lease keeps it from being claimed again until its
+//! outcome is recorded, so claiming overlaps recording.
 //! Counting other instances' live leases in SQL instead cost a scan of every
 //! dead lease version on each claim (most of a claim's time under a backlog).
 //! Ordered subscriptions never have two deliveries of one apiresource leased at
@@ -96,7 +98,10 @@ impl Dispatcher {
             shutdown.clone(),
         ));
         let permits = Arc::new(Semaphore::new(self.config.global_max_in_flight));
+        // claimed and not yet recorded (parked at shutdown)
         let in_flight: InFlight = Arc::default();
+        // requests under way, per subscription (max_in_flight)
+        let sending: InFlight = Arc::default();
         let (records_tx, records_rx) = mpsc::channel::<AttemptRecord>(1024);
         let recorder = tokio::spawn(record_loop(
             self.config.database.clone(),
@@ -123,7 +128,7 @@ impl Dispatcher {
                 continue;
             }
             let limit = (free as i64).min(self.config.batch);
-            let busy = busy_subscriptions(&in_flight);
+            let busy = busy_subscriptions(&sending);
             let claimed = match deliveries::claim(&client, instance, limit, &busy).await {
                 Ok(claimed) => claimed,
                 Err(error) => {
@@ -150,6 +155,11 @@ impl Dispatcher {
                     .lock()
                     .unwrap()
                     .insert(claimed.delivery_id, claimed.subscription.id);
+                sending
+                    .lock()
+                    .unwrap()
+                    .insert(claimed.delivery_id, claimed.subscription.id);
+                let delivery_id = claimed.delivery_id;
                 let task = AttemptTask {
                     claimed,
                     clients: clients.clone(),
@@ -157,9 +167,13 @@ impl Dispatcher {
                     allow_insecure_targets: settings.allow_insecure_targets,
                     records: records_tx.clone(),
                 };
+                let sending = sending.clone();
+                let wake = self.wake.clone();
                 tokio::spawn(async move {
                     task.run().await;
+                    sending.lock().unwrap().remove(&delivery_id);
                     drop(permit);
+                    wake.notify_one();
                 });
             }
             if got < limit {
@@ -188,10 +202,10 @@ impl Dispatcher {
     }
 }
 
-/// Deliveries in flight per subscription, for the claim query's limits.
-fn busy_subscriptions(in_flight: &InFlight) -> Vec<(Uuid, i64)> {
+/// Requests under way per subscription, for the claim query's limits.
+fn busy_subscriptions(sending: &InFlight) -> Vec<(Uuid, i64)> {
     let mut counts: HashMap<Uuid, i64> = HashMap::new();
-    for subscription in in_flight.lock().unwrap().values() {
+    for subscription in sending.lock().unwrap().values() {
         *counts.entry(*subscription).or_default() += 1;
     }
     counts.into_iter().collect()
