@@ -109,10 +109,12 @@ fn latency_svg(series: &[(String, Vec<f64>)]) -> String {
             PAD - 4.0
         );
     }
-    for (i, (name, values)) in series.iter().enumerate() {
-        if values.is_empty() {
+    for (i, (name, in_receipt_order)) in series.iter().enumerate() {
+        if in_receipt_order.is_empty() {
             continue;
         }
+        let mut values = in_receipt_order.clone();
+        values.sort_by(f64::total_cmp);
         let color = COLORS[i % COLORS.len()];
         let step = (values.len() / 400).max(1);
         let mut points = String::new();
@@ -130,7 +132,7 @@ fn latency_svg(series: &[(String, Vec<f64>)]) -> String {
             r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}"/><text x="{}" y="{}" fill="{color}">{name} (p99 {:.1} ms)</text>"#,
             PAD + 10.0,
             PAD + 16.0 * (i as f64 + 1.0),
-            percentile(values, 0.99)
+            percentile(&values, 0.99)
         );
     }
     svg.push_str("</svg>\n");
