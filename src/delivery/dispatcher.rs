@@ -76,7 +76,7 @@ pub struct Dispatcher {
     wake: Arc<Notify>,
 }
 
-/// Deliveries claimed by this instance and not yet recorded.
+/// Deliveries of this instance by id, with their subscription.
 type InFlight = Arc<Mutex<HashMap<i64, Uuid>>>;
 
 impl Dispatcher {
