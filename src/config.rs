@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
 
+use crate::tls::Database;
+
 /// walhook: committed PostgreSQL row changes in, signed webhooks out.
 #[derive(Debug, Parser)]
 #[command(name = "walhook", version, about, long_about = None)]
@@ -136,7 +138,7 @@ pub enum ConfigError {
 
 impl CommonOptions {
     /// The SQL connection configuration.
-    pub fn database(&self) -> Result<tokio_postgres::Config, ConfigError> {
+    pub fn database(&self) -> Result<Database, ConfigError> {
         let url = self
             .database_url
             .as_deref()
@@ -145,7 +147,7 @@ impl CommonOptions {
     }
 
     /// The replication connection configuration.
-    pub fn replication(&self) -> Result<tokio_postgres::Config, ConfigError> {
+    pub fn replication(&self) -> Result<Database, ConfigError> {
         match &self.replication_url {
             Some(url) => parse_database_url(url),
             None => self.database(),
@@ -153,12 +155,11 @@ impl CommonOptions {
     }
 }
 
-fn parse_database_url(url: &str) -> Result<tokio_postgres::Config, ConfigError> {
-    let mut config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| ConfigError::BadDatabaseUrl(e.to_string()))?;
-    if config.get_application_name().is_none() {
-        config.application_name("walhook");
+fn parse_database_url(url: &str) -> Result<Database, ConfigError> {
+    let mut database =
+        Database::parse(url).map_err(|e| ConfigError::BadDatabaseUrl(e.to_string()))?;
+    if database.config.get_application_name().is_none() {
+        database.config.application_name("walhook");
     }
-    Ok(config)
+    Ok(database)
 }

@@ -40,6 +40,10 @@ pub enum DaemonError {
         "cannot connect to the database: {0}; check --database-url and that PostgreSQL is running"
     )]
     Database(#[from] tokio_postgres::Error),
+    #[error(
+        "cannot connect to the database: {0}; check --database-url (and its sslmode) and that PostgreSQL is running"
+    )]
+    Connect(#[from] crate::store::ConnectError),
     #[error(transparent)]
     Http(#[from] std::io::Error),
     #[error("{0}")]
@@ -138,8 +142,8 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
 #[allow(clippy::too_many_arguments)]
 async fn supervise_stream(
     options: &CommonOptions,
-    database: &tokio_postgres::Config,
-    replication: &tokio_postgres::Config,
+    database: &crate::tls::Database,
+    replication: &crate::tls::Database,
     items: mpsc::Sender<StreamItem>,
     durable: watch::Receiver<Lsn>,
     system_id: Arc<OnceLock<String>>,
@@ -233,8 +237,8 @@ impl From<StreamError> for SessionError {
 #[allow(clippy::too_many_arguments)]
 async fn stream_session(
     options: &CommonOptions,
-    database: &tokio_postgres::Config,
-    replication: &tokio_postgres::Config,
+    database: &crate::tls::Database,
+    replication: &crate::tls::Database,
     items: &mpsc::Sender<StreamItem>,
     durable: &watch::Receiver<Lsn>,
     system_id: &OnceLock<String>,
@@ -285,7 +289,7 @@ async fn stream_session(
 
 /// Heartbeat, lag and pending gauges, key reload, retention; until shutdown.
 async fn periodic_jobs(
-    database: tokio_postgres::Config,
+    database: crate::tls::Database,
     slot: String,
     keys: KeyRing,
     health: Arc<Health>,

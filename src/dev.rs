@@ -61,7 +61,7 @@ async fn quickstart(
         cluster.port(),
         cluster.dir().display()
     );
-    let database: tokio_postgres::Config = url.parse()?;
+    let database = crate::tls::Database::parse(&url)?;
     let mut client = crate::store::connect(&database).await?;
     crate::store::migrate::migrate(&mut client).await?;
     crate::store::keys::ensure_key(&client).await?;

@@ -28,3 +28,4 @@ pub mod replication;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

@@ -36,7 +36,7 @@ pub const ITEMS_CAPACITY: usize = 1_024;
 /// Everything the writer needs.
 pub struct Writer {
     pub mapper: Mapper,
-    pub database: tokio_postgres::Config,
+    pub database: crate::tls::Database,
     pub client: Client,
     /// The cluster's system identifier, from IDENTIFY_SYSTEM (set by the slot loop
     /// before the first item).

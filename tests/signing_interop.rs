@@ -329,11 +329,10 @@ impl Drop for Cluster {
 async fn signing_keys_in_postgres_rotate_and_retire() {
     use walhook::store::keys::{self, KeysError};
     let cluster = Cluster::start();
-    let config: tokio_postgres::Config = format!(
+    let config = walhook::tls::Database::parse(&format!(
         "host=127.0.0.1 port={} user=postgres dbname=postgres",
         cluster.port
-    )
-    .parse()
+    ))
     .unwrap();
     let mut client = walhook::store::connect(&config).await.unwrap();
     walhook::store::migrate::migrate(&mut client).await.unwrap();

@@ -42,7 +42,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct DispatcherConfig {
-    pub database: tokio_postgres::Config,
+    pub database: crate::tls::Database,
     pub instance_id: Uuid,
     /// Requests in flight across all subscriptions.
     pub global_max_in_flight: usize,
@@ -53,7 +53,7 @@ pub struct DispatcherConfig {
 }
 
 impl DispatcherConfig {
-    pub fn new(database: tokio_postgres::Config) -> Self {
+    pub fn new(database: crate::tls::Database) -> Self {
         DispatcherConfig {
             database,
             instance_id: Uuid::new_v4(),
@@ -213,7 +213,7 @@ fn busy_subscriptions(sending: &InFlight) -> Vec<(Uuid, i64)> {
 
 /// Connect, retrying until it works or shutdown.
 async fn connect_until(
-    database: &tokio_postgres::Config,
+    database: &crate::tls::Database,
     shutdown: &CancellationToken,
 ) -> Option<tokio_postgres::Client> {
     loop {
@@ -229,31 +229,66 @@ async fn connect_until(
 }
 
 /// Wake the claim loop on `NOTIFY walhook_deliveries` (redeliveries, replays).
-async fn listen(database: tokio_postgres::Config, wake: Arc<Notify>, shutdown: CancellationToken) {
+async fn listen(database: crate::tls::Database, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let mut config = database.config.clone();
+    config.options("-c jit=off");
     while !shutdown.is_cancelled() {
-        if let Ok((client, mut connection)) = database.connect(tokio_postgres::NoTls).await {
-            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-            let listening = client.batch_execute("LISTEN walhook_deliveries");
-            let mut listening = std::pin::pin!(listening);
-            let mut listened = false;
-            loop {
-                tokio::select! {
-                    r = &mut listening, if !listened => {
-                        listened = true;
-                        if r.is_err() { break; }
+        let done = match database.client_config() {
+            Ok(None) => match config.connect(tokio_postgres::NoTls).await {
+                Ok((client, connection)) => listen_on(client, connection, &wake, &shutdown).await,
+                Err(_) => false,
+            },
+            Ok(Some(tls)) => {
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+                match config.connect(tls).await {
+                    Ok((client, connection)) => {
+                        listen_on(client, connection, &wake, &shutdown).await
                     }
-                    m = messages.next() => match m {
-                        Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => wake.notify_one(),
-                        Some(Ok(_)) => {}
-                        _ => break,
-                    },
-                    _ = shutdown.cancelled() => return,
+                    Err(_) => false,
                 }
             }
+            Err(error) => {
+                tracing::warn!(%error, "cannot set up TLS for LISTEN");
+                false
+            }
+        };
+        if done {
+            return;
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Forward notifications until the connection ends (false) or shutdown (true).
+async fn listen_on<S, T>(
+    client: tokio_postgres::Client,
+    mut connection: tokio_postgres::Connection<S, T>,
+    wake: &Notify,
+    shutdown: &CancellationToken,
+) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    let listening = client.batch_execute("LISTEN walhook_deliveries");
+    let mut listening = std::pin::pin!(listening);
+    let mut listened = false;
+    loop {
+        tokio::select! {
+            r = &mut listening, if !listened => {
+                listened = true;
+                if r.is_err() { return false; }
+            }
+            m = messages.next() => match m {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => wake.notify_one(),
+                Some(Ok(_)) => {}
+                _ => return false,
+            },
+            _ = shutdown.cancelled() => return true,
         }
     }
 }
@@ -366,7 +401,7 @@ fn failure(error: String) -> AttemptOutcome {
 /// Write finished attempts in batches; then wake the claim loop (an ordered
 /// resource's next delivery becomes claimable once this one is recorded).
 async fn record_loop(
-    database: tokio_postgres::Config,
+    database: crate::tls::Database,
     instance: Uuid,
     mut records: mpsc::Receiver<AttemptRecord>,
     in_flight: InFlight,

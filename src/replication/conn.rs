@@ -11,13 +11,16 @@
 //! pgoutput's text values have one known form.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
+
+use crate::tls::{Database, SslMode};
 
 use super::lsn::Lsn;
 use super::protocol::{self, ReplicationMessage};
@@ -143,15 +146,13 @@ pub struct ReplicationConnection {
 
 impl ReplicationConnection {
     /// Connect and authenticate as a logical replication client.
-    pub async fn connect(config: &tokio_postgres::Config) -> Result<Self, ConnError> {
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(ConnError::Config(
-                "sslmode=require is not supported yet on the replication connection: \
-                 use sslmode=disable or prefer on a trusted network"
-                    .into(),
-            ));
-        }
-        let socket = open_socket(config).await?;
+    pub async fn connect(database: &Database) -> Result<Self, ConnError> {
+        let config = &database.config;
+        let (socket, host) = open_socket(config).await?;
+        let socket = match host {
+            Some(host) => negotiate_tls(socket, database, &host).await?,
+            None => socket, // Unix socket: no TLS, as libpq
+        };
         let user = config
             .get_user()
             .map(str::to_owned)
@@ -467,7 +468,52 @@ impl ReplicationStream {
     }
 }
 
-async fn open_socket(config: &tokio_postgres::Config) -> Result<Box<dyn Socket>, ConnError> {
+/// Ask for TLS (SSLRequest) as `sslmode` says and wrap the socket when the
+/// server accepts.
+async fn negotiate_tls(
+    mut socket: Box<dyn Socket>,
+    database: &Database,
+    host: &str,
+) -> Result<Box<dyn Socket>, ConnError> {
+    let tls_error = |e: crate::tls::TlsError| ConnError::Config(e.to_string());
+    let Some(client_config) = database.client_config().map_err(tls_error)? else {
+        return Ok(socket);
+    };
+    let mut request = BytesMut::new();
+    frontend::ssl_request(&mut request);
+    socket.write_all(&request).await?;
+    socket.flush().await?;
+    let mut answer = [0u8; 1];
+    socket.read_exact(&mut answer).await?;
+    match answer[0] {
+        b'S' => {
+            let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|_| {
+                ConnError::Config(format!("{host:?} is not a valid TLS server name"))
+            })?;
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+            let tls = connector.connect(name, socket).await.map_err(|e| {
+                ConnError::Config(format!(
+                    "TLS handshake with {host} failed: {e}; check sslmode and sslrootcert"
+                ))
+            })?;
+            Ok(Box::new(tls))
+        }
+        b'N' if database.ssl_mode == SslMode::Prefer => Ok(socket),
+        b'N' => Err(ConnError::Config(format!(
+            "{host} does not accept TLS but sslmode asks for it: enable ssl on the server, \
+             or use sslmode=prefer or disable on a trusted network"
+        ))),
+        other => Err(ConnError::Protocol(format!(
+            "unexpected answer {other:#x} to SSLRequest"
+        ))),
+    }
+}
+
+/// Connect to the first reachable host; returns the TCP host name (`None` for
+/// a Unix socket).
+async fn open_socket(
+    config: &tokio_postgres::Config,
+) -> Result<(Box<dyn Socket>, Option<String>), ConnError> {
     let hosts = config.get_hosts();
     let ports = config.get_ports();
     let mut last = None;
@@ -478,14 +524,18 @@ async fn open_socket(config: &tokio_postgres::Config) -> Result<Box<dyn Socket>,
             .copied()
             .unwrap_or(5432);
         let attempt = async {
-            let socket: Box<dyn Socket> = match host {
+            let socket: (Box<dyn Socket>, Option<String>) = match host {
                 Host::Tcp(name) => {
                     let stream = tokio::net::TcpStream::connect((name.as_str(), port)).await?;
                     stream.set_nodelay(true)?;
-                    Box::new(stream)
+                    (Box::new(stream), Some(name.clone()))
                 }
-                Host::Unix(dir) => Box::new(
-                    tokio::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{port}"))).await?,
+                Host::Unix(dir) => (
+                    Box::new(
+                        tokio::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{port}")))
+                            .await?,
+                    ),
+                    None,
                 ),
             };
             Ok::<_, std::io::Error>(socket)
@@ -504,8 +554,9 @@ async fn open_socket(config: &tokio_postgres::Config) -> Result<Box<dyn Socket>,
     if hosts.is_empty() {
         let dir = std::path::Path::new("/var/run/postgresql");
         let port = ports.first().copied().unwrap_or(5432);
-        return Ok(Box::new(
-            tokio::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{port}"))).await?,
+        return Ok((
+            Box::new(tokio::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{port}"))).await?),
+            None,
         ));
     }
     Err(ConnError::Io(last.unwrap_or_else(|| {

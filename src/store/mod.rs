@@ -7,25 +7,50 @@ pub mod migrate;
 pub mod retention;
 pub mod settings;
 
-/// Open a SQL connection and drive it on a background task.
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::tls::{Database, TlsError};
+
+/// A SQL connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Open a SQL connection (TLS as the URL's `sslmode` says) and drive it on a
+/// background task.
 ///
 /// The session runs with `jit = off`: walhook's statements are short OLTP
 /// queries, and on a fresh backlog (stale statistics) the claim query's cost
 /// estimate crossed `jit_above_cost`, spending ~0.5 s compiling each claim.
-pub async fn connect(
-    config: &tokio_postgres::Config,
-) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let mut config = config.clone();
+pub async fn connect(database: &Database) -> Result<tokio_postgres::Client, ConnectError> {
+    let mut config = database.config.clone();
     let options = match config.get_options() {
         Some(options) => format!("{options} -c jit=off"),
         None => "-c jit=off".to_owned(),
     };
     config.options(&options);
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    let client = match database.client_config()? {
+        None => spawn_connection(config.connect(tokio_postgres::NoTls).await?),
+        Some(tls) => spawn_connection(config.connect(MakeRustlsConnect::new(tls)).await?),
+    };
+    Ok(client)
+}
+
+fn spawn_connection<S, T>(
+    (client, connection): (tokio_postgres::Client, tokio_postgres::Connection<S, T>),
+) -> tokio_postgres::Client
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(%error, "database connection closed");
         }
     });
-    Ok(client)
+    client
 }

@@ -50,7 +50,8 @@ fn as_server_user(cmd: &mut Command) -> &mut Command {
     cmd
 }
 
-fn chown_to_server_user(path: &Path) {
+/// Give `path` to the server's OS user when we run as root.
+pub fn chown_to_server_user(path: &Path) {
     if let Some((uid, gid)) = server_user() {
         std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown data dir");
     }
@@ -96,6 +97,8 @@ pub struct ClusterOptions {
     pub wal_level: Option<String>,
     /// Extra `postgresql.conf` lines.
     pub extra_conf: Vec<String>,
+    /// `pg_hba.conf` lines placed before initdb's (the first match wins).
+    pub hba_first: Vec<String>,
 }
 
 pub struct Cluster {
@@ -162,6 +165,11 @@ impl Cluster {
             &data.join("pg_hba.conf"),
             "host replication all 127.0.0.1/32 trust\nlocal replication all trust\n",
         );
+        if !options.hba_first.is_empty() {
+            let hba = data.join("pg_hba.conf");
+            let rest = std::fs::read_to_string(&hba).unwrap();
+            std::fs::write(&hba, options.hba_first.join("\n") + "\n" + &rest).unwrap();
+        }
         let cluster = Cluster { root, port };
         cluster.start_server();
         cluster

@@ -108,7 +108,7 @@ pub async fn prepare(
 }
 
 pub async fn connect(url: &str) -> anyhow::Result<Client> {
-    Ok(walhook::store::connect(&url.parse()?).await?)
+    Ok(walhook::store::connect(&walhook::tls::Database::parse(url)?).await?)
 }
 
 /// Write `total` changes in transactions of `per_txn` rows (server-side).
