@@ -120,10 +120,19 @@ async fn serve(
     confirmed: &Mutex<Vec<u64>>,
     starts: &AtomicUsize,
 ) -> std::io::Result<()> {
-    // The startup packet: length-prefixed, no type byte.
-    let len = socket.read_i32().await? as usize;
-    let mut startup = vec![0u8; len.saturating_sub(4)];
-    socket.read_exact(&mut startup).await?;
+    // The startup packet: length-prefixed, no type byte. Like a server without
+    // TLS, answer an SSLRequest (code 80877103) with 'N' and read the real one.
+    const SSL_REQUEST: [u8; 4] = 80877103i32.to_be_bytes();
+    let mut startup;
+    loop {
+        let len = socket.read_i32().await? as usize;
+        startup = vec![0u8; len.saturating_sub(4)];
+        socket.read_exact(&mut startup).await?;
+        if startup != SSL_REQUEST {
+            break;
+        }
+        socket.write_all(b"N").await?;
+    }
     let mut out = BytesMut::new();
     send(
         &mut out,
