@@ -291,13 +291,13 @@ async fn max_in_flight_bounds_concurrent_requests_to_a_receiver() {
         &db,
         &receiver.url(),
         ", max_in_flight, timeout_ms",
-        ", 3, 1500",
+        ", 3, 3000",
     );
     let _walhook = start(&db);
     db.psql("INSERT INTO items (id) SELECT generate_series(1, 20)");
     wait_received(&receiver, 3).await;
-    // every request hangs until its 1.5 s timeout: no fourth one may start before
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    // every request hangs until its 3 s timeout: no fourth one may start before
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         receiver.count(),
         3,
