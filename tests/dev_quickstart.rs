@@ -127,3 +127,20 @@ fn killed_dev_leaves_no_cluster_behind() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn readme_first_command_names_no_binary_so_walhook_is_the_default_run() {
+    // README: `cargo run --release -- dev`; with walhook-bench in the package,
+    // cargo needs `default-run` to know which binary that is.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(readme.contains("cargo run --release -- dev"));
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
+    assert!(
+        manifest
+            .lines()
+            .any(|l| l.trim() == r#"default-run = "walhook""#),
+        "Cargo.toml must set default-run = \"walhook\""
+    );
+}
