@@ -106,7 +106,9 @@ pub enum KeysCommand {
     Rotate,
     /// Retire a key: it leaves the JWKS and signs nothing more.
     Retire {
-        /// The key's kid (see walhook.signing_keys).
+        /// The key's kid (see walhook.signing_keys). A kid is base64url and may
+        /// start with '-', so it is never taken for an option.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
 }
@@ -162,4 +164,20 @@ fn parse_database_url(url: &str) -> Result<Database, ConfigError> {
         database.config.application_name("walhook");
     }
     Ok(database)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kid_starting_with_a_hyphen_is_a_kid_not_an_option() {
+        let cli = Cli::try_parse_from(["walhook", "keys", "retire", "-4bV0x", "--slot", "s"])
+            .expect("parses");
+        match cli.command {
+            Command::Keys(KeysCommand::Retire { kid }) => assert_eq!(kid, "-4bV0x"),
+            other => panic!("parsed as {other:?}"),
+        }
+        assert_eq!(cli.common.slot, "s");
+    }
 }

@@ -40,9 +40,7 @@ pub enum DaemonError {
         "cannot connect to the database: {0}; check --database-url and that PostgreSQL is running"
     )]
     Database(#[from] tokio_postgres::Error),
-    #[error(
-        "cannot connect to the database: {0}; check --database-url (and its sslmode) and that PostgreSQL is running"
-    )]
+    #[error(transparent)]
     Connect(#[from] crate::store::ConnectError),
     #[error(transparent)]
     Http(#[from] std::io::Error),

@@ -14,9 +14,11 @@ use crate::tls::{Database, TlsError};
 /// A SQL connection could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error(transparent)]
+    #[error(
+        "cannot connect to the database: {0}; check --database-url (and its sslmode) and that PostgreSQL is running"
+    )]
     Postgres(#[from] tokio_postgres::Error),
-    #[error(transparent)]
+    #[error("cannot set up TLS to the database: {0}")]
     Tls(#[from] TlsError),
 }
 
