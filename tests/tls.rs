@@ -66,7 +66,7 @@ fn certificates(dir: &Path) {
     );
     std::fs::write(
         dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+        "subjectAltName=IP:127.0.0.1,DNS:pg.walhook.test\nbasicConstraints=CA:FALSE\n\
          keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
@@ -164,6 +164,29 @@ async fn both_connections_use_tls_and_certificates_are_checked() {
     let (status, out, err) = walhook(&["migrate", "--database-url", &verified]);
     assert!(status.success(), "{out}\n{err}");
 
+    // the certificate names 127.0.0.1 and pg.walhook.test, not localhost:
+    // verify-full refuses the name, verify-ca only checks the chain
+    let by_name = db.url().replace("127.0.0.1", "localhost");
+    let (status, _, err) = walhook(&[
+        "status",
+        "--database-url",
+        &format!("{by_name}?sslmode=verify-full&sslrootcert={}", ca.display()),
+    ]);
+    assert!(!status.success(), "verify-full must check the host name");
+    assert!(
+        err.contains("not valid for name") || err.contains("NotValidForName"),
+        "{err}"
+    );
+    let (status, out, err) = walhook(&[
+        "status",
+        "--database-url",
+        &format!("{by_name}?sslmode=verify-ca&sslrootcert={}", ca.display()),
+    ]);
+    assert!(
+        status.success(),
+        "verify-ca checks the chain only: {out}\n{err}"
+    );
+
     // the daemon over sslmode=require: SQL and replication stream, end to end
     db.psql(
         "CREATE TABLE items (id int PRIMARY KEY);
@@ -196,6 +219,25 @@ async fn both_connections_use_tls_and_certificates_are_checked() {
         total.parse::<i32>().unwrap() >= 2,
         "SQL and replication sessions: {total}"
     );
+    // the replication stream checks its certificate too: a wrong CA there is fatal
+    let mut wrong = walhook_run(
+        &required,
+        &format!("{}_other", db.slot),
+        &db.publication,
+        &[
+            "--replication-url",
+            &format!(
+                "{}?sslmode=verify-full&sslrootcert={}",
+                db.url(),
+                other.display()
+            ),
+        ],
+    );
+    let exited = wrong
+        .wait_exit(Duration::from_secs(60))
+        .expect("walhook exits");
+    assert!(!exited.success());
+    assert!(wrong.log().contains("TLS handshake"), "{}", wrong.log());
     let walsender = db.psql(
         "SELECT s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)
           WHERE r.application_name = 'walhook_tls'",

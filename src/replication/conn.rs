@@ -491,10 +491,16 @@ async fn negotiate_tls(
                 ConnError::Config(format!("{host:?} is not a valid TLS server name"))
             })?;
             let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+            // rustls reports certificate and protocol failures as InvalidData:
+            // those need the operator; anything else is a network error
             let tls = connector.connect(name, socket).await.map_err(|e| {
-                ConnError::Config(format!(
-                    "TLS handshake with {host} failed: {e}; check sslmode and sslrootcert"
-                ))
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    ConnError::Config(format!(
+                        "TLS handshake with {host} failed: {e}; check sslmode and sslrootcert"
+                    ))
+                } else {
+                    ConnError::Io(e)
+                }
             })?;
             Ok(Box::new(tls))
         }
