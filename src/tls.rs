@@ -2,7 +2,8 @@
 //!
 //! The URL's `sslmode` and `sslrootcert` follow libpq: `disable` is plain TCP;
 //! `prefer` tries TLS and falls back to plain, without checking the certificate;
-//! `require` encrypts without checking the certificate; `verify-ca` checks the
+//! `require` encrypts without checking the certificate (with `sslrootcert` it
+//! acts as `verify-ca`, as libpq does); `verify-ca` checks the
 //! chain against `sslrootcert` (or the Mozilla roots when absent); `verify-full`
 //! also checks that the certificate names the host. tokio-postgres parses
 //! neither `verify-*` nor `sslrootcert`, so [`Database::parse`] takes them out
@@ -59,6 +60,8 @@ impl Database {
         let ssl_mode = match mode.as_deref() {
             None | Some("prefer") | Some("allow") => SslMode::Prefer,
             Some("disable") => SslMode::Disable,
+            // libpq: require with a root certificate verifies the chain
+            Some("require") if root_cert.is_some() => SslMode::VerifyCa,
             Some("require") => SslMode::Require,
             Some("verify-ca") => SslMode::VerifyCa,
             Some("verify-full") => SslMode::VerifyFull,
@@ -291,6 +294,12 @@ mod tests {
         assert_eq!(
             Database::parse("postgres://u@h/d").unwrap().ssl_mode,
             SslMode::Prefer
+        );
+        assert_eq!(
+            Database::parse("postgres://u@h/d?sslmode=require&sslrootcert=ca.pem")
+                .unwrap()
+                .ssl_mode,
+            SslMode::VerifyCa
         );
         assert!(matches!(
             Database::parse("postgres://u@h/d?sslmode=sometimes"),
