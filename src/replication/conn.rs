@@ -1,7 +1,9 @@
 //! The replication connection: PostgreSQL's wire protocol spoken by us, because
 //! tokio-postgres does not stream CopyBoth.
 //!
-//! Startup with `replication=database`, authentication (trust, cleartext, md5,
+//! An SSLRequest and a rustls handshake first when `sslmode` asks for TLS
+//! ([`crate::tls`]); then startup with `replication=database`, authentication
+//! (trust, cleartext, md5,
 //! SCRAM-SHA-256 via postgres-protocol), simple queries (`IDENTIFY_SYSTEM`,
 //! `CREATE_REPLICATION_SLOT`), then `START_REPLICATION`, after which the
 //! connection becomes a [`ReplicationStream`] of CopyData frames. Frames are cut
