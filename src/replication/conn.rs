@@ -3,11 +3,11 @@
 //!
 //! An SSLRequest and a rustls handshake first when `sslmode` asks for TLS
 //! ([`crate::tls`]); then startup with `replication=database`, authentication
-//! (trust, cleartext, md5,
-//! SCRAM-SHA-256 via postgres-protocol), simple queries (`IDENTIFY_SYSTEM`,
-//! `CREATE_REPLICATION_SLOT`), then `START_REPLICATION`, after which the
-//! connection becomes a [`ReplicationStream`] of CopyData frames. Frames are cut
-//! out of one read buffer without copying; an XLogData payload is a slice of it.
+//! (trust, cleartext, md5, SCRAM-SHA-256 via postgres-protocol), simple queries
+//! (`IDENTIFY_SYSTEM`, `CREATE_REPLICATION_SLOT`), then `START_REPLICATION`, after
+//! which the connection becomes a [`ReplicationStream`] of CopyData frames. Frames
+//! are cut out of one read buffer without copying; an XLogData payload is a slice
+//! of it.
 //!
 //! The session runs with `TimeZone=UTC` and `DateStyle=ISO`, so timestamps in
 //! pgoutput's text values have one known form.
