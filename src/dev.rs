@@ -4,7 +4,7 @@
 //! cluster ([`crate::local_cluster`]), migrated and loaded with the example
 //! directory and its routes; a demo receiver that verifies every signature; a
 //! subscription to it; the daemon ([`crate::daemon::run`]) in-process; then the
-//! sample changes of [`sample`]. Each delivery is printed as it arrives. Ctrl-C
+//! sample changes of `sample`. Each delivery is printed as it arrives. Ctrl-C
 //! (or, with `--once`, the last sample event verified) stops the daemon, the
 //! receiver and the cluster, and removes the cluster's folder.
 
