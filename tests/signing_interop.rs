@@ -9,11 +9,8 @@ mod support;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
-use support::python::venv_python;
+use support::python::verify as run;
 use walhook::delivery::signing::{RequestToSign, SigningKey, jwks, sign};
 
 const URL: &str = "https://receiver.example/hooks/walhook?tenant=acme&v=2";
@@ -22,33 +19,6 @@ const VERIFIERS: [&str; 3] = [
     "verify_ed25519.py",
     "verify_rfc9421.py",
 ];
-
-/// Run one verifier; `Ok(stdout)` when it accepts, `Err(stderr)` when it rejects.
-fn run(script: &str, input: &Value) -> Result<String, String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/py")
-        .join(script);
-    let mut child = Command::new(venv_python())
-        .arg(path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    if out.status.success() {
-        Ok(text(&out.stdout))
-    } else {
-        Err(text(&out.stderr))
-    }
-}
 
 fn now() -> i64 {
     SystemTime::now()
@@ -243,97 +213,11 @@ fn rotated_keys_both_sign_and_the_old_one_still_verifies() {
     assert_all(&before, true, "an old-key delivery against a two-key JWKS");
 }
 
-/// A throwaway PostgreSQL cluster (port from the OS, data in a tempdir owned by
-/// the `postgres` user), stopped on drop.
-struct Cluster {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let bin = Path::new("/usr/lib/postgresql/15/bin");
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let as_postgres = |args: &[&str]| {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(status.success());
-            let status = Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .args(args)
-                .stdout(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success(), "{args:?} failed");
-        };
-        let data_s = data.to_str().unwrap();
-        let opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {}",
-            dir.path().display()
-        );
-        as_postgres(&[
-            bin.join("initdb").to_str().unwrap(),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-D",
-            data_s,
-        ]);
-        let log = dir.path().join("log");
-        as_postgres(&[
-            bin.join("pg_ctl").to_str().unwrap(),
-            "-D",
-            data_s,
-            "-o",
-            &opts,
-            "-l",
-            log.to_str().unwrap(),
-            "-w",
-            "start",
-        ]);
-        Cluster { dir, port }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("runuser")
-            .args([
-                "-u",
-                "postgres",
-                "--",
-                "/usr/lib/postgresql/15/bin/pg_ctl",
-                "-m",
-                "immediate",
-                "stop",
-                "-D",
-            ])
-            .arg(self.dir.path().join("data"))
-            .stdout(Stdio::null())
-            .status();
-    }
-}
-
 #[tokio::test]
 async fn signing_keys_in_postgres_rotate_and_retire() {
     use walhook::store::keys::{self, KeysError};
-    let cluster = Cluster::start();
-    let config = walhook::tls::Database::parse(&format!(
-        "host=127.0.0.1 port={} user=postgres dbname=postgres",
-        cluster.port
-    ))
-    .unwrap();
+    let db = support::Cluster::shared().database();
+    let config = walhook::tls::Database::parse(&db.url()).unwrap();
     let mut client = walhook::store::connect(&config).await.unwrap();
     walhook::store::migrate::migrate(&mut client).await.unwrap();
 
