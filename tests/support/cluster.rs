@@ -66,8 +66,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Run SQL through psql against a URL, panicking on error.
-pub fn psql_url(url: &str, sql: &str) -> String {
+/// Run SQL through psql against a URL: its output, or psql's stderr on failure.
+pub fn try_psql_url(url: &str, sql: &str) -> Result<String, String> {
     let out = Command::new(pg_bin("psql"))
         .args([
             "-X",
@@ -82,12 +82,16 @@ pub fn psql_url(url: &str, sql: &str) -> String {
         ])
         .output()
         .expect("run psql");
-    assert!(
-        out.status.success(),
-        "psql failed: {}\nSQL: {sql}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Run SQL through psql against a URL, panicking on error.
+pub fn psql_url(url: &str, sql: &str) -> String {
+    try_psql_url(url, sql).unwrap_or_else(|err| panic!("psql failed: {err}\nSQL: {sql}"))
 }
 
 /// Options of a dedicated cluster.
@@ -269,49 +273,12 @@ impl Cluster {
 
     /// Run SQL through psql against `db`, panicking with psql's output on error.
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = Command::new(pg_bin("psql"))
-            .args([
-                "-X",
-                "-q",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                &self.url(db),
-                "-c",
-                sql,
-            ])
-            .output()
-            .expect("run psql");
-        assert!(
-            out.status.success(),
-            "psql failed: {}\nSQL: {sql}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        psql_url(&self.url(db), sql)
     }
 
     /// Like [`Cluster::psql`] but returns psql's stderr on failure.
     pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
-        let out = Command::new(pg_bin("psql"))
-            .args([
-                "-X",
-                "-q",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                &self.url(db),
-                "-c",
-                sql,
-            ])
-            .output()
-            .expect("run psql");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        try_psql_url(&self.url(db), sql)
     }
 
     /// A fresh database (with its own slot and publication names).
