@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use futures_util::StreamExt;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -230,65 +229,27 @@ async fn connect_until(
 
 /// Wake the claim loop on `NOTIFY walhook_deliveries` (redeliveries, replays).
 async fn listen(database: crate::tls::Database, wake: Arc<Notify>, shutdown: CancellationToken) {
-    let mut config = database.config.clone();
-    config.options("-c jit=off");
     while !shutdown.is_cancelled() {
-        let done = match database.client_config() {
-            Ok(None) => match config.connect(tokio_postgres::NoTls).await {
-                Ok((client, connection)) => listen_on(client, connection, &wake, &shutdown).await,
-                Err(_) => false,
-            },
-            Ok(Some(tls)) => {
-                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
-                match config.connect(tls).await {
-                    Ok((client, connection)) => {
-                        listen_on(client, connection, &wake, &shutdown).await
-                    }
-                    Err(_) => false,
+        if let Ok((client, mut notifications)) =
+            crate::store::connect_with_notifications(&database).await
+            && client
+                .batch_execute("LISTEN walhook_deliveries")
+                .await
+                .is_ok()
+        {
+            loop {
+                tokio::select! {
+                    n = notifications.recv() => match n {
+                        Some(_) => wake.notify_one(),
+                        None => break,
+                    },
+                    _ = shutdown.cancelled() => return,
                 }
             }
-            Err(error) => {
-                tracing::warn!(%error, "cannot set up TLS for LISTEN");
-                false
-            }
-        };
-        if done {
-            return;
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = shutdown.cancelled() => return,
-        }
-    }
-}
-
-/// Forward notifications until the connection ends (false) or shutdown (true).
-async fn listen_on<S, T>(
-    client: tokio_postgres::Client,
-    mut connection: tokio_postgres::Connection<S, T>,
-    wake: &Notify,
-    shutdown: &CancellationToken,
-) -> bool
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-    let listening = client.batch_execute("LISTEN walhook_deliveries");
-    let mut listening = std::pin::pin!(listening);
-    let mut listened = false;
-    loop {
-        tokio::select! {
-            r = &mut listening, if !listened => {
-                listened = true;
-                if r.is_err() { return false; }
-            }
-            m = messages.next() => match m {
-                Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => wake.notify_one(),
-                Some(Ok(_)) => {}
-                _ => return false,
-            },
-            _ = shutdown.cancelled() => return true,
         }
     }
 }

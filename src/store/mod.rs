@@ -7,6 +7,7 @@ pub mod migrate;
 pub mod retention;
 pub mod settings;
 
+use tokio::sync::mpsc;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::tls::{Database, TlsError};
@@ -29,6 +30,25 @@ pub enum ConnectError {
 /// queries, and on a fresh backlog (stale statistics) the claim query's cost
 /// estimate crossed `jit_above_cost`, spending ~0.5 s compiling each claim.
 pub async fn connect(database: &Database) -> Result<tokio_postgres::Client, ConnectError> {
+    open(database, None).await
+}
+
+/// Like [`connect`], also handing over the session's `NOTIFY` messages (for
+/// `LISTEN`). The receiver ends when the connection does.
+pub async fn connect_with_notifications(
+    database: &Database,
+) -> Result<(tokio_postgres::Client, Notifications), ConnectError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    Ok((open(database, Some(tx)).await?, rx))
+}
+
+/// `NOTIFY` messages of a [`connect_with_notifications`] session.
+pub type Notifications = mpsc::UnboundedReceiver<tokio_postgres::Notification>;
+
+async fn open(
+    database: &Database,
+    notifications: Option<mpsc::UnboundedSender<tokio_postgres::Notification>>,
+) -> Result<tokio_postgres::Client, ConnectError> {
     let mut config = database.config.clone();
     let options = match config.get_options() {
         Some(options) => format!("{options} -c jit=off"),
@@ -36,22 +56,39 @@ pub async fn connect(database: &Database) -> Result<tokio_postgres::Client, Conn
     };
     config.options(&options);
     let client = match database.client_config()? {
-        None => spawn_connection(config.connect(tokio_postgres::NoTls).await?),
-        Some(tls) => spawn_connection(config.connect(MakeRustlsConnect::new(tls)).await?),
+        None => spawn_connection(config.connect(tokio_postgres::NoTls).await?, notifications),
+        Some(tls) => spawn_connection(
+            config.connect(MakeRustlsConnect::new(tls)).await?,
+            notifications,
+        ),
     };
     Ok(client)
 }
 
+/// Drive the connection, forwarding notifications when asked to.
 fn spawn_connection<S, T>(
-    (client, connection): (tokio_postgres::Client, tokio_postgres::Connection<S, T>),
+    (client, mut connection): (tokio_postgres::Client, tokio_postgres::Connection<S, T>),
+    notifications: Option<mpsc::UnboundedSender<tokio_postgres::Notification>>,
 ) -> tokio_postgres::Client
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::warn!(%error, "database connection closed");
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                    if let Some(tx) = &notifications {
+                        let _ = tx.send(n);
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "database connection closed");
+                    return;
+                }
+                None => return,
+            }
         }
     });
     client
