@@ -198,6 +198,36 @@ async fn start_walhook(
     Ok(process)
 }
 
+/// Start walhook on a written backlog and time it until the receiver has
+/// `total` distinct deliveries and all are recorded `succeeded`; returns the
+/// seconds taken and walhook's peak RSS in MiB.
+async fn drain_backlog(
+    options: &Options,
+    db: &Database,
+    slot: &str,
+    receiver: &Receiver,
+    total: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let started = Instant::now();
+    let walhook = start_walhook(options, db, slot).await?;
+    wait_for(
+        "every delivery received",
+        Duration::from_secs(900),
+        || async { Ok(receiver.distinct() >= total) },
+    )
+    .await?;
+    wait_for(
+        "every delivery recorded",
+        Duration::from_secs(300),
+        || async { Ok(workload::succeeded(&db.client).await? >= total as i64) },
+    )
+    .await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let rss = walhook.peak_rss_mib();
+    walhook.stop();
+    Ok((elapsed, rss))
+}
+
 /// Drop the scenario's database (walhook stopped first).
 async fn finish(cluster: &LocalCluster, name: &str) -> anyhow::Result<()> {
     let admin = workload::connect(&cluster.url("postgres")).await?;
@@ -251,22 +281,8 @@ async fn drain(
         _ => None,
     };
 
-    let started = Instant::now();
-    let walhook = start_walhook(options, &db, name).await?;
     let total = sizes.backlog;
-    wait_for("every event received", Duration::from_secs(900), || async {
-        Ok(receiver.distinct() >= total)
-    })
-    .await?;
-    wait_for(
-        "every delivery recorded",
-        Duration::from_secs(300),
-        || async { Ok(workload::succeeded(&db.client).await? >= total as i64) },
-    )
-    .await?;
-    let elapsed = started.elapsed().as_secs_f64();
-    let rss = walhook.peak_rss_mib();
-    walhook.stop();
+    let (elapsed, rss) = drain_backlog(options, &db, name, &receiver, total).await?;
     let rate = total as f64 / elapsed;
     result.add(&scenario, "walhook", rate, "events/s");
     result.add(
@@ -350,23 +366,7 @@ async fn fanout(
     start_walhook(options, &db, name).await?.stop();
     workload::write_backlog(&db, sizes.fanout_changes, 100).await?;
     let total = sizes.fanout_changes * SUBSCRIPTIONS;
-    let started = Instant::now();
-    let walhook = start_walhook(options, &db, name).await?;
-    wait_for(
-        "every delivery received",
-        Duration::from_secs(900),
-        || async { Ok(receiver.distinct() >= total) },
-    )
-    .await?;
-    wait_for(
-        "every delivery recorded",
-        Duration::from_secs(300),
-        || async { Ok(workload::succeeded(&db.client).await? >= total as i64) },
-    )
-    .await?;
-    let elapsed = started.elapsed().as_secs_f64();
-    let rss = walhook.peak_rss_mib();
-    walhook.stop();
+    let (elapsed, rss) = drain_backlog(options, &db, name, &receiver, total).await?;
     result.add(
         scenario,
         "deliveries",
