@@ -48,6 +48,10 @@ pub enum DaemonError {
     Other(String),
 }
 
+/// Deliveries whose first attempt may wait or run in memory at once; the rest
+/// wait in PostgreSQL for a claim.
+const FIRST_ATTEMPTS_IN_MEMORY: usize = 1_024;
+
 /// Run until shutdown is requested or a fatal error occurs.
 pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<(), DaemonError> {
     telemetry::init();
@@ -82,9 +86,18 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
         shutdown.clone(),
     ));
 
+    let dispatch_config = crate::delivery::dispatcher::DispatcherConfig::new(database.clone());
+    let targets = crate::delivery::targets::Targets::default();
+    let (first_attempts, first_attempt_jobs) = crate::delivery::first_attempts::FirstAttempts::new(
+        dispatch_config.instance_id,
+        targets.clone(),
+        FIRST_ATTEMPTS_IN_MEMORY,
+    );
     let dispatcher = crate::delivery::dispatcher::Dispatcher::new(
-        crate::delivery::dispatcher::DispatcherConfig::new(database.clone()),
+        dispatch_config,
         keys.clone(),
+        targets,
+        first_attempt_jobs,
         wake.clone(),
     );
     let dispatch_shutdown = CancellationToken::new();
@@ -108,6 +121,7 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
         client: crate::store::connect(&database).await?,
         system_id: system_id.clone(),
         durable: durable_tx,
+        first_attempts,
         wake,
         store_failed: store_failed.clone(),
     };

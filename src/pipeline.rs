@@ -10,12 +10,18 @@
 //! than a batch is written in chunks before its commit arrives (its position is
 //! published only after its commit), so a million-row transaction needs no
 //! more memory than one batch; ids make a replay of its chunks idempotent.
+//!
+//! Deliveries the dispatcher has room for are inserted leased to this
+//! instance and handed to it in memory once the batch commits (see
+//! [`crate::delivery::first_attempts`]): a first attempt starts right after
+//! the commit that made it durable, without a claim query.
 
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_postgres::Client;
 
+use crate::delivery::first_attempts::FirstAttempts;
 use crate::mapping::Mapper;
 use crate::mapping::event::Event;
 use crate::replication::change::TxnBegin;
@@ -33,6 +39,9 @@ pub const MAX_BATCH: usize = 2_000;
 /// 1,024 keep the writer fed (it batches while the next rows arrive).
 pub const ITEMS_CAPACITY: usize = 1_024;
 
+/// Changes to this table are subscription changes (`webhook.*` events).
+const SUBSCRIPTIONS_TABLE: &str = "walhook.subscriptions";
+
 /// Everything the writer needs.
 pub struct Writer {
     pub mapper: Mapper,
@@ -43,7 +52,10 @@ pub struct Writer {
     pub system_id: Arc<OnceLock<String>>,
     /// Position up to which every event is stored.
     pub durable: watch::Sender<Lsn>,
-    /// Woken after a batch with deliveries commits.
+    /// Where first attempts go once their batch commits.
+    pub first_attempts: FirstAttempts,
+    /// Woken after a batch commits deliveries that were not handed over (they
+    /// wait in PostgreSQL for a claim).
     pub wake: Arc<Notify>,
     /// Tells the slot loop that a batch could not be stored: it drops the
     /// session, and the slot replays everything after the durable position.
@@ -159,8 +171,22 @@ impl Writer {
                 }
             }
         }
-        match write_batch(&mut self.client, batch).await {
-            Ok(deliveries) => {
+        let subscriptions_changed = batch.iter().any(|e| e.source_table == SUBSCRIPTIONS_TABLE);
+        let targets = self.first_attempts.targets();
+        if (subscriptions_changed
+            || !targets.knows_all(batch.iter().flat_map(|e| e.subscriptions.iter())))
+            && let Err(error) = targets.reload(&self.client).await
+        {
+            tracing::warn!(%error, "reloading subscriptions failed; this batch's deliveries wait for a claim");
+        }
+        let mut admission = self.first_attempts.admission();
+        let instance = self.first_attempts.instance();
+        match write_batch(&mut self.client, batch, instance, |event, subscription| {
+            admission.admit(event, subscription)
+        })
+        .await
+        {
+            Ok(created) => {
                 for event in batch.iter() {
                     telemetry::EVENTS
                         .with_label_values(&[&event.event_type])
@@ -169,7 +195,8 @@ impl Writer {
                         telemetry::EVENT_ERRORS.with_label_values(&["build"]).inc();
                     }
                 }
-                if deliveries > 0 {
+                let handed_over = admission.hand_over(batch, &created);
+                if created.len() > handed_over {
                     self.wake.notify_one();
                 }
                 batch.clear();

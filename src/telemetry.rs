@@ -169,6 +169,35 @@ pub static SUBSCRIPTION_DELIVERY_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
     )
 });
 
+/// Attempt outcomes that could not be written to PostgreSQL (each is retried
+/// until stored or the process exits; a delivery whose outcome is lost at exit
+/// is attempted again when its lease ends).
+pub static OUTCOME_STORE_FAILURES: Lazy<prometheus::IntCounter> = Lazy::new(|| {
+    register(
+        prometheus::IntCounter::new(
+            "outcome_store_failures_total",
+            "Failed writes of delivery attempt outcomes (retried until stored)",
+        )
+        .unwrap(),
+    )
+});
+
+/// Deliveries whose first attempt was handed from the writer's batch in
+/// memory (`first`), or claimed from PostgreSQL (`claimed`: retries, and work
+/// beyond the memory bound).
+pub static DISPATCHED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "dispatched_total",
+                "Deliveries started, by path: first (from the writer, in memory) or claimed",
+            ),
+            &["path"],
+        )
+        .unwrap(),
+    )
+});
+
 /// Touch every metric so each appears in `/metrics` from the start.
 pub fn init() {
     Lazy::force(&CHANGES_RECEIVED);
@@ -183,6 +212,10 @@ pub fn init() {
     Lazy::force(&IN_FLIGHT_REQUESTS);
     Lazy::force(&REPLICATION_ERRORS);
     Lazy::force(&SUBSCRIPTION_DELIVERY_DURATION);
+    Lazy::force(&OUTCOME_STORE_FAILURES);
+    for path in ["first", "claimed"] {
+        DISPATCHED.with_label_values(&[path]);
+    }
 }
 
 /// The registry in Prometheus text format.

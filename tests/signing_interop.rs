@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use std::time::{SystemTime, UNIX_EPOCH};
 use support::python::verify as run;
-use walhook::delivery::signing::{RequestToSign, SigningKey, jwks, sign};
+use walhook::delivery::signing::{RequestToSign, Schemes, SigningKey, jwks, sign};
 
 const URL: &str = "https://receiver.example/hooks/walhook?tenant=acme&v=2";
 const VERIFIERS: [&str; 3] = [
@@ -64,7 +64,8 @@ fn delivery(
         timestamp: ts,
         body,
     };
-    let signed = sign(&req, &[secret], keys).expect("sign");
+    let signed = sign(&req, &[secret], keys, Schemes::ALL).expect("sign");
+    let http = signed.http_signature.expect("rfc9421 signed");
     json!({
         "url": URL,
         "method": "POST",
@@ -72,12 +73,12 @@ fn delivery(
             "content-type": "application/json",
             "webhook-id": id,
             "webhook-timestamp": ts.to_string(),
-            "webhook-signature": signed.webhook_signature,
+            "webhook-signature": signed.webhook_signature.expect("standard webhooks signed"),
             "webhook-event-type": "software_statement.suspended",
             "webhook-attempt": "1",
-            "content-digest": signed.content_digest,
-            "signature-input": signed.signature_input,
-            "signature": signed.signature,
+            "content-digest": http.content_digest,
+            "signature-input": http.signature_input,
+            "signature": http.signature,
         },
         "body_b64": STANDARD.encode(body),
         "secret": secret,

@@ -14,8 +14,9 @@ use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::retry;
-use super::signing::{self, RequestToSign, SigningKey};
+use super::signing::{self, RequestToSign, Schemes, SigningKey};
 use crate::store::deliveries::Claimed;
+use crate::store::targets::SubscriptionTarget;
 
 /// A request ready to send.
 #[derive(Debug)]
@@ -71,11 +72,11 @@ fn header(map: &mut HeaderMap, name: &str, value: &str) -> Result<(), PrepareErr
 /// Build the request for attempt number `attempt` (1-based).
 pub fn prepare(
     claimed: &Claimed,
+    sub: &SubscriptionTarget,
     attempt: i32,
     keys: &[SigningKey],
     now: DateTime<Utc>,
 ) -> Result<PreparedRequest, PrepareError> {
-    let sub = &claimed.subscription;
     let mut url = url::Url::parse(&sub.url).map_err(|e| PrepareError::Url(e.to_string()))?;
     if !sub.query_params.is_empty() {
         let mut pairs = url.query_pairs_mut();
@@ -86,7 +87,7 @@ pub fn prepare(
     let body = if sub.standard_envelope {
         format!(
             r#"{{"type":{},"timestamp":"{}","data":{}}}"#,
-            serde_json::Value::String(claimed.event_type.clone()),
+            serde_json::Value::String(claimed.event_type.to_string()),
             claimed
                 .commit_time
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -94,7 +95,7 @@ pub fn prepare(
         )
         .into_bytes()
     } else {
-        claimed.body.clone().into_bytes()
+        claimed.body.as_bytes().to_vec()
     };
     let webhook_id = claimed.event_id.to_string();
     let timestamp = now.timestamp();
@@ -103,7 +104,7 @@ pub fn prepare(
         header(&mut headers, k, v.as_str().unwrap_or_default())?;
     }
     let content_type = "application/json";
-    let secrets: Vec<&str> = sub.secrets.iter().map(String::as_str).collect();
+    let secrets = sub.secrets(now);
     let signed = signing::sign(
         &RequestToSign {
             method: "POST",
@@ -115,16 +116,21 @@ pub fn prepare(
         },
         &secrets,
         keys,
+        Schemes::from_names(&sub.signature_schemes),
     )?;
     header(&mut headers, "content-type", content_type)?;
     header(&mut headers, "webhook-id", &webhook_id)?;
     header(&mut headers, "webhook-timestamp", &timestamp.to_string())?;
-    header(&mut headers, "webhook-signature", &signed.webhook_signature)?;
+    if let Some(value) = &signed.webhook_signature {
+        header(&mut headers, "webhook-signature", value)?;
+    }
     header(&mut headers, "webhook-event-type", &claimed.event_type)?;
     header(&mut headers, "webhook-attempt", &attempt.to_string())?;
-    header(&mut headers, "content-digest", &signed.content_digest)?;
-    header(&mut headers, "signature-input", &signed.signature_input)?;
-    header(&mut headers, "signature", &signed.signature)?;
+    if let Some(http) = &signed.http_signature {
+        header(&mut headers, "content-digest", &http.content_digest)?;
+        header(&mut headers, "signature-input", &http.signature_input)?;
+        header(&mut headers, "signature", &http.signature)?;
+    }
     match sub.auth_type.as_str() {
         "bearer" => header(
             &mut headers,

@@ -1,43 +1,53 @@
-//! The dispatcher: claims due deliveries, runs attempts concurrently within
-//! bounds, and records outcomes in batches.
+//! The dispatcher: runs attempts concurrently within bounds, from two sources.
 //!
 //! ```text
-//!  wake (writer) / LISTEN walhook_deliveries / poll ──▶ claim (lease, SKIP LOCKED)
-//!        ▲                                                 │ up to free permits
+//!  writer's committed batch ──(first attempts, in memory)──┐
+//!                                                           ▼
+//!  wake / LISTEN walhook_deliveries / poll ──▶ claim ──▶ per-subscription queues
+//!                     (retries, overflow; lease, SKIP LOCKED)  │ global + max_in_flight
+//!        ▲                                                     ▼
 //!        └──── recorder (batched UPDATE + INSERT) ◀── attempt tasks (sign, POST)
 //! ```
 //!
-//! Memory is bounded by the global permit count: the dispatcher never claims
-//! more than it can run at once, so a dead receiver leaves its backlog in
-//! PostgreSQL. Per-subscription `max_in_flight` is enforced per instance: the
-//! claim query is told how many requests to each subscription this instance
-//! has under way and claims only up to the rest. A slot frees when its request
-//! ends; the delivery's lease keeps it from being claimed again until its
-//! outcome is recorded, so claiming overlaps recording.
-//! Counting other instances' live leases in SQL instead cost a scan of every
-//! dead lease version on each claim (most of a claim's time under a backlog).
-//! Ordered subscriptions never have two deliveries of one apiresource leased at
-//! once, across instances.
+//! First attempts arrive from the writer already leased to this instance (see
+//! [`super::first_attempts`]); everything else (retries, work that did not fit
+//! in memory, other instances' expired leases) is claimed from PostgreSQL with
+//! `FOR UPDATE SKIP LOCKED`, so any number of instances share a backlog.
+//!
+//! One task owns the scheduling state: jobs wait in per-subscription queues
+//! and start while the instance has a free request slot (`global_max_in_flight`)
+//! and the subscription is under its `max_in_flight` (enforced per instance).
+//! The claim asks only for what free slots remain, so memory is bounded by
+//! the slots plus the first-attempt bound: a dead receiver leaves its backlog
+//! in PostgreSQL. A slot frees when its request ends; the lease keeps the
+//! delivery from being claimed again until its outcome is recorded, so
+//! claiming overlaps recording. Ordered subscriptions only take the claim
+//! path, which never leases two deliveries of one apiresource at once.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use super::KeyRing;
-use super::attempt::{self, AttemptOutcome, Decision};
-use super::client::{Clients, check_literal_host};
-use crate::store::deliveries::{self, AttemptRecord, Claimed};
-use crate::store::settings;
+use super::client::Clients;
+use super::first_attempts::{Job, JobReceiver};
+use super::recorder::{self, Unrecorded};
+use super::targets::Targets;
+use super::task::AttemptTask;
+use crate::store::deliveries::{self, AttemptRecord};
+use crate::store::settings::{self, Settings};
 use crate::telemetry;
 
 /// How long shutdown waits for in-flight requests before parking them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How often settings and subscriptions are re-read.
+const RELOAD_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct DispatcherConfig {
@@ -72,124 +82,169 @@ pub enum DeliveryError {
 pub struct Dispatcher {
     config: DispatcherConfig,
     keys: KeyRing,
+    targets: Targets,
+    first_attempts: JobReceiver,
     wake: Arc<Notify>,
 }
 
-/// Deliveries of this instance by id, with their subscription.
-type InFlight = Arc<Mutex<HashMap<i64, Uuid>>>;
-
 impl Dispatcher {
-    pub fn new(config: DispatcherConfig, keys: KeyRing, wake: Arc<Notify>) -> Self {
-        Dispatcher { config, keys, wake }
+    pub fn new(
+        config: DispatcherConfig,
+        keys: KeyRing,
+        targets: Targets,
+        first_attempts: JobReceiver,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Dispatcher {
+            config,
+            keys,
+            targets,
+            first_attempts,
+            wake,
+        }
     }
 
     /// Run until `shutdown`; then finish or park in-flight attempts.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), DeliveryError> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), DeliveryError> {
         let clients = Clients::new()?;
         let instance = self.config.instance_id;
-        let Some(client) = connect_until(&self.config.database, &shutdown).await else {
+        let Some(mut client) = connect_until(&self.config.database, &shutdown).await else {
             return Ok(());
         };
-        let mut client = client;
         tokio::spawn(listen(
             self.config.database.clone(),
             self.wake.clone(),
             shutdown.clone(),
         ));
-        let permits = Arc::new(Semaphore::new(self.config.global_max_in_flight));
-        // claimed and not yet recorded (parked at shutdown)
-        let in_flight: InFlight = Arc::default();
-        // requests under way, per subscription (max_in_flight)
-        let sending: InFlight = Arc::default();
+        let unrecorded: Unrecorded = Arc::default();
         let (records_tx, records_rx) = mpsc::channel::<AttemptRecord>(1024);
-        let recorder = tokio::spawn(record_loop(
+        let recorder = tokio::spawn(recorder::run(
             self.config.database.clone(),
             instance,
             records_rx,
-            in_flight.clone(),
+            unrecorded.clone(),
             self.wake.clone(),
+            shutdown.clone(),
         ));
-        let mut settings = settings::load(&client).await.unwrap_or_default();
-        let mut settings_loaded = tokio::time::Instant::now();
+        let settings = settings::load(&client).await.unwrap_or_default();
+        if let Err(error) = self.targets.reload(&client).await {
+            tracing::warn!(%error, "loading subscriptions failed; retrying");
+        }
+        let mut scheduler = Scheduler {
+            queues: HashMap::new(),
+            starved: VecDeque::new(),
+            running: HashMap::new(),
+            running_total: 0,
+            queued_total: 0,
+            max_running: self.config.global_max_in_flight,
+            tasks: JoinSet::new(),
+            task_subscription: HashMap::new(),
+            expired: Vec::new(),
+            context: Arc::new(AttemptContext {
+                clients,
+                keys: self.keys.clone(),
+                records: records_tx,
+                settings: std::sync::RwLock::new(settings),
+            }),
+            unrecorded: unrecorded.clone(),
+        };
+        let mut reloaded = Instant::now();
+        let mut claim_due = true;
+        let mut next_poll = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
-            if settings_loaded.elapsed() > Duration::from_secs(2) {
+            if reloaded.elapsed() > RELOAD_EVERY {
                 if let Ok(s) = settings::load(&client).await {
-                    settings = s;
+                    *scheduler
+                        .context
+                        .settings
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner()) = s;
                 }
-                settings_loaded = tokio::time::Instant::now();
+                let _ = self.targets.reload(&client).await;
+                reloaded = Instant::now();
             }
-            let free = permits.available_permits();
-            if free == 0 {
-                tokio::select! {
-                    p = permits.clone().acquire_owned() => drop(p),
-                    _ = shutdown.cancelled() => break,
-                }
-                continue;
-            }
-            let limit = (free as i64).min(self.config.batch);
-            let busy = busy_subscriptions(&sending);
-            let claimed = match deliveries::claim(&client, instance, limit, &busy).await {
-                Ok(claimed) => claimed,
-                Err(error) => {
-                    tracing::warn!(%error, "claiming deliveries failed");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = shutdown.cancelled() => break,
-                    }
-                    if client.is_closed() {
-                        match connect_until(&self.config.database, &shutdown).await {
-                            Some(c) => client = c,
-                            None => break,
+            if claim_due && scheduler.free() > 0 {
+                let limit = (scheduler.free() as i64).min(self.config.batch);
+                match deliveries::claim(&client, instance, limit, &scheduler.busy()).await {
+                    Ok(claimed) => {
+                        claim_due = claimed.len() as i64 == limit;
+                        next_poll = tokio::time::Instant::now() + self.config.poll_interval;
+                        if !claimed.is_empty()
+                            && !self
+                                .targets
+                                .knows_all(claimed.iter().map(|c| &c.subscription_id))
+                        {
+                            let _ = self.targets.reload(&client).await;
+                        }
+                        for claimed in claimed {
+                            match self.targets.get(&claimed.subscription_id) {
+                                Some(target) => {
+                                    telemetry::DISPATCHED.with_label_values(&["claimed"]).inc();
+                                    scheduler.enqueue(Job::claimed(claimed, target));
+                                }
+                                // deleted meanwhile: its deliveries go with it
+                                None => scheduler.expired.push(claimed.delivery_id),
+                            }
                         }
                     }
-                    continue;
+                    Err(error) => {
+                        tracing::warn!(%error, "claiming deliveries failed");
+                        next_poll = tokio::time::Instant::now() + Duration::from_secs(1);
+                        claim_due = false;
+                        if client.is_closed() {
+                            match connect_until(&self.config.database, &shutdown).await {
+                                Some(c) => client = c,
+                                None => break,
+                            }
+                        }
+                    }
                 }
-            };
-            let got = claimed.len() as i64;
-            for claimed in claimed {
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    break;
-                };
-                in_flight
-                    .lock()
-                    .unwrap()
-                    .insert(claimed.delivery_id, claimed.subscription.id);
-                sending
-                    .lock()
-                    .unwrap()
-                    .insert(claimed.delivery_id, claimed.subscription.id);
-                let delivery_id = claimed.delivery_id;
-                let task = AttemptTask {
-                    claimed,
-                    clients: clients.clone(),
-                    keys: self.keys.clone(),
-                    allow_insecure_targets: settings.allow_insecure_targets,
-                    records: records_tx.clone(),
-                };
-                let sending = sending.clone();
-                let wake = self.wake.clone();
-                tokio::spawn(async move {
-                    task.run().await;
-                    sending.lock().unwrap().remove(&delivery_id);
-                    drop(permit);
-                    wake.notify_one();
-                });
             }
-            if got < limit {
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(self.config.poll_interval) => {}
-                    _ = shutdown.cancelled() => break,
+            scheduler.give_back_expired(&client, instance).await;
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(done) = scheduler.tasks.join_next_with_id(), if scheduler.running_total > 0 => {
+                    let id = match done {
+                        Ok((id, _)) => id,
+                        Err(error) => error.id(),
+                    };
+                    if let Some(subscription) = scheduler.task_subscription.remove(&id) {
+                        scheduler.finished(subscription);
+                    }
                 }
+                Some(jobs) = self.first_attempts.recv() => {
+                    telemetry::DISPATCHED.with_label_values(&["first"]).inc_by(jobs.len() as u64);
+                    for job in jobs {
+                        scheduler.enqueue(job);
+                    }
+                }
+                _ = self.wake.notified() => claim_due = true,
+                _ = tokio::time::sleep_until(next_poll) => claim_due = true,
             }
         }
-        // Shutdown: let in-flight attempts finish within a bound, park the rest.
-        let all = self.config.global_max_in_flight as u32;
-        let finished = tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(all)).await;
-        drop(records_tx);
-        let _ = recorder.await;
+        // Shutdown: no new attempts; running ones finish within a bound; then
+        // every lease this instance still holds without a recorded outcome is
+        // given back, so another instance (or this one restarted) takes over.
+        self.first_attempts.close();
+        while self.first_attempts.recv().await.is_some() {}
+        scheduler.queues.clear();
+        let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while scheduler.tasks.join_next().await.is_some() {}
+        })
+        .await;
         if finished.is_err() {
-            let parked: Vec<i64> = in_flight.lock().unwrap().keys().copied().collect();
+            scheduler.tasks.abort_all();
+            while scheduler.tasks.join_next().await.is_some() {}
+        }
+        drop(scheduler);
+        let _ = recorder.await;
+        let parked: Vec<i64> = unrecorded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        if !parked.is_empty() {
             match deliveries::release(&client, instance, &parked).await {
                 Ok(n) => tracing::info!(parked = n, "in-flight deliveries parked for retry"),
                 Err(error) => {
@@ -201,13 +256,137 @@ impl Dispatcher {
     }
 }
 
-/// Requests under way per subscription, for the claim query's limits.
-fn busy_subscriptions(sending: &InFlight) -> Vec<(Uuid, i64)> {
-    let mut counts: HashMap<Uuid, i64> = HashMap::new();
-    for subscription in sending.lock().unwrap().values() {
-        *counts.entry(*subscription).or_default() += 1;
+/// What every attempt task shares.
+pub(super) struct AttemptContext {
+    pub clients: Clients,
+    pub keys: KeyRing,
+    pub records: mpsc::Sender<AttemptRecord>,
+    pub settings: std::sync::RwLock<Settings>,
+}
+
+/// Jobs waiting per subscription and requests running, within the bounds.
+struct Scheduler {
+    queues: HashMap<Uuid, VecDeque<Job>>,
+    /// Subscriptions with queued jobs and room of their own, waiting for a
+    /// global slot (may hold stale entries; checked when popped).
+    starved: VecDeque<Uuid>,
+    running: HashMap<Uuid, usize>,
+    running_total: usize,
+    queued_total: usize,
+    max_running: usize,
+    tasks: JoinSet<()>,
+    /// The subscription of each running task (a task that panicked still
+    /// frees its slot).
+    task_subscription: HashMap<tokio::task::Id, Uuid>,
+    /// Leases to give back: jobs that could not start in time.
+    expired: Vec<i64>,
+    context: Arc<AttemptContext>,
+    unrecorded: Unrecorded,
+}
+
+impl Scheduler {
+    /// Slots neither running nor promised to a queued job.
+    fn free(&self) -> usize {
+        self.max_running
+            .saturating_sub(self.running_total + self.queued_total)
     }
-    counts.into_iter().collect()
+
+    /// Per subscription, this instance's requests running or queued (the
+    /// claim takes only up to each one's `max_in_flight` minus this).
+    fn busy(&self) -> Vec<(Uuid, i64)> {
+        let mut busy: HashMap<Uuid, i64> = HashMap::new();
+        for (id, n) in &self.running {
+            *busy.entry(*id).or_default() += *n as i64;
+        }
+        for (id, queue) in &self.queues {
+            *busy.entry(*id).or_default() += queue.len() as i64;
+        }
+        busy.into_iter().collect()
+    }
+
+    fn enqueue(&mut self, job: Job) {
+        let subscription = job.claimed.subscription_id;
+        self.unrecorded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.claimed.delivery_id);
+        self.queues.entry(subscription).or_default().push_back(job);
+        self.queued_total += 1;
+        self.pump(subscription);
+    }
+
+    /// A request of `subscription` ended.
+    fn finished(&mut self, subscription: Uuid) {
+        self.running_total -= 1;
+        if let Some(n) = self.running.get_mut(&subscription) {
+            *n -= 1;
+            if *n == 0 {
+                self.running.remove(&subscription);
+            }
+        }
+        self.pump(subscription);
+        while self.running_total < self.max_running {
+            let Some(next) = self.starved.pop_front() else {
+                break;
+            };
+            self.pump(next);
+        }
+    }
+
+    /// Start `subscription`'s queued jobs while both bounds allow.
+    fn pump(&mut self, subscription: Uuid) {
+        loop {
+            let Some(queue) = self.queues.get_mut(&subscription) else {
+                return;
+            };
+            let Some(job) = queue.front() else {
+                self.queues.remove(&subscription);
+                return;
+            };
+            let running = self.running.get(&subscription).copied().unwrap_or(0);
+            if running >= job.target.max_in_flight {
+                return;
+            }
+            if self.running_total >= self.max_running {
+                self.starved.push_back(subscription);
+                return;
+            }
+            let job = queue.pop_front().expect("front exists");
+            self.queued_total -= 1;
+            if Instant::now() > job.start_by {
+                self.expired.push(job.claimed.delivery_id);
+                continue;
+            }
+            *self.running.entry(subscription).or_default() += 1;
+            self.running_total += 1;
+            let context = self.context.clone();
+            let task = self
+                .tasks
+                .spawn(async move { AttemptTask::new(job, context).run(Utc::now()).await });
+            self.task_subscription.insert(task.id(), subscription);
+        }
+    }
+
+    /// Give back the leases of jobs that could not start in time.
+    async fn give_back_expired(&mut self, client: &tokio_postgres::Client, instance: Uuid) {
+        if self.expired.is_empty() {
+            return;
+        }
+        let ids = std::mem::take(&mut self.expired);
+        match deliveries::release(client, instance, &ids).await {
+            Ok(n) => tracing::info!(
+                released = n,
+                "deliveries that waited too long were handed back to the claim queue"
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "handing back deliveries failed; their leases expire")
+            }
+        }
+        let mut unrecorded = self.unrecorded.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            unrecorded.remove(&id);
+        }
+    }
 }
 
 /// Connect, retrying until it works or shutdown.
@@ -251,154 +430,5 @@ async fn listen(database: crate::tls::Database, wake: Arc<Notify>, shutdown: Can
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = shutdown.cancelled() => return,
         }
-    }
-}
-
-struct AttemptTask {
-    claimed: Claimed,
-    clients: Clients,
-    keys: KeyRing,
-    allow_insecure_targets: bool,
-    records: mpsc::Sender<AttemptRecord>,
-}
-
-impl AttemptTask {
-    async fn run(self) {
-        let span = tracing::info_span!(
-            "deliver",
-            subscription_id = %self.claimed.subscription.id,
-            event_id = %self.claimed.event_id
-        );
-        self.attempt().instrument(span).await
-    }
-
-    async fn attempt(self) {
-        let c = &self.claimed;
-        let attempt = c.attempts + 1;
-        let now = Utc::now();
-        let keys = self.keys.read().map(|k| Arc::clone(&k)).unwrap_or_default();
-        telemetry::IN_FLIGHT_REQUESTS.inc();
-        let (outcome, elapsed) = match attempt::prepare(c, attempt, &keys, now) {
-            Err(error) => (failure(error.to_string()), Duration::ZERO),
-            Ok(request) => {
-                let refused = if self.allow_insecure_targets {
-                    Ok(())
-                } else {
-                    check_literal_host(&request.url)
-                };
-                match refused {
-                    Err(error) => (failure(error), Duration::ZERO),
-                    Ok(()) => {
-                        attempt::send(self.clients.get(self.allow_insecure_targets), request).await
-                    }
-                }
-            }
-        };
-        telemetry::IN_FLIGHT_REQUESTS.dec();
-        telemetry::DELIVERY_DURATION.observe(elapsed.as_secs_f64());
-        let since_redelivery = (attempt - c.retry_base).max(1) as usize;
-        let decision = attempt::decide(
-            &outcome,
-            &c.subscription.retry_schedule,
-            since_redelivery,
-            Utc::now(),
-            &mut rand::thread_rng(),
-        );
-        let sub = c.subscription.id.to_string();
-        let (status_code, error, body) = match &outcome {
-            AttemptOutcome::Succeeded { status, body } => {
-                (Some(i32::from(*status)), None, Some(body.clone()))
-            }
-            AttemptOutcome::Failed {
-                status,
-                error,
-                body,
-                ..
-            } => (status.map(i32::from), Some(error.clone()), body.clone()),
-        };
-        let (new_status, next_attempt_at, label) = match decision {
-            Decision::Succeeded => {
-                let latency =
-                    (Utc::now() - c.commit_time).num_microseconds().unwrap_or(0) as f64 / 1e6;
-                telemetry::END_TO_END_LATENCY.observe(latency.max(0.0));
-                ("succeeded", Utc::now(), "success")
-            }
-            Decision::RetryAt(at) => ("pending", at, "retry"),
-            Decision::Failed => ("failed", Utc::now(), "failed"),
-        };
-        telemetry::DELIVERIES
-            .with_label_values(&[&sub, label])
-            .inc();
-        match &error {
-            Some(error) => {
-                tracing::info!(attempt, outcome = label, status = ?status_code, %error, "delivery attempt failed")
-            }
-            None => tracing::debug!(attempt, status = ?status_code, "delivered"),
-        }
-        let record = AttemptRecord {
-            delivery_id: c.delivery_id,
-            attempt,
-            attempted_at: now,
-            duration_ms: elapsed.as_millis().min(i32::MAX as u128) as i32,
-            status_code,
-            error,
-            response_body: body.filter(|b| !b.is_empty()),
-            new_status,
-            next_attempt_at,
-        };
-        let _ = self.records.send(record).await;
-    }
-}
-
-fn failure(error: String) -> AttemptOutcome {
-    AttemptOutcome::Failed {
-        status: None,
-        error,
-        body: None,
-        retry_after: None,
-    }
-}
-
-/// Write finished attempts in batches; then wake the claim loop (an ordered
-/// resource's next delivery becomes claimable once this one is recorded).
-async fn record_loop(
-    database: crate::tls::Database,
-    instance: Uuid,
-    mut records: mpsc::Receiver<AttemptRecord>,
-    in_flight: InFlight,
-    wake: Arc<Notify>,
-) {
-    let mut client: Option<tokio_postgres::Client> = None;
-    let mut batch = Vec::with_capacity(512);
-    while let Some(first) = records.recv().await {
-        batch.push(first);
-        while batch.len() < 512 {
-            match records.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
-        for attempt in 0..5 {
-            if client.as_ref().is_none_or(|c| c.is_closed()) {
-                client = crate::store::connect(&database).await.ok();
-            }
-            if let Some(c) = client.as_mut() {
-                match deliveries::record(c, instance, &batch).await {
-                    Ok(()) => break,
-                    Err(error) => {
-                        tracing::warn!(%error, attempt, "recording delivery attempts failed")
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-        }
-        {
-            let mut set = in_flight.lock().unwrap();
-            for r in &batch {
-                set.remove(&r.delivery_id);
-            }
-        }
-        batch.clear();
-        wake.notify_one();
     }
 }

@@ -2,8 +2,12 @@
 pub mod attempt;
 pub mod client;
 pub mod dispatcher;
+pub mod first_attempts;
+pub mod recorder;
 pub mod retry;
 pub mod signing;
+pub mod targets;
+mod task;
 pub mod verifier;
 
 use std::sync::{Arc, RwLock};

@@ -44,16 +44,70 @@ pub struct RequestToSign<'a> {
     pub body: &'a [u8],
 }
 
-/// Header values to add to the request.
+/// Which signature schemes a delivery carries
+/// (`walhook.subscriptions.signature_schemes`; all three by default). Each
+/// scheme left out is one signature less per delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schemes {
+    /// `v1`: HMAC-SHA256 with the subscription secret(s).
+    pub v1: bool,
+    /// `v1a`: Ed25519 with every unretired key.
+    pub v1a: bool,
+    /// RFC 9421 HTTP Message Signature (with its RFC 9530 `content-digest`).
+    pub rfc9421: bool,
+}
+
+impl Schemes {
+    pub const ALL: Schemes = Schemes {
+        v1: true,
+        v1a: true,
+        rfc9421: true,
+    };
+
+    /// From the column's names; the database refuses unknown names and an
+    /// empty list, so an unknown name here is ignored and nothing known means
+    /// all.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Schemes {
+        let has = |scheme: &str| names.iter().any(|n| n.as_ref() == scheme);
+        let schemes = Schemes {
+            v1: has("v1"),
+            v1a: has("v1a"),
+            rfc9421: has("rfc9421"),
+        };
+        if schemes
+            == (Schemes {
+                v1: false,
+                v1a: false,
+                rfc9421: false,
+            })
+        {
+            Schemes::ALL
+        } else {
+            schemes
+        }
+    }
+}
+
+impl Default for Schemes {
+    fn default() -> Self {
+        Schemes::ALL
+    }
+}
+
+/// Header values to add to the request; a scheme not asked for is `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedHeaders {
-    /// `webhook-signature`
-    pub webhook_signature: String,
-    /// `content-digest`
+    /// `webhook-signature` (`v1` and/or `v1a` entries)
+    pub webhook_signature: Option<String>,
+    /// The RFC 9421 headers.
+    pub http_signature: Option<HttpSignatureHeaders>,
+}
+
+/// `content-digest`, `signature-input` and `signature`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSignatureHeaders {
     pub content_digest: String,
-    /// `signature-input`
     pub signature_input: String,
-    /// `signature`
     pub signature: String,
 }
 
@@ -115,27 +169,44 @@ pub type HeaderLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// A public key as a receiver knows it: `(kid, Ed25519 public key bytes)`.
 pub type PublicKey = (String, [u8; 32]);
 
-/// Sign with every symmetric secret (`whsec_...`, current first) and every
-/// unretired key (current first; RFC 9421 uses the current one).
+/// Sign, for each scheme in `schemes`, with every symmetric secret
+/// (`whsec_...`, current first) and every unretired key (current first; RFC
+/// 9421 uses the current one).
 pub fn sign(
     req: &RequestToSign<'_>,
     secrets: &[&str],
     keys: &[SigningKey],
+    schemes: Schemes,
 ) -> Result<SignedHeaders, SigningError> {
-    let current = keys.first().ok_or(SigningError::NoSigningKey)?;
-    let webhook_signature = standard_webhooks::signature_header(
-        req.webhook_id,
-        req.timestamp,
-        req.body,
-        secrets,
-        keys,
-    )?;
-    let (content_digest, signature_input, signature) = http_signature::sign(req, current);
+    let current = keys.first();
+    if (schemes.v1a || schemes.rfc9421) && current.is_none() {
+        return Err(SigningError::NoSigningKey);
+    }
+    let webhook_signature = if schemes.v1 || schemes.v1a {
+        Some(standard_webhooks::signature_header(
+            req.webhook_id,
+            req.timestamp,
+            req.body,
+            if schemes.v1 { secrets } else { &[] },
+            if schemes.v1a { keys } else { &[] },
+        )?)
+    } else {
+        None
+    };
+    let http_signature = match current.filter(|_| schemes.rfc9421) {
+        Some(key) => {
+            let (content_digest, signature_input, signature) = http_signature::sign(req, key);
+            Some(HttpSignatureHeaders {
+                content_digest,
+                signature_input,
+                signature,
+            })
+        }
+        None => None,
+    };
     Ok(SignedHeaders {
         webhook_signature,
-        content_digest,
-        signature_input,
-        signature,
+        http_signature,
     })
 }
 
@@ -160,14 +231,15 @@ mod tests {
     }
 
     fn lookup(h: &SignedHeaders) -> impl Fn(&str) -> Option<String> + '_ {
+        let http = h.http_signature.as_ref();
         move |name: &str| match name {
             "webhook-id" => Some("7d7c9a3e-0f6b-4a53-8d0a-0c6c3f0b9e21".into()),
             "webhook-timestamp" => Some("1700000000".into()),
-            "webhook-signature" => Some(h.webhook_signature.clone()),
+            "webhook-signature" => h.webhook_signature.clone(),
             "content-type" => Some("application/json".into()),
-            "content-digest" => Some(h.content_digest.clone()),
-            "signature-input" => Some(h.signature_input.clone()),
-            "signature" => Some(h.signature.clone()),
+            "content-digest" => http.map(|s| s.content_digest.clone()),
+            "signature-input" => http.map(|s| s.signature_input.clone()),
+            "signature" => http.map(|s| s.signature.clone()),
             _ => None,
         }
     }
@@ -177,12 +249,15 @@ mod tests {
         let keys = [SigningKey::generate(), SigningKey::generate()];
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let body = br#"{"apiresource":"/organisations/1","revision":3}"#;
-        let h = sign(&request(body), &[secret], &keys).unwrap();
-        let parts: Vec<&str> = h.webhook_signature.split(' ').collect();
+        let h = sign(&request(body), &[secret], &keys, Schemes::ALL).unwrap();
+        let parts: Vec<&str> = h.webhook_signature.as_deref().unwrap().split(' ').collect();
         assert_eq!(parts.len(), 3);
         assert!(parts[0].starts_with("v1,") && parts[1].starts_with("v1a,"));
         assert!(
-            h.signature_input
+            h.http_signature
+                .as_ref()
+                .unwrap()
+                .signature_input
                 .contains(&format!("keyid=\"{}\"", keys[0].kid))
         );
         let public: Vec<PublicKey> = keys
@@ -202,16 +277,45 @@ mod tests {
     fn sign_without_keys_is_an_error_and_bad_secret_is_refused() {
         let body = b"{}";
         assert!(matches!(
-            sign(&request(body), &["whsec_AAAA"], &[]),
+            sign(&request(body), &["whsec_AAAA"], &[], Schemes::ALL),
             Err(SigningError::NoSigningKey)
         ));
         let keys = [SigningKey::generate()];
         for bad in ["AAAA", "whsec_", "whsec_not base64!"] {
             assert!(matches!(
-                sign(&request(body), &[bad], &keys),
+                sign(&request(body), &[bad], &keys, Schemes::ALL),
                 Err(SigningError::BadSecret)
             ));
         }
+    }
+
+    #[test]
+    fn only_the_chosen_schemes_are_signed() {
+        let keys = [SigningKey::generate()];
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let body = b"{}";
+        let only = |names: &[&str]| {
+            sign(&request(body), &[secret], &keys, Schemes::from_names(names)).unwrap()
+        };
+        let v1 = only(&["v1"]);
+        assert!(v1.webhook_signature.as_deref().unwrap().starts_with("v1,"));
+        assert!(!v1.webhook_signature.as_deref().unwrap().contains("v1a,"));
+        assert!(v1.http_signature.is_none());
+        let v1a = only(&["v1a"]);
+        assert!(
+            v1a.webhook_signature
+                .as_deref()
+                .unwrap()
+                .starts_with("v1a,")
+        );
+        assert!(v1a.http_signature.is_none());
+        let rfc = only(&["rfc9421"]);
+        assert!(rfc.webhook_signature.is_none());
+        assert!(rfc.http_signature.is_some());
+        // an HMAC-only subscription needs no signing key
+        let hmac_only = sign(&request(body), &[secret], &[], Schemes::from_names(&["v1"])).unwrap();
+        assert!(hmac_only.webhook_signature.is_some());
+        assert_eq!(Schemes::from_names::<&str>(&[]), Schemes::ALL);
     }
 
     #[test]

@@ -4,46 +4,36 @@
 //! that selects due rows `FOR UPDATE SKIP LOCKED`, so two instances never claim
 //! one delivery. The lease outlives the request timeout; a lease that expires
 //! (its owner died) makes the delivery claimable again — that is the sweeper.
-//! Recording an attempt only updates a delivery whose lease this instance
-//! still holds, and attempts are unique per (delivery, attempt number).
+//! First attempts need no claim: the writer inserts their rows already leased
+//! to its own instance (see [`super::events`]). Recording an attempt only
+//! updates a delivery whose lease this instance still holds, and attempts are
+//! unique per (delivery, attempt number).
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-/// A claimed delivery with what its attempt needs.
+/// A delivery this instance holds the lease of, with what its attempt needs
+/// besides the subscription's settings ([`super::targets`]).
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub delivery_id: i64,
+    pub subscription_id: Uuid,
     /// Attempts made before this one.
     pub attempts: i32,
     pub retry_base: i32,
     pub event_id: Uuid,
-    pub event_type: String,
-    pub body: String,
+    pub event_type: Arc<str>,
+    /// The stored body (default envelope); shared by the event's deliveries.
+    pub body: Arc<str>,
     pub commit_time: DateTime<Utc>,
-    pub subscription: SubscriptionTarget,
 }
 
-/// The subscription's delivery settings.
-#[derive(Debug, Clone)]
-pub struct SubscriptionTarget {
-    pub id: Uuid,
-    pub url: String,
-    pub headers: serde_json::Map<String, serde_json::Value>,
-    pub query_params: serde_json::Map<String, serde_json::Value>,
-    pub auth_type: String,
-    pub auth_token: Option<String>,
-    pub auth_username: Option<String>,
-    pub auth_password: Option<String>,
-    /// Current secret first; the previous one while its grace period lasts.
-    pub secrets: Vec<String>,
-    pub timeout: Duration,
-    pub retry_schedule: Vec<Duration>,
-    pub standard_envelope: bool,
-}
+/// Seconds a claimed delivery stays leased: its request timeout plus a margin
+/// for recording the outcome.
+pub const LEASE_MARGIN_SECS: f64 = 30.0;
 
 const CLAIM: &str = "
 WITH candidates AS (
@@ -74,17 +64,11 @@ WITH candidates AS (
 )
 UPDATE walhook.deliveries d
    SET lease_owner = $1,
-       lease_until = now() + make_interval(secs => s.timeout_ms / 1000.0 + 30)
+       lease_until = now() + make_interval(secs => s.timeout_ms / 1000.0 + $5::float8)
   FROM chosen, walhook.subscriptions s, walhook.events ev
  WHERE d.id = chosen.id AND s.id = d.subscription_id AND ev.id = d.event_id
-RETURNING d.id, d.attempts, d.retry_base, ev.id, ev.type, ev.body::text, ev.commit_time,
-          s.id, s.url, s.headers::text, s.query_params::text, s.auth_type, s.auth_token,
-          s.auth_username, s.auth_password, s.secret,
-          CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END,
-          s.timeout_ms,
-          (SELECT array_agg(extract(epoch FROM x)::float8 ORDER BY n)
-             FROM unnest(s.retry_schedule) WITH ORDINALITY AS t(x, n)),
-          s.envelope";
+RETURNING d.id, d.subscription_id, d.attempts, d.retry_base, ev.id, ev.type, ev.body::text,
+          ev.commit_time";
 
 /// Claim up to `limit` due deliveries for `instance`, which has `busy[i].1`
 /// deliveries of subscription `busy[i].0` in flight already.
@@ -97,45 +81,28 @@ pub async fn claim(
     let busy_ids: Vec<Uuid> = busy.iter().map(|b| b.0).collect();
     let busy_counts: Vec<i64> = busy.iter().map(|b| b.1).collect();
     let rows = client
-        .query(CLAIM, &[&instance, &limit, &busy_ids, &busy_counts])
+        .query(
+            CLAIM,
+            &[
+                &instance,
+                &limit,
+                &busy_ids,
+                &busy_counts,
+                &LEASE_MARGIN_SECS,
+            ],
+        )
         .await?;
-    let object = |text: Option<String>| -> serde_json::Map<String, serde_json::Value> {
-        text.and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default()
-    };
     rows.iter()
         .map(|r| {
-            let mut secrets: Vec<String> = vec![r.try_get(15)?];
-            if let Some(previous) = r.try_get::<_, Option<String>>(16)? {
-                secrets.push(previous);
-            }
-            let schedule: Option<Vec<f64>> = r.try_get(18)?;
             Ok(Claimed {
                 delivery_id: r.try_get(0)?,
-                attempts: r.try_get(1)?,
-                retry_base: r.try_get(2)?,
-                event_id: r.try_get(3)?,
-                event_type: r.try_get(4)?,
-                body: r.try_get::<_, Option<String>>(5)?.unwrap_or_default(),
-                commit_time: r.try_get(6)?,
-                subscription: SubscriptionTarget {
-                    id: r.try_get(7)?,
-                    url: r.try_get(8)?,
-                    headers: object(r.try_get(9)?),
-                    query_params: object(r.try_get(10)?),
-                    auth_type: r.try_get(11)?,
-                    auth_token: r.try_get(12)?,
-                    auth_username: r.try_get(13)?,
-                    auth_password: r.try_get(14)?,
-                    secrets,
-                    timeout: Duration::from_millis(r.try_get::<_, i32>(17)?.max(1) as u64),
-                    retry_schedule: schedule
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|s| Duration::from_secs_f64(s.max(0.0)))
-                        .collect(),
-                    standard_envelope: r.try_get::<_, String>(19)? == "standard",
-                },
+                subscription_id: r.try_get(1)?,
+                attempts: r.try_get(2)?,
+                retry_base: r.try_get(3)?,
+                event_id: r.try_get(4)?,
+                event_type: Arc::from(r.try_get::<_, &str>(5)?),
+                body: Arc::from(r.try_get::<_, Option<&str>>(6)?.unwrap_or_default()),
+                commit_time: r.try_get(7)?,
             })
         })
         .collect()

@@ -4,8 +4,17 @@
 //! replayed change is stored once) and one pending delivery per matching
 //! subscription. Only after that transaction commits may the caller treat the
 //! batch's positions as durable.
+//!
+//! A delivery whose first attempt the writing instance will make from memory
+//! is inserted already leased to it (`lease_owner`, `lease_until`): the same
+//! single row write makes the obligation durable and keeps other instances off
+//! it until the lease ends. If the instance dies, the lease expires and any
+//! instance claims the delivery as it would any other.
+
+use std::collections::HashMap;
 
 use tokio_postgres::Client;
+use uuid::Uuid;
 
 use crate::mapping::event::Event;
 
@@ -24,20 +33,47 @@ SELECT id, type, apiresource, revision, commit_lsn::pg_lsn, commit_time, source_
 ON CONFLICT (id) DO NOTHING";
 
 /// Deliveries for subscriptions that still exist (one may have been deleted
-/// since the event's commit position when the WAL is replayed).
+/// since the event's commit position when the WAL is replayed); a positive
+/// `lease_secs` leases the row to `$7` for a first attempt from memory. Rows
+/// that already existed (a replayed change) are not returned.
 const INSERT_DELIVERIES: &str = "
-INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq)
-SELECT d.event_id, d.subscription_id, d.apiresource, d.commit_lsn::pg_lsn, d.seq
-  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[])
-       AS d(event_id, subscription_id, apiresource, commit_lsn, seq)
-  JOIN walhook.subscriptions s ON s.id = d.subscription_id
-ON CONFLICT (event_id, subscription_id) DO NOTHING";
+WITH created AS (
+    INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq,
+                                    lease_owner, lease_until)
+    SELECT d.event_id, d.subscription_id, d.apiresource, d.commit_lsn::pg_lsn, d.seq,
+           CASE WHEN d.lease_secs > 0 THEN $7::uuid END,
+           CASE WHEN d.lease_secs > 0 THEN now() + make_interval(secs => d.lease_secs) END
+      FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[], $6::float8[])
+           AS d(event_id, subscription_id, apiresource, commit_lsn, seq, lease_secs)
+      JOIN walhook.subscriptions s ON s.id = d.subscription_id
+    ON CONFLICT (event_id, subscription_id) DO NOTHING
+    RETURNING id, event_id, subscription_id, lease_owner IS NOT NULL AS leased
+)
+SELECT id, event_id, subscription_id, leased FROM created";
 
-/// Store `events` (with their deliveries) in one transaction.
-/// Returns how many deliveries were created.
-pub async fn write_batch(client: &mut Client, events: &[Event]) -> Result<u64, StoreError> {
+/// A delivery row the batch created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreatedDelivery {
+    pub delivery_id: i64,
+    /// Index of its event in the batch.
+    pub event: usize,
+    pub subscription_id: Uuid,
+    /// Leased to the writing instance for a first attempt from memory.
+    pub leased: bool,
+}
+
+/// Store `events` (with their deliveries) in one transaction. `lease_secs`
+/// says, per (event index, subscription), how long to lease that delivery to
+/// `owner` for a first attempt from memory (`None`: not leased, claimed later).
+/// Returns the deliveries created.
+pub async fn write_batch(
+    client: &mut Client,
+    events: &[Event],
+    owner: Uuid,
+    mut lease_secs: impl FnMut(usize, Uuid) -> Option<f64>,
+) -> Result<Vec<CreatedDelivery>, StoreError> {
     if events.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let n = events.len();
     let mut ids = Vec::with_capacity(n);
@@ -54,7 +90,9 @@ pub async fn write_batch(client: &mut Client, events: &[Event]) -> Result<u64, S
     let mut d_res = Vec::new();
     let mut d_lsn = Vec::new();
     let mut d_seq = Vec::new();
-    for e in events {
+    let mut d_lease = Vec::new();
+    let mut index: HashMap<Uuid, usize> = HashMap::new();
+    for (i, e) in events.iter().enumerate() {
         let lsn = e.commit_lsn.to_string();
         // an event that could not be built is stored with its error, not sent
         for sub in e.subscriptions.iter().filter(|_| e.body.is_some()) {
@@ -63,6 +101,8 @@ pub async fn write_batch(client: &mut Client, events: &[Event]) -> Result<u64, S
             d_res.push(e.apiresource.as_str());
             d_lsn.push(lsn.clone());
             d_seq.push(e.seq as i32);
+            d_lease.push(lease_secs(i, *sub).unwrap_or(0.0));
+            index.insert(e.id, i);
         }
         ids.push(e.id);
         types.push(e.event_type.as_str());
@@ -90,15 +130,27 @@ pub async fn write_batch(client: &mut Client, events: &[Event]) -> Result<u64, S
         ],
     )
     .await?;
-    let deliveries = if d_event.is_empty() {
-        0
+    let rows = if d_event.is_empty() {
+        Vec::new()
     } else {
-        tx.execute(
+        tx.query(
             INSERT_DELIVERIES,
-            &[&d_event, &d_sub, &d_res, &d_lsn, &d_seq],
+            &[&d_event, &d_sub, &d_res, &d_lsn, &d_seq, &d_lease, &owner],
         )
         .await?
     };
+    let mut created = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let event_id: Uuid = row.try_get(1)?;
+        if let Some(&event) = index.get(&event_id) {
+            created.push(CreatedDelivery {
+                delivery_id: row.try_get(0)?,
+                event,
+                subscription_id: row.try_get(2)?,
+                leased: row.try_get(3)?,
+            });
+        }
+    }
     tx.commit().await?;
-    Ok(deliveries)
+    Ok(created)
 }

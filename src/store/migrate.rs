@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "claim_index",
         include_str!("../../sql/migrations/0003_claim_index.sql"),
     ),
+    (
+        4,
+        "first_attempts",
+        include_str!("../../sql/migrations/0004_first_attempts.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -6,6 +6,7 @@ pub mod keys;
 pub mod migrate;
 pub mod retention;
 pub mod settings;
+pub mod targets;
 
 use tokio::sync::mpsc;
 use tokio_postgres_rustls::MakeRustlsConnect;

@@ -1,0 +1,108 @@
+//! The last step of an attempt: its outcome, written to PostgreSQL in batches.
+//!
+//! Attempts finish concurrently; their records queue here and are written
+//! together (one statement per batch: the deliveries' new state and one
+//! `walhook.delivery_attempts` row each). An outcome that cannot be written is
+//! retried, with backoff, until it is stored: dropping it would let the lease
+//! expire and the delivery go out again with nobody knowing why. Every failed
+//! write is logged and counted (`walhook_outcome_store_failures_total`). Only
+//! when the process is stopping and the database stays unreachable past a
+//! grace period does it give up, saying how many outcomes were not stored
+//! (their deliveries are attempted again once their leases end).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::store::deliveries::{self, AttemptRecord};
+use crate::telemetry;
+
+/// Records written per statement, at most.
+const BATCH: usize = 512;
+/// How long a stopping process keeps trying to store outcomes.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Deliveries this instance holds leases on and has not yet recorded.
+pub type Unrecorded = Arc<Mutex<HashSet<i64>>>;
+
+/// Write records until the channel closes; then wake the claim loop after
+/// each batch (an ordered resource's next delivery becomes claimable once this
+/// one is recorded).
+pub async fn run(
+    database: crate::tls::Database,
+    instance: Uuid,
+    mut records: mpsc::Receiver<AttemptRecord>,
+    unrecorded: Unrecorded,
+    wake: Arc<Notify>,
+    stopping: CancellationToken,
+) {
+    let mut client: Option<tokio_postgres::Client> = None;
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(first) = records.recv().await {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match records.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        if store(&database, &mut client, instance, &batch, &stopping).await {
+            let mut set = unrecorded.lock().unwrap_or_else(|e| e.into_inner());
+            for r in &batch {
+                set.remove(&r.delivery_id);
+            }
+        }
+        batch.clear();
+        wake.notify_one();
+    }
+}
+
+/// Store one batch, retrying with backoff (capped at 5 s) until it is stored,
+/// or until `STOP_GRACE` after `stopping`. Returns whether it was stored.
+async fn store(
+    database: &crate::tls::Database,
+    client: &mut Option<tokio_postgres::Client>,
+    instance: Uuid,
+    batch: &[AttemptRecord],
+    stopping: &CancellationToken,
+) -> bool {
+    let mut delay = Duration::from_millis(100);
+    let mut give_up_at: Option<tokio::time::Instant> = None;
+    loop {
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            *client = match crate::store::connect(database).await {
+                Ok(c) => Some(c),
+                Err(error) => {
+                    tracing::warn!(%error, outcomes = batch.len(), "cannot reach the database to store delivery outcomes; retrying");
+                    None
+                }
+            };
+        }
+        if let Some(c) = client.as_mut() {
+            match deliveries::record(c, instance, batch).await {
+                Ok(()) => return true,
+                Err(error) => {
+                    tracing::warn!(%error, outcomes = batch.len(), "storing delivery outcomes failed; retrying")
+                }
+            }
+        }
+        telemetry::OUTCOME_STORE_FAILURES.inc();
+        if stopping.is_cancelled() {
+            let deadline =
+                *give_up_at.get_or_insert_with(|| tokio::time::Instant::now() + STOP_GRACE);
+            if tokio::time::Instant::now() >= deadline {
+                tracing::error!(
+                    outcomes = batch.len(),
+                    "stopping without storing these delivery outcomes: their deliveries will be attempted again when their leases end"
+                );
+                return false;
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}

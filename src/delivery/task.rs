@@ -1,0 +1,134 @@
+//! One attempt of one delivery, start to finish: prepare -> send -> decide ->
+//! hand the record to the recorder. Runs as its own task on the dispatcher's
+//! behalf; the dispatcher frees the request slot when it ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tracing::Instrument;
+
+use super::attempt::{self, AttemptOutcome, Decision};
+use super::client::check_literal_host;
+use super::dispatcher::AttemptContext;
+use super::first_attempts::Job;
+use crate::store::deliveries::AttemptRecord;
+use crate::telemetry;
+
+pub(super) struct AttemptTask {
+    job: Job,
+    context: Arc<AttemptContext>,
+}
+
+impl AttemptTask {
+    pub(super) fn new(job: Job, context: Arc<AttemptContext>) -> Self {
+        AttemptTask { job, context }
+    }
+
+    pub(super) async fn run(self, now: DateTime<Utc>) {
+        let span = tracing::info_span!(
+            "deliver",
+            subscription_id = %self.job.claimed.subscription_id,
+            event_id = %self.job.claimed.event_id
+        );
+        self.attempt(now).instrument(span).await
+    }
+
+    async fn attempt(self, now: DateTime<Utc>) {
+        let c = &self.job.claimed;
+        let target = &self.job.target;
+        let attempt = c.attempts + 1;
+        let keys = self
+            .context
+            .keys
+            .read()
+            .map(|k| Arc::clone(&k))
+            .unwrap_or_default();
+        let allow_insecure_targets = self
+            .context
+            .settings
+            .read()
+            .map(|s| s.allow_insecure_targets)
+            .unwrap_or(false);
+        telemetry::IN_FLIGHT_REQUESTS.inc();
+        let (outcome, elapsed) = match attempt::prepare(c, target, attempt, &keys, now) {
+            Err(error) => (failure(error.to_string()), Duration::ZERO),
+            Ok(request) => {
+                let refused = if allow_insecure_targets {
+                    Ok(())
+                } else {
+                    check_literal_host(&request.url)
+                };
+                match refused {
+                    Err(error) => (failure(error), Duration::ZERO),
+                    Ok(()) => {
+                        attempt::send(self.context.clients.get(allow_insecure_targets), request)
+                            .await
+                    }
+                }
+            }
+        };
+        telemetry::IN_FLIGHT_REQUESTS.dec();
+        telemetry::DELIVERY_DURATION.observe(elapsed.as_secs_f64());
+        let since_redelivery = (attempt - c.retry_base).max(1) as usize;
+        let decided_at = Utc::now();
+        let decision = attempt::decide(
+            &outcome,
+            &target.retry_schedule,
+            since_redelivery,
+            decided_at,
+            &mut rand::thread_rng(),
+        );
+        let (status_code, error, body) = match outcome {
+            AttemptOutcome::Succeeded { status, body } => {
+                (Some(i32::from(status)), None, Some(body))
+            }
+            AttemptOutcome::Failed {
+                status,
+                error,
+                body,
+                ..
+            } => (status.map(i32::from), Some(error), body),
+        };
+        let (new_status, next_attempt_at, label) = match decision {
+            Decision::Succeeded => {
+                let latency =
+                    (decided_at - c.commit_time).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                telemetry::END_TO_END_LATENCY.observe(latency.max(0.0));
+                ("succeeded", decided_at, "success")
+            }
+            Decision::RetryAt(at) => ("pending", at, "retry"),
+            Decision::Failed => ("failed", decided_at, "failed"),
+        };
+        telemetry::DELIVERIES
+            .with_label_values(&[&target.id.to_string(), label])
+            .inc();
+        match &error {
+            Some(error) => {
+                tracing::info!(attempt, outcome = label, status = ?status_code, %error, "delivery attempt failed")
+            }
+            None => tracing::debug!(attempt, status = ?status_code, "delivered"),
+        }
+        let record = AttemptRecord {
+            delivery_id: c.delivery_id,
+            attempt,
+            attempted_at: now,
+            duration_ms: elapsed.as_millis().min(i32::MAX as u128) as i32,
+            status_code,
+            error,
+            response_body: body.filter(|b| !b.is_empty()),
+            new_status,
+            next_attempt_at,
+        };
+        let _ = self.context.records.send(record).await;
+    }
+}
+
+fn failure(error: String) -> AttemptOutcome {
+    AttemptOutcome::Failed {
+        status: None,
+        error,
+        body: None,
+        retry_after: None,
+    }
+}
