@@ -168,3 +168,106 @@ async fn two_daemons_never_make_the_same_attempt_twice() {
         0
     );
 }
+
+/// The crash window between the receiver's 2xx and the outcome's commit: the
+/// outcome write is held back by a lock, walhook is killed, and after a restart
+/// the delivery goes out again with the same `webhook-id`.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_after_the_2xx_before_the_outcome_is_stored_delivers_again() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let receiver = Receiver::start().await;
+    db.psql(&format!(
+        "INSERT INTO walhook.subscriptions (url, timeout_ms) VALUES ('{}', 1000)",
+        receiver.url()
+    ));
+    let mut first = start(&db);
+    // Outcomes insert into delivery_attempts: this lock holds them back.
+    let locker = db.client().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE walhook.delivery_attempts IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    db.psql("INSERT INTO items (id) VALUES (1)");
+    wait_until(WAIT, "the first request", || async {
+        (receiver.count() == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.kill_9();
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM walhook.delivery_attempts").await,
+        0,
+        "the outcome must not have been stored before the kill"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM walhook.deliveries WHERE status = 'pending'"
+        )
+        .await,
+        1
+    );
+    let _second = start(&db);
+    wait_succeeded(&db, 1).await;
+    let received = receiver.received();
+    assert!(received.len() >= 2, "delivered again after the restart");
+    let ids: HashSet<String> = received
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1, "the same webhook-id both times");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM walhook.delivery_attempts").await,
+        1,
+        "the lost attempt is not invented; the one after the restart is recorded"
+    );
+}
+
+/// The crash window between storing events (their deliveries leased to this
+/// instance for a first attempt from memory) and the first attempt: after a
+/// restart every event is delivered.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_after_events_are_stored_before_their_first_attempt_delivers_after_restart() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let receiver = Receiver::start().await;
+    // one request at a time, and the first one hangs: the next delivery waits
+    // in memory, leased, not yet attempted
+    receiver.push([Reply::Hang]);
+    db.psql(&format!(
+        "INSERT INTO walhook.subscriptions (url, timeout_ms, max_in_flight) VALUES ('{}', 2000, 1)",
+        receiver.url()
+    ));
+    let mut first = start(&db);
+    db.psql("INSERT INTO items (id) SELECT generate_series(1, 3)");
+    wait_until(WAIT, "the first request", || async {
+        (receiver.count() == 1).then_some(())
+    })
+    .await;
+    let leased = count(
+        &db,
+        "SELECT count(*) FROM walhook.deliveries WHERE lease_owner IS NOT NULL AND attempts = 0",
+    )
+    .await;
+    first.kill_9();
+    assert_eq!(receiver.count(), 1);
+    assert!(
+        leased >= 2,
+        "one delivery in flight and at least one leased, waiting in memory ({leased})"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM walhook.events").await,
+        3,
+        "all events were stored before the kill"
+    );
+    let _second = start(&db);
+    wait_succeeded(&db, 3).await;
+    let ids: HashSet<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "every event delivered after the restart");
+}
