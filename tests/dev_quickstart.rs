@@ -103,7 +103,7 @@ fn dev_example_iam_once_delivers_every_event_name_of_the_vocabulary() {
         .collect();
     for event_type in support::IAM_VOCABULARY {
         assert!(
-            verified.contains(&event_type),
+            verified.contains(event_type),
             "{event_type} not verified:\n{stdout}"
         );
     }
