@@ -118,7 +118,8 @@ impl Mapper {
     }
 
     /// Map one change. Changes to walhook.routes / walhook.subscriptions are
-    /// staged (and subscriptions' produce `webhook.*` events).
+    /// staged (and subscriptions' produce `webhook.*` events). Deletes of a
+    /// route with `bulk_delete_event` are held: [`Mapper::commit`] returns them.
     pub fn map(&mut self, system_id: &str, txn: &TxnBegin, change: &Change) -> Vec<Event> {
         let rel = &change.relation;
         if rel.schema == "walhook" {
