@@ -49,14 +49,6 @@ impl Field {
             },
         }
     }
-
-    /// The column the field reads, if any.
-    pub fn column(&self) -> Option<&str> {
-        match self {
-            Field::Column(c) | Field::Old(c) => Some(c),
-            Field::Changed => None,
-        }
-    }
 }
 
 /// What templates are filled from. `row` and `old` are already without
@@ -64,7 +56,8 @@ impl Field {
 #[derive(Debug, Clone, Copy)]
 pub struct Source<'a> {
     pub row: &'a Row,
-    /// The row before the change: None for inserts.
+    /// The row before the change: None for inserts (and when the route's
+    /// payload reads no `{old.col}`).
     pub old: Option<&'a Row>,
     /// Names of the visible columns an UPDATE changed (empty otherwise).
     pub changed: &'a [String],
