@@ -91,6 +91,17 @@ pub struct DevArgs {
     /// Exit 0 once every sample event was delivered and verified (non-zero otherwise).
     #[arg(long)]
     pub once: bool,
+    /// Which example to run on: the ecosystem directory
+    /// (sql/examples/directory.sql) or the IAM server (sql/examples/iam.sql).
+    #[arg(long, value_enum, default_value_t = Example::Directory)]
+    pub example: Example,
+}
+
+/// The example schemas and routes `walhook dev` can load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Example {
+    Directory,
+    Iam,
 }
 
 #[derive(Debug, Args)]

@@ -1,10 +1,11 @@
 //! `walhook dev`: the embedded quickstart.
 //!
 //! Everything runs in this one process except PostgreSQL itself: a throwaway
-//! cluster ([`crate::local_cluster`]), migrated and loaded with the example
-//! directory and its routes; a demo receiver that verifies every signature; a
-//! subscription to it; the daemon ([`crate::daemon::run`]) in-process; then the
-//! sample changes of `sample`. Each delivery is printed as it arrives. Ctrl-C
+//! cluster ([`crate::local_cluster`]), migrated and loaded with an example
+//! (`--example directory`, the default, or `iam`) and its routes; a demo
+//! receiver that verifies every signature; a subscription to it; the daemon
+//! ([`crate::daemon::run`]) in-process; then the example's sample changes
+//! (`sample`). Each delivery is printed as it arrives. Ctrl-C
 //! (or, with `--once`, the last sample event verified) stops the daemon, the
 //! receiver and the cluster, and removes the cluster's folder.
 
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{CommonOptions, DevArgs};
 use crate::delivery::verifier::Verifier;
 use crate::local_cluster::{LocalCluster, LocalClusterOptions};
+use sample::{Sample, SampleStep};
 
 /// How long `--once` waits for every sample event before giving up.
 const ONCE_DEADLINE: Duration = Duration::from_secs(120);
@@ -55,6 +57,7 @@ async fn quickstart(
     args: DevArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<ExitCode> {
+    let sample = Sample::of(args.example);
     let url = cluster.url("postgres");
     println!(
         "  postgres on 127.0.0.1:{} (data, socket and log under {})",
@@ -65,18 +68,14 @@ async fn quickstart(
     let mut client = crate::store::connect(&database).await?;
     crate::store::migrate::migrate(&mut client).await?;
     crate::store::keys::ensure_key(&client).await?;
-    client
-        .batch_execute(include_str!("../sql/examples/directory.sql"))
-        .await?;
+    client.batch_execute(sample.schema).await?;
     client
         .batch_execute(
             "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true')
              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
         )
         .await?;
-    println!(
-        "  migrated; example directory schema and its routes loaded (sql/examples/directory.sql)"
-    );
+    println!("  migrated; {} loaded ({})", sample.what, sample.file);
 
     let http_addr = available(common.http_addr)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -110,11 +109,11 @@ async fn quickstart(
     }
     println!("  walhook streaming; metrics and JWKS on http://{http_addr}\n");
 
-    for step in sample::STEPS {
+    for step in sample.steps {
         println!("> {}", step.what);
         client.batch_execute(step.sql).await?;
     }
-    let expected = sample::expected_events();
+    let expected = sample.expected_events();
     println!("\nwaiting for {expected} events ...\n");
 
     let deadline = tokio::time::sleep(if args.once {
@@ -145,13 +144,13 @@ async fn quickstart(
                         );
                     }
                 }
-                if !said_done && sample_complete(&verified) {
+                if !said_done && sample_complete(sample.steps, &verified) {
                     said_done = true;
                     println!("\nall {expected} sample events delivered and verified.");
                     if args.once {
                         break;
                     }
-                    print_hints(cluster, &url, http_addr);
+                    print_hints(cluster, sample, &url, http_addr);
                 }
             }
             _ = shutdown.cancelled() => break,
@@ -170,7 +169,7 @@ async fn quickstart(
         Err(_) => daemon.abort(),
     }
     receiver_task.abort();
-    let ok = sample_complete(&verified) && failures == 0;
+    let ok = sample_complete(sample.steps, &verified) && failures == 0;
     Ok(if !args.once || ok {
         ExitCode::SUCCESS
     } else {
@@ -179,8 +178,8 @@ async fn quickstart(
 }
 
 /// Every event the sample declares was verified (as a multiset of types).
-fn sample_complete(verified: &[String]) -> bool {
-    let mut want: Vec<&str> = sample::STEPS
+fn sample_complete(steps: &[SampleStep], verified: &[String]) -> bool {
+    let mut want: Vec<&str> = steps
         .iter()
         .flat_map(|s| s.events.iter().copied())
         .collect();
@@ -219,17 +218,18 @@ async fn wait_ready(http_addr: SocketAddr) -> anyhow::Result<()> {
     anyhow::bail!("walhook was not ready after 60 s ({url})")
 }
 
-fn print_hints(cluster: &LocalCluster, url: &str, http_addr: SocketAddr) {
+fn print_hints(cluster: &LocalCluster, sample: &Sample, url: &str, http_addr: SocketAddr) {
     println!(
-        "\nmake more changes by hand and watch them arrive here:\n\n  \
-         {psql} {url}\n  \
-         postgres=# UPDATE directory.organisations SET city = 'recife' WHERE organisation_id = '{org}';\n  \
-         postgres=# UPDATE directory.software_statements SET status = 'blocked' WHERE software_statement_id = '{ss}';\n  \
-         postgres=# SELECT e.type, d.status, d.attempts FROM walhook.deliveries d JOIN walhook.events e ON e.id = d.event_id;\n\n\
-         metrics: http://{http_addr}/metrics   keys: http://{http_addr}/.well-known/jwks.json\n\
-         Ctrl-C stops everything and removes the cluster.\n",
-        psql = cluster.bin("psql").display(),
-        org = sample::ORGANISATION,
-        ss = sample::SOFTWARE_STATEMENT,
+        "\nmake more changes by hand and watch them arrive here:\n\n  {} {url}",
+        cluster.bin("psql").display()
+    );
+    for hint in sample.hints.iter().chain([
+        &"SELECT e.type, d.status, d.attempts FROM walhook.deliveries d JOIN walhook.events e ON e.id = d.event_id;",
+    ]) {
+        println!("  postgres=# {hint}");
+    }
+    println!(
+        "\nmetrics: http://{http_addr}/metrics   keys: http://{http_addr}/.well-known/jwks.json\n\
+         Ctrl-C stops everything and removes the cluster.\n"
     );
 }

@@ -141,7 +141,8 @@ impl Writer {
                 batch.extend(events);
             }
             StreamItem::Commit(commit) => {
-                self.mapper.commit(&commit);
+                // deletes held for grouping (routes' bulk_delete_event)
+                batch.extend(self.mapper.commit(&commit));
                 *txn = None;
                 *position = Some(commit.end_lsn);
             }

@@ -1,6 +1,8 @@
 //! `walhook dev --once`: the README's first command, end to end, and its
 //! cleanup; and the message when no PostgreSQL binaries exist.
 
+mod support;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -27,20 +29,28 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
     found
 }
 
-#[test]
-fn dev_once_delivers_and_verifies_every_sample_event_then_cleans_up() {
+/// `walhook dev --once` with `args` after `dev`: its stdout, once it exited 0.
+fn dev_once(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_walhook"))
-        .args(["dev", "--once", "--http-addr", "127.0.0.1:0"])
+        .arg("dev")
+        .args(args)
+        .args(["--once", "--http-addr", "127.0.0.1:0"])
         .env_remove("WALHOOK_DATABASE_URL")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
         "exit {:?}\n{stdout}\n{stderr}",
         out.status
     );
+    stdout
+}
+
+#[test]
+fn dev_once_delivers_and_verifies_every_sample_event_then_cleans_up() {
+    let stdout = dev_once(&[]);
     let verified: Vec<&str> = stdout
         .lines()
         .filter(|l| l.contains("signatures ok"))
@@ -80,6 +90,55 @@ fn dev_once_delivers_and_verifies_every_sample_event_then_cleans_up() {
         assert!(Instant::now() < deadline, "left running: {left:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn dev_example_iam_once_delivers_every_event_name_of_the_vocabulary() {
+    let stdout = dev_once(&["--example", "iam"]);
+    assert!(stdout.contains("(sql/examples/iam.sql)"), "{stdout}");
+    let verified: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("signatures ok"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for event_type in support::IAM_VOCABULARY {
+        assert!(
+            verified.contains(event_type),
+            "{event_type} not verified:\n{stdout}"
+        );
+    }
+    // bob and carol went in one transaction: one bulk event, alice's own delete
+    assert_eq!(
+        verified
+            .iter()
+            .filter(|t| **t == "user.bulk_deleted")
+            .count(),
+        1
+    );
+    assert_eq!(verified.iter().filter(|t| **t == "user.deleted").count(), 1);
+    assert_eq!(verified.len(), 33, "{stdout}");
+    assert!(!stdout.contains("NOT VERIFIED"), "{stdout}");
+    assert!(stdout.contains("all 33 sample events delivered and verified"));
+    let dir = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("stopping PostgreSQL and removing "))
+        .expect("names its folder")
+        .trim();
+    assert!(!std::path::Path::new(dir).exists(), "{dir} left behind");
+}
+
+#[test]
+fn dev_refuses_an_unknown_example_naming_the_known_ones() {
+    let out = Command::new(env!("CARGO_BIN_EXE_walhook"))
+        .args(["dev", "--example", "shop", "--once"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("directory") && stderr.contains("iam"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{ChildProcess, Cluster, TestDb, migrate, wait_until, walhook_run};
+use support::{Cluster, TestDb, migrate, stored_events, wait_until, walhook_streaming};
 
 const WAIT: Duration = Duration::from_secs(60);
 const ORG: &str = "79b34d52-125b-4e5a-8b69-db93e737aa78";
@@ -16,51 +16,12 @@ const STATEMENT: &str = "81b9a364-05ba-4030-ac21-75a46d3fcdb3";
 
 fn load_directory(db: &TestDb<'_>) {
     migrate(&db.url());
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/examples/directory.sql");
-    let out = std::process::Command::new(support::cluster::pg_bin("psql"))
-        .args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            &db.url(),
-            "-f",
-            path,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn start(db: &TestDb<'_>) -> ChildProcess {
-    let walhook = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
-    walhook.wait_for_log("streaming", WAIT);
-    walhook
-}
-
-/// (type, apiresource, body) of stored events in WAL order.
-async fn events(db: &TestDb<'_>) -> Vec<(String, String, Value)> {
-    db.client()
-        .await
-        .query(
-            "SELECT type, apiresource, body::text FROM walhook.events ORDER BY commit_lsn, created_at, revision",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), serde_json::from_str(r.get::<_, &str>(2)).unwrap()))
-        .collect()
+    db.psql_file("sql/examples/directory.sql");
 }
 
 async fn wait_events(db: &TestDb<'_>, n: usize) -> Vec<(String, String, Value)> {
     wait_until(WAIT, &format!("{n} events"), || async {
-        let e = events(db).await;
+        let e = stored_events(db).await;
         (e.len() >= n).then_some(e)
     })
     .await
@@ -134,7 +95,7 @@ fn sample() -> String {
 async fn reference_payloads_cascade_and_status_transitions() {
     let db = Cluster::shared().new_database();
     load_directory(&db);
-    let _walhook = start(&db);
+    let _walhook = walhook_streaming(&db);
     db.psql(&sample());
     db.psql(&format!(
         "UPDATE directory.organisations SET city = 'niteroi' WHERE organisation_id = '{ORG}'"
@@ -151,7 +112,7 @@ async fn reference_payloads_cascade_and_status_transitions() {
     db.psql(&format!("UPDATE directory.software_statements SET client_secret = 'rotated' WHERE software_statement_id = '{STATEMENT}'"));
     let events = wait_events(&db, 14).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let events_now = self::events(&db).await;
+    let events_now = stored_events(&db).await;
     let types: Vec<&str> = events_now.iter().map(|e| e.0.as_str()).collect();
     assert_eq!(
         types,
@@ -243,7 +204,7 @@ async fn routes_take_effect_at_their_commit_position() {
     let db = Cluster::shared().new_database();
     migrate(&db.url());
     db.psql("CREATE TABLE things (id int PRIMARY KEY)");
-    let _walhook = start(&db);
+    let _walhook = walhook_streaming(&db);
     db.psql("INSERT INTO things VALUES (1)");
     db.psql(
         "BEGIN; INSERT INTO things VALUES (2);
@@ -257,7 +218,7 @@ async fn routes_take_effect_at_their_commit_position() {
     db.psql("INSERT INTO things VALUES (6)");
     let events = wait_events(&db, 2).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let events_now = self::events(&db).await;
+    let events_now = stored_events(&db).await;
     let resources: Vec<&str> = events_now.iter().map(|e| e.1.as_str()).collect();
     assert_eq!(resources, ["/things/4", "/things/6"], "{events:?}");
 }

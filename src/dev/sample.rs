@@ -1,6 +1,11 @@
-//! The sample changes `walhook dev` writes to the example directory, each with
-//! the events walhook must turn it into. Every step is its own transaction, so
-//! the suspension cascade shows one commit becoming several events.
+//! The examples `walhook dev` runs on and the sample changes it writes to each,
+//! every change with the events walhook must turn it into. Every step is its
+//! own transaction, so the suspension cascade (directory) and the bulk delete
+//! (IAM) show one commit becoming several events, or several rows one event.
+
+mod iam;
+
+use crate::config::Example;
 
 /// One committed transaction of the sample and the event types it yields.
 pub struct SampleStep {
@@ -9,11 +14,46 @@ pub struct SampleStep {
     pub events: &'static [&'static str],
 }
 
-pub const ORGANISATION: &str = "79b34d52-125b-4e5a-8b69-db93e737aa78";
-pub const SOFTWARE_STATEMENT: &str = "81b9a364-05ba-4030-ac21-75a46d3fcdb3";
+/// An example: its schema and routes, the sample written to it, and what to
+/// try by hand afterwards.
+pub struct Sample {
+    /// Where the schema file lives in the repository.
+    pub file: &'static str,
+    pub schema: &'static str,
+    /// What the schema is, for the progress line.
+    pub what: &'static str,
+    pub steps: &'static [SampleStep],
+    /// SQL to try by hand once the sample is through.
+    pub hints: &'static [&'static str],
+}
 
-/// The sample, in commit order.
-pub const STEPS: &[SampleStep] = &[
+impl Sample {
+    pub fn of(example: Example) -> &'static Sample {
+        match example {
+            Example::Directory => &DIRECTORY,
+            Example::Iam => &iam::IAM,
+        }
+    }
+
+    /// How many events the whole sample yields.
+    pub fn expected_events(&self) -> usize {
+        self.steps.iter().map(|s| s.events.len()).sum()
+    }
+}
+
+const DIRECTORY: Sample = Sample {
+    file: "sql/examples/directory.sql",
+    schema: include_str!("../../sql/examples/directory.sql"),
+    what: "example directory schema and its routes",
+    steps: STEPS,
+    hints: &[
+        "UPDATE directory.organisations SET city = 'recife' WHERE organisation_id = '79b34d52-125b-4e5a-8b69-db93e737aa78';",
+        "UPDATE directory.software_statements SET status = 'blocked' WHERE software_statement_id = '81b9a364-05ba-4030-ac21-75a46d3fcdb3';",
+    ],
+};
+
+/// The directory sample, in commit order.
+const STEPS: &[SampleStep] = &[
     SampleStep {
         what: "a participant joins the directory",
         sql: "INSERT INTO directory.organisations
@@ -83,8 +123,3 @@ pub const STEPS: &[SampleStep] = &[
         events: &["software_statement.suspension_lifted"],
     },
 ];
-
-/// How many events the whole sample yields.
-pub fn expected_events() -> usize {
-    STEPS.iter().map(|s| s.events.len()).sum()
-}

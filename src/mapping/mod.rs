@@ -5,7 +5,12 @@
 //! their changes arrive in the same ordered stream as the data; a config change
 //! is staged while its transaction streams and takes effect at its commit, for
 //! the transactions that follow. The mapper is pure: no I/O after [`Mapper::load`].
+//!
+//! Most changes map to one event at once; the deletes of a route with
+//! `bulk_delete_event` wait for their commit ([`bulk`]), where
+//! [`Mapper::commit`] returns them.
 
+pub mod bulk;
 pub mod event;
 pub mod routes;
 pub mod subscriptions;
@@ -18,10 +23,11 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::replication::change::{Change, Op, Row, TxnBegin, TxnCommit};
+use bulk::{DeleteGroup, Grouped};
 use event::{Event, event_id};
 use routes::Route;
 use subscriptions::{REDACTED_COLUMNS, SubscriptionFilter};
-use template::render_text;
+use template::{Source, render_text};
 
 /// Default of `walhook.settings.max_payload_bytes`.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1_048_576;
@@ -38,6 +44,8 @@ pub struct Mapper {
     routes: HashMap<u32, Route>,
     subscriptions: HashMap<Uuid, SubscriptionFilter>,
     staged: Vec<Staged>,
+    /// Deletes of the current transaction held for grouping, by first delete.
+    deletes: Vec<DeleteGroup>,
     max_payload_bytes: usize,
 }
 
@@ -48,6 +56,7 @@ impl Mapper {
             routes: routes.into_iter().map(|r| (r.source_oid, r)).collect(),
             subscriptions: subscriptions.into_iter().map(|s| (s.id, s)).collect(),
             staged: Vec::new(),
+            deletes: Vec::new(),
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
         }
     }
@@ -96,19 +105,21 @@ impl Mapper {
         self.max_payload_bytes = max;
     }
 
-    /// The stream restarts: drop changes staged by an unfinished transaction.
+    /// The stream restarts: drop what an unfinished transaction staged or held.
     pub fn abort(&mut self) {
         self.staged.clear();
+        self.deletes.clear();
     }
 
-    /// Start of a transaction: drop changes staged by a transaction that never
-    /// committed (the stream was cut mid-transaction).
+    /// Start of a transaction: drop what a transaction that never committed
+    /// staged or held (the stream was cut mid-transaction).
     pub fn begin(&mut self, _begin: &TxnBegin) {
-        self.staged.clear();
+        self.abort();
     }
 
     /// Map one change. Changes to walhook.routes / walhook.subscriptions are
-    /// staged (and subscriptions' produce `webhook.*` events).
+    /// staged (and subscriptions' produce `webhook.*` events). Deletes of a
+    /// route with `bulk_delete_event` are held: [`Mapper::commit`] returns them.
     pub fn map(&mut self, system_id: &str, txn: &TxnBegin, change: &Change) -> Vec<Event> {
         let rel = &change.relation;
         if rel.schema == "walhook" {
@@ -124,38 +135,89 @@ impl Mapper {
         let Some(route) = self.routes.get(&rel.oid).filter(|r| r.enabled) else {
             return Vec::new();
         };
-        let (suffix, row) = match (change.op, &change.new, &change.old) {
-            (Op::Insert, Some(new), _) => ("created".to_owned(), new),
+        let (suffix, row, old) = match (change.op, &change.new, &change.old) {
+            (Op::Insert, Some(new), _) => (route.suffix(Op::Insert).to_owned(), new, None),
             (Op::Update, Some(new), old) => {
                 if !route.changed_visible(old.as_ref(), new) {
                     return Vec::new();
                 }
-                (route.update_suffix(old.as_ref(), new), new)
+                (route.update_suffix(old.as_ref(), new), new, old.as_ref())
             }
-            (Op::Delete, _, Some(old)) => ("deleted".to_owned(), old),
+            (Op::Delete, _, Some(old)) => (route.suffix(Op::Delete).to_owned(), old, Some(old)),
             _ => return Vec::new(),
         };
+        let changed = match change.op {
+            Op::Update if route.uses_changed => route.changed_columns(old, row),
+            _ => Vec::new(),
+        };
         let row = route.visible(row);
+        let old = old.filter(|_| route.uses_old).map(|o| route.visible(o));
+        let source = Source {
+            row: &row,
+            old: old.as_deref(),
+            changed: &changed,
+        };
         let revision = route
             .revision_column
             .as_ref()
             .and_then(|c| row.get(c))
             .and_then(as_i64)
             .unwrap_or(change.lsn.0 as i64);
-        let event = self.build(
-            system_id,
-            txn,
-            change,
-            format!("{}.{suffix}", route.resource),
-            render_text(&route.apiresource, &row, true),
-            route.payload.render(&row),
-            revision,
-        );
-        vec![event]
+        let apiresource = render_text(&route.apiresource, &source, true);
+        let payload = route.payload.render(&source);
+        let event_type = format!("{}.{suffix}", route.resource);
+        let bulk_type = match change.op {
+            Op::Delete => route
+                .bulk_delete_event
+                .as_ref()
+                .map(|b| format!("{}.{b}", route.resource)),
+            _ => None,
+        };
+        let Some(bulk_type) = bulk_type else {
+            return vec![self.build(
+                system_id,
+                txn,
+                change,
+                event_type,
+                apiresource,
+                payload,
+                revision,
+            )];
+        };
+        if let Some(group) = self.deletes.iter_mut().find(|g| g.oid == rel.oid) {
+            group.push(apiresource, revision, payload);
+        } else {
+            let first = self.build(
+                system_id,
+                txn,
+                change,
+                event_type,
+                apiresource,
+                payload.clone(),
+                revision,
+            );
+            self.deletes.push(DeleteGroup::new(
+                rel.oid,
+                bulk_type,
+                first,
+                payload,
+                self.max_payload_bytes,
+            ));
+        }
+        Vec::new()
     }
 
-    /// End of a transaction: staged configuration takes effect.
-    pub fn commit(&mut self, _commit: &TxnCommit) {
+    /// End of a transaction: the deletes held for grouping become events (with
+    /// the subscriptions as of the transaction), then staged configuration
+    /// takes effect.
+    pub fn commit(&mut self, _commit: &TxnCommit) -> Vec<Event> {
+        let events = std::mem::take(&mut self.deletes)
+            .into_iter()
+            .map(|group| match group.finish() {
+                Grouped::One(event) => event,
+                Grouped::Many { event, payload } => self.complete(event, payload),
+            })
+            .collect();
         for staged in self.staged.drain(..) {
             match staged {
                 Staged::Route(route) => {
@@ -176,6 +238,7 @@ impl Mapper {
                 }
             }
         }
+        events
     }
 
     /// OIDs of the tables currently routed (enabled or not).
@@ -251,24 +314,7 @@ impl Mapper {
         payload: Value,
         revision: i64,
     ) -> Event {
-        let subscriptions = self
-            .subscriptions
-            .values()
-            .filter(|s| s.matches(&event_type))
-            .map(|s| s.id)
-            .collect();
-        let (body, error) = match render_body(&apiresource, txn.commit_time, payload, revision) {
-            body if body.len() <= self.max_payload_bytes => (Some(body), None),
-            body => (
-                None,
-                Some(format!(
-                    "payload of {} bytes exceeds max_payload_bytes ({}): raise it in walhook.settings or exclude large columns",
-                    body.len(),
-                    self.max_payload_bytes
-                )),
-            ),
-        };
-        Event {
+        let event = Event {
             id: event_id(system_id, txn.commit_lsn, change.ordinal),
             event_type,
             apiresource,
@@ -277,10 +323,43 @@ impl Mapper {
             seq: change.ordinal,
             commit_time: txn.commit_time,
             source_table: change.relation.qualified_name(),
-            body,
-            error,
-            subscriptions,
-        }
+            body: None,
+            error: None,
+            subscriptions: Vec::new(),
+        };
+        self.complete(event, Ok(payload))
+    }
+
+    /// Fill in the subscriptions matching the event's type and its body (or
+    /// the error that stands in for the body).
+    fn complete(&self, mut event: Event, payload: Result<Value, String>) -> Event {
+        event.subscriptions = self
+            .subscriptions
+            .values()
+            .filter(|s| s.matches(&event.event_type))
+            .map(|s| s.id)
+            .collect();
+        let body = payload.map(|payload| {
+            render_body(
+                &event.apiresource,
+                event.commit_time,
+                payload,
+                event.revision,
+            )
+        });
+        (event.body, event.error) = match body {
+            Ok(body) if body.len() <= self.max_payload_bytes => (Some(body), None),
+            Ok(body) => (
+                None,
+                Some(format!(
+                    "payload of {} bytes exceeds max_payload_bytes ({}): raise it in walhook.settings or exclude large columns",
+                    body.len(),
+                    self.max_payload_bytes
+                )),
+            ),
+            Err(error) => (None, Some(error)),
+        };
+        event
     }
 }
 

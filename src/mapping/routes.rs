@@ -4,12 +4,13 @@
 //! replication stream afterwards (typed by the decoder: `regclass` and `oid`
 //! arrive as text, `text[]` as arrays, `jsonb` as objects).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use serde_json::Value;
 
-use super::template::{JsonTemplate, Piece, TemplateError, compile_text};
-use crate::replication::change::Row;
+use super::template::{Field, JsonTemplate, Piece, TemplateError, compile_text};
+use crate::replication::change::{Op, Row};
 
 /// A route row that cannot be used; the database refuses these when written,
 /// so this only happens when the row bypassed the triggers.
@@ -34,8 +35,32 @@ pub struct Route {
     pub status_column: Option<String>,
     /// `old->new` and `new` keys to event suffixes.
     pub status_events: BTreeMap<String, String>,
+    /// `insert`, `update`, `delete` to the event suffix used instead of
+    /// `created`, `updated`, `deleted`.
+    pub event_names: BTreeMap<String, String>,
+    /// When set, a transaction that deletes more than one row of the table
+    /// yields one `<resource>.<bulk_delete_event>` event listing them.
+    pub bulk_delete_event: Option<String>,
     pub exclude_columns: HashSet<String>,
     pub enabled: bool,
+    /// The payload uses `{changed}` (so updates compute the changed columns).
+    pub uses_changed: bool,
+    /// The payload uses `{old.col}` (so the previous row is kept).
+    pub uses_old: bool,
+}
+
+/// A jsonb object of strings, as `row_to_json` or the stream gives it.
+fn string_map(row: &Row, key: &str) -> BTreeMap<String, String> {
+    match row.get(key) {
+        Some(Value::Object(map)) => map
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+            .collect(),
+        Some(Value::String(s)) => {
+            serde_json::from_str::<BTreeMap<String, String>>(s).unwrap_or_default()
+        }
+        _ => BTreeMap::new(),
+    }
 }
 
 fn text(row: &Row, key: &str) -> Option<String> {
@@ -59,16 +84,6 @@ impl Route {
             },
             Some(v) => JsonTemplate::compile(v)?,
         };
-        let status_events = match row.get("status_events") {
-            Some(Value::Object(map)) => map
-                .iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
-                .collect(),
-            Some(Value::String(s)) => {
-                serde_json::from_str::<BTreeMap<String, String>>(s).unwrap_or_default()
-            }
-            _ => BTreeMap::new(),
-        };
         let exclude_columns = match row.get("exclude_columns") {
             Some(Value::Array(items)) => items
                 .iter()
@@ -76,6 +91,10 @@ impl Route {
                 .collect(),
             _ => HashSet::new(),
         };
+        let mut fields = Vec::new();
+        payload.fields(&mut fields);
+        let uses_changed = fields.contains(&Field::Changed);
+        let uses_old = fields.iter().any(|f| matches!(f, Field::Old(_)));
         Ok(Route {
             source_oid,
             source_table: text(row, "source_table").ok_or(RouteError::Missing("source_table"))?,
@@ -86,14 +105,33 @@ impl Route {
             payload,
             revision_column: text(row, "revision_column"),
             status_column: text(row, "status_column"),
-            status_events,
+            status_events: string_map(row, "status_events"),
+            event_names: string_map(row, "event_names"),
+            bulk_delete_event: text(row, "bulk_delete_event"),
             exclude_columns,
             enabled: row.get("enabled").and_then(Value::as_bool).unwrap_or(true),
+            uses_changed,
+            uses_old,
         })
     }
 
+    /// The event suffix of an operation: its `event_names` entry (keyed
+    /// `insert`, `update`, `delete`), else `created`, `updated`, `deleted`.
+    pub fn suffix(&self, op: Op) -> &str {
+        let default = match op {
+            Op::Insert => "created",
+            Op::Update => "updated",
+            Op::Delete => "deleted",
+            Op::Truncate => "truncated",
+        };
+        self.event_names
+            .get(op.as_str())
+            .map_or(default, String::as_str)
+    }
+
     /// The event suffix of an update: a status event when the status column
-    /// changed and a key matches (`old->new` first, then `new`), else `updated`.
+    /// changed and a key matches (`old->new` first, then `new`), else
+    /// `event_names.update`, else `updated`.
     pub fn update_suffix(&self, old: Option<&Row>, new: &Row) -> String {
         if let (Some(col), Some(old)) = (&self.status_column, old) {
             let before = old.get(col);
@@ -114,7 +152,17 @@ impl Route {
                 }
             }
         }
-        "updated".into()
+        self.suffix(Op::Update).to_owned()
+    }
+
+    /// Names of the visible columns whose value an update changed, in table
+    /// order; empty without the previous row.
+    pub fn changed_columns(&self, old: Option<&Row>, new: &Row) -> Vec<String> {
+        let Some(old) = old else { return Vec::new() };
+        new.iter()
+            .filter(|(k, v)| !self.exclude_columns.contains(*k) && old.get(*k) != Some(v))
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// True when an update changed something other than excluded columns. The
@@ -130,13 +178,15 @@ impl Route {
     }
 
     /// The row without excluded columns.
-    pub fn visible(&self, row: &Row) -> Row {
+    pub fn visible<'r>(&self, row: &'r Row) -> Cow<'r, Row> {
         if self.exclude_columns.is_empty() {
-            return row.clone();
+            return Cow::Borrowed(row);
         }
-        row.iter()
-            .filter(|(k, _)| !self.exclude_columns.contains(*k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        Cow::Owned(
+            row.iter()
+                .filter(|(k, _)| !self.exclude_columns.contains(*k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
     }
 }

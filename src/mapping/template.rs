@@ -5,6 +5,13 @@
 //! inside a longer string or an object key is interpolated as text (strings
 //! as-is, null as the empty string, other values as their JSON text). In
 //! `apiresource`, interpolated values are percent-encoded as path segments.
+//!
+//! Two names are not columns: `{changed}` is the array of the visible columns an
+//! UPDATE changed (`[]` for inserts and deletes), and `{old.col}` is `col` before
+//! the change (null for inserts; the deleted value for deletes). Both are
+//! resolved when the template is compiled, so rendering never parses a name.
+
+use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
@@ -21,11 +28,69 @@ pub enum TemplateError {
     Empty(usize, String),
 }
 
+/// What a `{name}` refers to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    /// A column of the row (the new row, or the deleted one).
+    Column(String),
+    /// `{old.col}`: the column before the change.
+    Old(String),
+    /// `{changed}`: the visible columns an UPDATE changed, in table order.
+    Changed,
+}
+
+impl Field {
+    fn parse(name: &str) -> Field {
+        match name {
+            "changed" => Field::Changed,
+            _ => match name.strip_prefix("old.") {
+                Some(col) if !col.is_empty() => Field::Old(col.to_owned()),
+                _ => Field::Column(name.to_owned()),
+            },
+        }
+    }
+}
+
+/// What templates are filled from. `row` and `old` are already without
+/// excluded columns.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub row: &'a Row,
+    /// The row before the change: None for inserts (and when the route's
+    /// payload reads no `{old.col}`).
+    pub old: Option<&'a Row>,
+    /// Names of the visible columns an UPDATE changed (empty otherwise).
+    pub changed: &'a [String],
+}
+
+impl<'a> Source<'a> {
+    /// A source with only a row (no previous values, nothing changed).
+    pub fn row(row: &'a Row) -> Source<'a> {
+        Source {
+            row,
+            old: None,
+            changed: &[],
+        }
+    }
+
+    /// The field's value; absent columns are null.
+    pub fn get(&self, field: &Field) -> Cow<'a, Value> {
+        const NULL: &Value = &Value::Null;
+        match field {
+            Field::Column(c) => Cow::Borrowed(self.row.get(c).unwrap_or(NULL)),
+            Field::Old(c) => Cow::Borrowed(self.old.and_then(|o| o.get(c)).unwrap_or(NULL)),
+            Field::Changed => Cow::Owned(Value::Array(
+                self.changed.iter().cloned().map(Value::String).collect(),
+            )),
+        }
+    }
+}
+
 /// A piece of a text template.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Piece {
     Literal(String),
-    Column(String),
+    Field(Field),
 }
 
 /// Compile `text` into literal and column pieces.
@@ -55,7 +120,7 @@ pub fn compile_text(text: &str) -> Result<Vec<Piece>, TemplateError> {
                 if !literal.is_empty() {
                     pieces.push(Piece::Literal(std::mem::take(&mut literal)));
                 }
-                pieces.push(Piece::Column(name.to_owned()));
+                pieces.push(Piece::Field(Field::parse(name)));
             }
             '}' => return Err(TemplateError::Unmatched(i, text.to_owned())),
             c => literal.push(c),
@@ -72,8 +137,8 @@ pub fn compile_text(text: &str) -> Result<Vec<Piece>, TemplateError> {
 pub enum JsonTemplate {
     /// `"{*}"`: the whole row.
     Row,
-    /// `"{col}"`: one typed value.
-    Column(String),
+    /// `"{col}"`, `"{old.col}"`, `"{changed}"`: one typed value.
+    Field(Field),
     /// A string with interpolations.
     Text(Vec<Piece>),
     Object(Vec<(Vec<Piece>, JsonTemplate)>),
@@ -88,7 +153,7 @@ impl JsonTemplate {
             Value::String(s) => {
                 let pieces = compile_text(s)?;
                 match pieces.as_slice() {
-                    [Piece::Column(c)] => JsonTemplate::Column(c.clone()),
+                    [Piece::Field(f)] => JsonTemplate::Field(f.clone()),
                     [] | [Piece::Literal(_)] => JsonTemplate::Literal(value.clone()),
                     _ => JsonTemplate::Text(pieces),
                 }
@@ -108,63 +173,65 @@ impl JsonTemplate {
         })
     }
 
-    /// Every column the template refers to (`*` for the whole row).
-    pub fn columns(&self, out: &mut Vec<String>) {
+    /// Every field the template refers to, in template order (`"{*}"` as the
+    /// column `*`).
+    pub fn fields(&self, out: &mut Vec<Field>) {
         match self {
-            JsonTemplate::Row => out.push("*".into()),
-            JsonTemplate::Column(c) => out.push(c.clone()),
-            JsonTemplate::Text(p) => text_columns(p, out),
+            JsonTemplate::Row => out.push(Field::Column("*".into())),
+            JsonTemplate::Field(f) => out.push(f.clone()),
+            JsonTemplate::Text(p) => text_fields(p, out),
             JsonTemplate::Object(entries) => {
                 for (k, v) in entries {
-                    text_columns(k, out);
-                    v.columns(out);
+                    text_fields(k, out);
+                    v.fields(out);
                 }
             }
-            JsonTemplate::Array(items) => items.iter().for_each(|i| i.columns(out)),
+            JsonTemplate::Array(items) => items.iter().for_each(|i| i.fields(out)),
             JsonTemplate::Literal(_) => {}
         }
     }
 
-    /// Fill from `row` (already without excluded columns).
-    pub fn render(&self, row: &Row) -> Value {
+    /// Fill from `source`.
+    pub fn render(&self, source: &Source<'_>) -> Value {
         match self {
-            JsonTemplate::Row => Value::Object(row.clone()),
-            JsonTemplate::Column(c) => row.get(c).cloned().unwrap_or(Value::Null),
-            JsonTemplate::Text(p) => Value::String(render_text(p, row, false)),
+            JsonTemplate::Row => Value::Object(source.row.clone()),
+            JsonTemplate::Field(f) => source.get(f).into_owned(),
+            JsonTemplate::Text(p) => Value::String(render_text(p, source, false)),
             JsonTemplate::Object(entries) => {
                 let mut map = Map::with_capacity(entries.len());
                 for (k, v) in entries {
-                    map.insert(render_text(k, row, false), v.render(row));
+                    map.insert(render_text(k, source, false), v.render(source));
                 }
                 Value::Object(map)
             }
             JsonTemplate::Array(items) => {
-                Value::Array(items.iter().map(|i| i.render(row)).collect())
+                Value::Array(items.iter().map(|i| i.render(source)).collect())
             }
             JsonTemplate::Literal(v) => v.clone(),
         }
     }
 }
 
-pub fn text_columns(pieces: &[Piece], out: &mut Vec<String>) {
+pub fn text_fields(pieces: &[Piece], out: &mut Vec<Field>) {
     for p in pieces {
-        if let Piece::Column(c) = p {
-            out.push(c.clone());
+        if let Piece::Field(f) = p {
+            out.push(f.clone());
         }
     }
 }
 
 /// Interpolate; `path` percent-encodes values as URL path segments.
-pub fn render_text(pieces: &[Piece], row: &Row, path: bool) -> String {
+pub fn render_text(pieces: &[Piece], source: &Source<'_>, path: bool) -> String {
     let mut out = String::new();
     for p in pieces {
         match p {
             Piece::Literal(l) => out.push_str(l),
-            Piece::Column(c) => {
-                let text = match row.get(c) {
-                    None | Some(Value::Null) => String::new(),
-                    Some(Value::String(s)) => s.clone(),
-                    Some(v) => v.to_string(),
+            Piece::Field(f) => {
+                let value = source.get(f);
+                let text = match value.as_ref() {
+                    Value::Null => Cow::Borrowed(""),
+                    Value::String(s) => Cow::Borrowed(s.as_str()),
+                    v => Cow::Owned(v.to_string()),
                 };
                 if path {
                     out.extend(
@@ -194,10 +261,15 @@ mod tests {
 
     #[test]
     fn text_templates_compile_and_render() {
+        let r = row();
         let p = compile_text("/things/{id}/n/{n}").unwrap();
-        assert_eq!(render_text(&p, &row(), true), "/things/a%20b/n/3");
+        assert_eq!(render_text(&p, &Source::row(&r), true), "/things/a%20b/n/3");
         assert_eq!(
-            render_text(&compile_text("{nul}-{ok}").unwrap(), &row(), false),
+            render_text(
+                &compile_text("{nul}-{ok}").unwrap(),
+                &Source::row(&r),
+                false
+            ),
             "-true"
         );
     }
@@ -226,14 +298,48 @@ mod tests {
             "items": {"{id}": ["{ok}"]}
         }))
         .unwrap();
-        let out = t.render(&row());
+        let r = row();
+        let out = t.render(&Source::row(&r));
         assert_eq!(out["details"]["n"], json!(3));
         assert_eq!(out["details"]["label"], json!("n=3"));
         assert_eq!(out["details"]["all"]["ok"], json!(true));
         assert_eq!(out["details"]["k"], json!(1));
         assert_eq!(out["items"]["a b"], json!([true]));
-        let mut cols = Vec::new();
-        t.columns(&mut cols);
-        assert!(cols.contains(&"n".to_string()) && cols.contains(&"*".to_string()));
+        let mut fields = Vec::new();
+        t.fields(&mut fields);
+        assert!(
+            fields.contains(&Field::Column("n".into()))
+                && fields.contains(&Field::Column("*".into()))
+        );
+    }
+
+    #[test]
+    fn changed_and_old_values_are_fields_not_columns() {
+        let t = JsonTemplate::compile(&json!({
+            "changed": "{changed}", "was": "{old.n}", "now": "{n}",
+            "label": "{old.id} -> {id} ({changed})", "{old.ok}": "{old.missing}"
+        }))
+        .unwrap();
+        let (new, old) = (row(), json!({"id": "z", "n": 2, "ok": false}));
+        let changed = vec!["id".to_owned(), "n".to_owned()];
+        let source = Source {
+            row: &new,
+            old: old.as_object(),
+            changed: &changed,
+        };
+        let out = t.render(&source);
+        assert_eq!(out["changed"], json!(["id", "n"]));
+        assert_eq!(out["was"], json!(2));
+        assert_eq!(out["now"], json!(3));
+        assert_eq!(out["label"], json!(r#"z -> a b (["id","n"])"#));
+        assert_eq!(out["false"], Value::Null);
+        // no previous row (an insert): old values are null, nothing changed
+        let out = t.render(&Source::row(&new));
+        assert_eq!((&out["changed"], &out["was"]), (&json!([]), &Value::Null));
+        assert_eq!(out["label"], json!(" -> a b ([])"));
+        let mut fields = Vec::new();
+        t.fields(&mut fields);
+        assert!(fields.contains(&Field::Changed) && fields.contains(&Field::Old("n".into())));
+        assert_eq!(Field::parse("old."), Field::Column("old.".into()));
     }
 }

@@ -333,6 +333,12 @@ impl TestDb<'_> {
         self.cluster.try_psql(&self.name, sql)
     }
 
+    /// Run a SQL file of the repository (e.g. `sql/examples/iam.sql`),
+    /// stopping at its first error.
+    pub fn psql_file(&self, path: &str) -> String {
+        self.psql(&format!("\\i {}/{path}", env!("CARGO_MANIFEST_DIR")))
+    }
+
     /// A tokio-postgres client.
     pub async fn client(&self) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)

@@ -12,8 +12,37 @@ pub mod receiver;
 use std::time::{Duration, Instant};
 
 pub use cluster::{Cluster, ClusterOptions, TestDb};
-pub use process::{ChildProcess, migrate, walhook, walhook_run};
+pub use process::{ChildProcess, migrate, walhook, walhook_run, walhook_streaming};
 pub use receiver::Receiver;
+
+/// Every event name of the IAM example's vocabulary (issue 12),
+/// which `sql/examples/iam.sql` must produce.
+pub const IAM_VOCABULARY: &[&str] = &[
+    "user.created",
+    "user.updated",
+    "user.deleted",
+    "user.bulk_deleted",
+    "user.role.assigned",
+    "user.role.unassigned",
+    "user.credentials.deleted",
+    "auth.reset_password",
+    "client.created",
+    "client.updated",
+    "client.deleted",
+    "client.role.created",
+    "client.role.updated",
+    "redirect_uri.created",
+    "redirect_uri.updated",
+    "redirect_uri.deleted",
+    "role.created",
+    "role.updated",
+    "role.deleted",
+    "role.permission.updated",
+    "realm.created",
+    "realm.updated",
+    "realm.deleted",
+    "realm.settings.updated",
+];
 
 /// Poll `check` until it returns Some or `timeout` passes.
 pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
@@ -31,4 +60,27 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `(type, apiresource, body)` of the stored events in WAL order; an event
+/// without a body has its error (a JSON string) in its place.
+pub async fn stored_events(db: &TestDb<'_>) -> Vec<(String, String, serde_json::Value)> {
+    db.client()
+        .await
+        .query(
+            "SELECT type, apiresource, coalesce(body::text, to_json(error)::text)
+               FROM walhook.events ORDER BY commit_lsn, created_at, revision",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                serde_json::from_str(r.get::<_, &str>(2)).unwrap(),
+            )
+        })
+        .collect()
 }

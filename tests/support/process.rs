@@ -154,3 +154,10 @@ pub fn walhook_run(url: &str, slot: &str, publication: &str, extra: &[&str]) -> 
     child.http_addr = Some(http_addr);
     child
 }
+
+/// `walhook run` for a test database, once it streams.
+pub fn walhook_streaming(db: &super::TestDb<'_>) -> ChildProcess {
+    let walhook = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
+    walhook.wait_for_log("streaming", std::time::Duration::from_secs(60));
+    walhook
+}
