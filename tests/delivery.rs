@@ -446,3 +446,55 @@ async fn key_rotation_publishes_both_keys_and_signs_with_the_new_one() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signature_schemes_choose_the_signatures_sent() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    for (schemes, refusal) in [
+        ("{}", "signature_schemes must list at least one"),
+        ("{v1,v2}", "signature_schemes entry v2 is unknown"),
+    ] {
+        let err = db
+            .try_psql(&format!(
+                "INSERT INTO walhook.subscriptions (url, signature_schemes)
+                 VALUES ('http://127.0.0.1:9/hook', '{schemes}')"
+            ))
+            .expect_err(schemes);
+        assert!(err.contains(refusal), "{schemes}: {err}");
+    }
+    let hmac_only = Receiver::start().await;
+    let rfc_only = Receiver::start().await;
+    let all = Receiver::start().await;
+    subscribe(&db, &hmac_only.url(), ", signature_schemes", ", '{v1}'");
+    subscribe(&db, &rfc_only.url(), ", signature_schemes", ", '{rfc9421}'");
+    subscribe(&db, &all.url(), "", "");
+    let _walhook = start(&db);
+    db.psql("INSERT INTO items (id) VALUES (1)");
+    for receiver in [&hmac_only, &rfc_only, &all] {
+        wait_received(receiver, 1).await;
+    }
+    let hmac = &hmac_only.received()[0];
+    let signature = hmac.header("webhook-signature").unwrap();
+    assert!(
+        signature.starts_with("v1,") && !signature.contains("v1a,"),
+        "{signature}"
+    );
+    assert!(hmac.header("signature-input").is_none());
+    assert!(hmac.header("content-digest").is_none());
+    let rfc = &rfc_only.received()[0];
+    assert!(rfc.header("webhook-signature").is_none());
+    assert!(
+        rfc.header("signature-input")
+            .unwrap()
+            .contains("alg=\"ed25519\"")
+    );
+    assert!(rfc.header("content-digest").is_some());
+    let every = &all.received()[0];
+    let signature = every.header("webhook-signature").unwrap();
+    assert!(
+        signature.contains("v1,") && signature.contains("v1a,"),
+        "{signature}"
+    );
+    assert!(every.header("signature").is_some());
+}
