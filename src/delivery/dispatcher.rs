@@ -17,9 +17,11 @@
 //! One task owns the scheduling state: jobs wait in per-subscription queues
 //! and start while the instance has a free request slot (`global_max_in_flight`)
 //! and the subscription is under its `max_in_flight` (enforced per instance).
-//! The claim asks only for what free slots remain, so memory is bounded by
-//! the slots plus the first-attempt bound: a dead receiver leaves its backlog
-//! in PostgreSQL. A slot frees when its request ends; the lease keeps the
+//! The claim asks only for what room remains (twice the request slots, and
+//! twice each subscription's `max_in_flight`, so a freed slot finds its next
+//! job waiting), and under a backlog claims in chunks as requests end; memory
+//! is bounded by that room plus the first-attempt bound: a dead receiver
+//! leaves its backlog in PostgreSQL. A slot frees when its request ends; the lease keeps the
 //! delivery from being claimed again until its outcome is recorded, so
 //! claiming overlaps recording. Ordered subscriptions only take the claim
 //! path, which never leases two deliveries of one apiresource at once.
@@ -40,12 +42,15 @@ use super::first_attempts::{Job, JobReceiver};
 use super::recorder::{self, Unrecorded};
 use super::targets::Targets;
 use super::task::AttemptTask;
-use crate::store::deliveries::{self, AttemptRecord};
+use crate::store::deliveries::{self, AttemptRecord, ROUNDS_HELD};
 use crate::store::settings::{self, Settings};
 use crate::telemetry;
 
 /// How long shutdown waits for in-flight requests before parking them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// While claims find work, claim again after this many requests ended (or
+/// when nothing is left waiting in memory).
+const CLAIM_AFTER_ENDED: usize = 16;
 /// How often settings and subscriptions are re-read.
 const RELOAD_EVERY: Duration = Duration::from_secs(2);
 
@@ -150,6 +155,10 @@ impl Dispatcher {
         };
         let mut reloaded = Instant::now();
         let mut claim_due = true;
+        // The last claim found work: claim again once enough requests ended
+        // (claims in chunks, not one per freed slot).
+        let mut backlog = false;
+        let mut ended_since_claim = 0usize;
         let mut next_poll = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
             if reloaded.elapsed() > RELOAD_EVERY {
@@ -163,10 +172,15 @@ impl Dispatcher {
                 let _ = self.targets.reload(&client).await;
                 reloaded = Instant::now();
             }
+            if backlog && (ended_since_claim >= CLAIM_AFTER_ENDED || scheduler.queued_total == 0) {
+                claim_due = true;
+            }
             if claim_due && scheduler.free() > 0 {
                 let limit = (scheduler.free() as i64).min(self.config.batch);
                 match deliveries::claim(&client, instance, limit, &scheduler.busy()).await {
                     Ok(claimed) => {
+                        backlog = !claimed.is_empty();
+                        ended_since_claim = 0;
                         claim_due = claimed.len() as i64 == limit;
                         next_poll = tokio::time::Instant::now() + self.config.poll_interval;
                         if !claimed.is_empty()
@@ -212,6 +226,7 @@ impl Dispatcher {
                     if let Some(subscription) = scheduler.task_subscription.remove(&id) {
                         scheduler.finished(subscription);
                     }
+                    ended_since_claim += 1;
                 }
                 Some(jobs) = self.first_attempts.recv() => {
                     telemetry::DISPATCHED.with_label_values(&["first"]).inc_by(jobs.len() as u64);
@@ -285,9 +300,11 @@ struct Scheduler {
 }
 
 impl Scheduler {
-    /// Slots neither running nor promised to a queued job.
+    /// Room for more jobs: the instance holds at most `ROUNDS_HELD` times its
+    /// request slots (running plus waiting), so a freed slot finds its next
+    /// job ready.
     fn free(&self) -> usize {
-        self.max_running
+        (ROUNDS_HELD as usize * self.max_running)
             .saturating_sub(self.running_total + self.queued_total)
     }
 

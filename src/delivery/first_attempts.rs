@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use super::targets::Targets;
 use crate::mapping::event::Event;
-use crate::store::deliveries::{Claimed, LEASE_MARGIN_SECS};
+use crate::store::deliveries::{Claimed, LEASE_MARGIN_SECS, ROUNDS_HELD};
 use crate::store::events::CreatedDelivery;
 use crate::store::targets::SubscriptionTarget;
 
@@ -42,9 +42,12 @@ pub struct Job {
 }
 
 impl Job {
-    /// A job for a claimed delivery, whose lease runs `timeout + margin` from now.
+    /// A job for a claimed delivery, whose lease runs [`ROUNDS_HELD`] request
+    /// timeouts plus a margin from now: it must start within all but one
+    /// timeout of that, less a safety margin.
     pub fn claimed(claimed: Claimed, target: Arc<SubscriptionTarget>) -> Job {
-        let start_by = Instant::now() + Duration::from_secs_f64(LEASE_MARGIN_SECS / 2.0);
+        let waiting = target.timeout * (ROUNDS_HELD as u32 - 1);
+        let start_by = Instant::now() + waiting + Duration::from_secs_f64(LEASE_MARGIN_SECS - 5.0);
         Job {
             claimed,
             target,
@@ -155,7 +158,9 @@ impl Admission {
                 .get(&subscription)
                 .copied()
                 .unwrap_or(0);
-            if held.total >= self.shared.capacity || mine >= 2 * target.max_in_flight {
+            if held.total >= self.shared.capacity
+                || mine >= ROUNDS_HELD as usize * target.max_in_flight
+            {
                 return None;
             }
             held.total += 1;

@@ -29,9 +29,9 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Deliveries this instance holds leases on and has not yet recorded.
 pub type Unrecorded = Arc<Mutex<HashSet<i64>>>;
 
-/// Write records until the channel closes; then wake the claim loop after
-/// each batch (an ordered resource's next delivery becomes claimable once this
-/// one is recorded).
+/// Write records until the channel closes. After a batch with deliveries of
+/// `ordered` subscriptions, wake the claim loop: a resource's next delivery
+/// becomes claimable once this one is recorded.
 pub async fn run(
     database: crate::tls::Database,
     instance: Uuid,
@@ -56,8 +56,10 @@ pub async fn run(
                 set.remove(&r.delivery_id);
             }
         }
+        if batch.iter().any(|r| r.ordered) {
+            wake.notify_one();
+        }
         batch.clear();
-        wake.notify_one();
     }
 }
 

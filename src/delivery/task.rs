@@ -119,6 +119,7 @@ impl AttemptTask {
             response_body: body.filter(|b| !b.is_empty()),
             new_status,
             next_attempt_at,
+            ordered: target.ordered,
         };
         let _ = self.context.records.send(record).await;
     }

@@ -31,9 +31,15 @@ pub struct Claimed {
     pub commit_time: DateTime<Utc>,
 }
 
-/// Seconds a claimed delivery stays leased: its request timeout plus a margin
-/// for recording the outcome.
+/// Seconds added to a lease beyond the request timeouts it covers, for
+/// recording the outcome.
 pub const LEASE_MARGIN_SECS: f64 = 30.0;
+
+/// Per subscription, an instance holds at most this many times its
+/// `max_in_flight` (running plus waiting in memory), so a freed request slot
+/// finds its next job ready; a claimed delivery's lease covers this many
+/// request timeouts (waiting for one round, then its own request).
+pub const ROUNDS_HELD: i64 = 2;
 
 const CLAIM: &str = "
 WITH candidates AS (
@@ -55,7 +61,7 @@ WITH candidates AS (
                       WHERE e.subscription_id = d.subscription_id AND e.apiresource = d.apiresource
                         AND e.status = 'pending' AND (e.commit_lsn, e.seq) < (d.commit_lsn, d.seq)))
              ORDER BY d.next_attempt_at, d.id
-             LIMIT greatest(0, least($2::int8, s.max_in_flight - coalesce(busy.n, 0)))
+             LIMIT greatest(0, least($2::int8, $6::int8 * s.max_in_flight - coalesce(busy.n, 0)))
              FOR UPDATE OF d SKIP LOCKED
       ) c
      WHERE NOT s.disabled
@@ -64,14 +70,15 @@ WITH candidates AS (
 )
 UPDATE walhook.deliveries d
    SET lease_owner = $1,
-       lease_until = now() + make_interval(secs => s.timeout_ms / 1000.0 + $5::float8)
+       lease_until = now() + make_interval(secs => $6::int8 * s.timeout_ms / 1000.0 + $5::float8)
   FROM chosen, walhook.subscriptions s, walhook.events ev
  WHERE d.id = chosen.id AND s.id = d.subscription_id AND ev.id = d.event_id
 RETURNING d.id, d.subscription_id, d.attempts, d.retry_base, ev.id, ev.type, ev.body::text,
           ev.commit_time";
 
-/// Claim up to `limit` due deliveries for `instance`, which has `busy[i].1`
-/// deliveries of subscription `busy[i].0` in flight already.
+/// Claim up to `limit` due deliveries for `instance`, which holds `busy[i].1`
+/// deliveries of subscription `busy[i].0` already (running or waiting); each
+/// subscription gets up to [`ROUNDS_HELD`] times its `max_in_flight` minus that.
 pub async fn claim(
     client: &Client,
     instance: Uuid,
@@ -89,6 +96,7 @@ pub async fn claim(
                 &busy_ids,
                 &busy_counts,
                 &LEASE_MARGIN_SECS,
+                &ROUNDS_HELD,
             ],
         )
         .await?;
@@ -120,6 +128,9 @@ pub struct AttemptRecord {
     pub response_body: Option<String>,
     /// `pending` (retry at `next_attempt_at`), `succeeded` or `failed`.
     pub new_status: &'static str,
+    /// Of an `ordered` subscription: recording it may make the resource's
+    /// next delivery claimable.
+    pub ordered: bool,
     pub next_attempt_at: DateTime<Utc>,
 }
 
