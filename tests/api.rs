@@ -4,10 +4,14 @@
 
 mod support;
 
+use std::time::Duration;
+
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::Cluster;
-use support::api::ApiServer;
+use support::api::{ApiServer, create_token};
+use support::{Cluster, Receiver, migrate, wait_until, walhook_run};
+
+const WAIT: Duration = Duration::from_secs(120);
 
 const DEFAULT_SCHEDULE: [&str; 7] = ["5s", "5min", "30min", "2h", "5h", "10h", "10h"];
 
@@ -495,4 +499,147 @@ async fn the_openapi_document_validates_and_covers_every_route() {
         support::python::verify("validate_openapi.py", &broken).is_err(),
         "the validator rejects a broken document"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_serves_the_api_beside_its_open_endpoints() {
+    let db = Cluster::shared().database();
+    let receiver = Receiver::start().await;
+    migrate(&db.url());
+    db.psql(&format!(
+        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
+         CREATE TABLE items (id int PRIMARY KEY, label text);
+         INSERT INTO walhook.routes (source_table, resource, apiresource) VALUES ('items', 'item', '/items/{{id}}');
+         INSERT INTO walhook.subscriptions (name, url, events) VALUES ('watcher', '{}', '{{webhook.*}}');",
+        receiver.url()
+    ));
+    let token = create_token(&db.url(), "ops");
+    let daemon = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
+    daemon.wait_for_log("streaming", Duration::from_secs(60));
+    let base = format!("http://{}", daemon.http_addr.as_ref().unwrap());
+    let api = ApiServer::connect(base.clone(), token, "ops");
+
+    for path in [
+        "/metrics",
+        "/healthz",
+        "/.well-known/jwks.json",
+        "/v1/openapi.json",
+    ] {
+        let status = reqwest::get(format!("{base}{path}"))
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200, "{path} needs no token");
+    }
+    wait_until(WAIT, "readyz", || async {
+        let r = reqwest::get(format!("{base}/readyz")).await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    api.call_as(None, Method::GET, "/v1/webhooks", None)
+        .await
+        .assert_error(401, "Authorization");
+
+    let created = api
+        .post(
+            "/v1/webhooks",
+            json!({"url": receiver.url(), "events": ["item.*"], "name": "api-hook",
+                   "retrySchedule": ["10ms"]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let secret = created.body["secret"].as_str().unwrap().to_owned();
+
+    // the API's webhook is a subscription: its creation is a webhook.created event
+    let announced = wait_until(WAIT, "webhook.created", || async {
+        receiver
+            .received()
+            .into_iter()
+            .find(|r| r.header("webhook-event-type").as_deref() == Some("webhook.created"))
+    })
+    .await;
+    let body = String::from_utf8_lossy(&announced.body).into_owned();
+    assert!(
+        body.contains("api-hook") && !body.contains(&secret),
+        "{body}"
+    );
+
+    db.psql("INSERT INTO items VALUES (1, 'one')");
+    let deliveries_path = format!("/v1/webhooks/{id}/deliveries");
+    let delivery = wait_until(WAIT, "a succeeded delivery", || async {
+        let page = api.get(&deliveries_path).await;
+        let first = page.body["data"].get(0)?.clone();
+        (first["status"] == "succeeded").then_some(first)
+    })
+    .await;
+    assert_eq!(delivery["eventType"], "item.created");
+    assert_eq!(delivery["attempts"], 1);
+    assert_eq!(delivery["lastStatusCode"], 204);
+    assert_eq!(delivery["lastError"], Value::Null);
+    assert_eq!(delivery["nextAttemptAt"], Value::Null);
+    assert!(delivery["lastAttemptAt"].is_string() && delivery["createdAt"].is_string());
+    let keys: Vec<&String> = delivery.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "eventId",
+            "eventType",
+            "status",
+            "attempts",
+            "lastStatusCode",
+            "lastError",
+            "lastAttemptAt",
+            "nextAttemptAt",
+            "createdAt"
+        ]
+    );
+
+    let event_id = delivery["eventId"].as_str().unwrap();
+    let event = api.get(&format!("/v1/events/{event_id}")).await;
+    assert_eq!(event.status, 200);
+    let keys: Vec<&String> = event.body.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "type",
+            "apiresource",
+            "revision",
+            "commitTime",
+            "body"
+        ]
+    );
+    assert_eq!(event.body["type"], "item.created");
+    assert_eq!(event.body["apiresource"], "/items/1");
+    assert!(event.body["revision"].is_i64());
+    assert_eq!(event.body["body"]["apiresource"], "/items/1");
+    assert_eq!(event.body["body"]["resourcepayload"]["label"], "one");
+
+    let delivery_id = delivery["id"].as_i64().unwrap();
+    let redelivered = api
+        .call(
+            Method::POST,
+            &format!("/v1/deliveries/{delivery_id}/redeliver"),
+            None,
+        )
+        .await;
+    assert_eq!(redelivered.status, 202, "{}", redelivered.body);
+    assert_eq!(redelivered.body["id"], delivery_id);
+    wait_until(WAIT, "the redelivery", || async {
+        let page = api.get(&deliveries_path).await;
+        let first = page.body["data"].get(0)?.clone();
+        (first["attempts"] == 2 && first["status"] == "succeeded").then_some(())
+    })
+    .await;
+    let sent: Vec<_> = receiver
+        .received()
+        .into_iter()
+        .filter(|r| r.header("webhook-id").as_deref() == Some(event_id))
+        .collect();
+    assert_eq!(sent.len(), 2, "the same event id, sent again");
+    let failed = api.get(&format!("{deliveries_path}?status=failed")).await;
+    assert_eq!(failed.body["data"], json!([]));
+    assert!(failed.body["nextCursor"].is_null());
 }

@@ -11,7 +11,7 @@ pub struct ApiServer {
     pub token: String,
     pub token_name: String,
     http: reqwest::Client,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A response: status and JSON body (Null when empty).
@@ -85,7 +85,18 @@ impl ApiServer {
             token,
             token_name,
             http: reqwest::Client::new(),
-            task,
+            task: Some(task),
+        }
+    }
+
+    /// A client of an API served elsewhere (a `walhook run` child).
+    pub fn connect(base: String, token: String, token_name: &str) -> ApiServer {
+        ApiServer {
+            base,
+            token,
+            token_name: token_name.to_owned(),
+            http: reqwest::Client::new(),
+            task: None,
         }
     }
 
@@ -163,6 +174,8 @@ impl ApiServer {
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
