@@ -21,7 +21,7 @@ fn decode_id(key: &str) -> Option<i64> {
 /// List a webhook's deliveries
 ///
 /// Newest first, with the attempt count and the last attempt's outcome.
-#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "deliveries",
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", operation_id = "listDeliveries", tag = "deliveries",
     params(
         ("id" = Uuid, Path, description = "Webhook id"),
         ("status" = Option<String>, Query, description = "pending, succeeded or failed"),
@@ -68,7 +68,7 @@ pub async fn deliveries(
 }
 
 /// Get an event
-#[utoipa::path(get, path = "/v1/events/{id}", tag = "events",
+#[utoipa::path(get, path = "/v1/events/{id}", operation_id = "getEvent", tag = "events",
     params(("id" = Uuid, Path, description = "Event id (the webhook-id header)")),
     responses(
         (status = 200, description = "The event", body = Event),
@@ -93,7 +93,7 @@ pub async fn event(
 ///
 /// Puts the delivery back to pending now, its retry schedule restarted
 /// (`walhook.redeliver`).
-#[utoipa::path(post, path = "/v1/deliveries/{id}/redeliver", tag = "deliveries",
+#[utoipa::path(post, path = "/v1/deliveries/{id}/redeliver", operation_id = "redeliver", tag = "deliveries",
     params(("id" = i64, Path, description = "Delivery id")),
     responses(
         (status = 202, description = "Queued again", body = Delivery),
@@ -128,7 +128,7 @@ pub async fn redeliver(
 ///
 /// Every change to routes, subscriptions, settings, API tokens and signing
 /// keys, newest first, secrets redacted.
-#[utoipa::path(get, path = "/v1/audit", tag = "audit",
+#[utoipa::path(get, path = "/v1/audit", operation_id = "listAudit", tag = "audit",
     params(
         ("limit" = Option<i64>, Query, description = "1-100, default 20"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),

@@ -18,50 +18,75 @@ use crate::store::webhooks::{AuthSummary, Webhook};
 
 /// `POST /v1/webhooks`: `url` and `events` are required, the rest default.
 #[derive(ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookCreate {
     /// Absolute https URL without user-info, query or fragment, at most 2048 bytes.
     url: String,
     /// Event type patterns: an exact type, `prefix.*` or `*`.
     events: Vec<String>,
+    #[serde(default)]
     #[schema(default = false)]
-    disabled: Option<bool>,
+    disabled: bool,
     name: Option<String>,
     description: Option<String>,
-    headers: Option<BTreeMap<String, String>>,
-    query_params: Option<BTreeMap<String, String>>,
-    auth: Option<AuthInput>,
+    /// Extra request headers.
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    /// Extra query parameters.
+    #[serde(default)]
+    query_params: BTreeMap<String, String>,
+    /// Default `{"type": "none"}`.
+    #[serde(default)]
+    auth: AuthInput,
+    /// One delivery at a time per `apiresource`, in commit order.
+    #[serde(default)]
     #[schema(default = false)]
-    ordered: Option<bool>,
+    ordered: bool,
     /// `none` (default) or `standard`.
-    envelope: Option<String>,
+    #[serde(default)]
+    #[schema(default = "none")]
+    envelope: String,
     /// Delays before each retry; default `["5s","5min","30min","2h","5h","10h","10h"]`.
-    retry_schedule: Option<Vec<String>>,
-    /// Default 3000.
-    timeout_ms: Option<i32>,
-    /// Default 32.
-    max_in_flight: Option<i32>,
+    #[serde(default)]
+    retry_schedule: Vec<String>,
+    #[serde(default)]
+    #[schema(default = 3000, minimum = 1, maximum = 300000)]
+    timeout_ms: i32,
+    #[serde(default)]
+    #[schema(default = 32, minimum = 1, maximum = 10000)]
+    max_in_flight: i32,
 }
 
 /// `PUT /v1/webhooks/{id}`: the fields to set; the others stay as they are.
 #[derive(ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookUpdate {
-    url: Option<String>,
-    events: Option<Vec<String>>,
-    disabled: Option<bool>,
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    events: Vec<String>,
+    #[serde(default)]
+    disabled: bool,
     name: Option<String>,
     description: Option<String>,
-    headers: Option<BTreeMap<String, String>>,
-    query_params: Option<BTreeMap<String, String>>,
-    auth: Option<AuthInput>,
-    ordered: Option<bool>,
-    envelope: Option<String>,
-    retry_schedule: Option<Vec<String>>,
-    timeout_ms: Option<i32>,
-    max_in_flight: Option<i32>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    query_params: BTreeMap<String, String>,
+    #[serde(default)]
+    auth: AuthInput,
+    #[serde(default)]
+    ordered: bool,
+    #[serde(default)]
+    envelope: String,
+    #[serde(default)]
+    retry_schedule: Vec<String>,
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 300000)]
+    timeout_ms: i32,
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 10000)]
+    max_in_flight: i32,
 }
 
 /// A page of webhooks; `nextCursor` is null on the last page.
@@ -123,4 +148,24 @@ impl Modify for BearerAuth {
 /// The document as served.
 pub fn document() -> serde_json::Value {
     serde_json::to_value(ApiDoc::openapi()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_is_openapi_3_1_with_bearer_auth() {
+        let doc = super::document();
+        if std::env::var_os("WALHOOK_PRINT_OPENAPI").is_some() {
+            println!("{doc:#}");
+        }
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        assert_eq!(
+            doc["components"]["schemas"]["WebhookCreate"]["required"],
+            serde_json::json!(["url", "events"])
+        );
+    }
 }

@@ -245,7 +245,7 @@ fn decode_webhook_cursor(key: &str) -> Option<WebhookKey> {
 ///
 /// Only `url` and `events` are required; every other field takes its default.
 /// The response is the only one that shows the webhook's `secret`.
-#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks",
+#[utoipa::path(post, path = "/v1/webhooks", operation_id = "createWebhook", tag = "webhooks",
     request_body = super::openapi::WebhookCreate,
     responses(
         (status = 201, description = "Created", body = Webhook),
@@ -272,7 +272,7 @@ pub async fn create(
 /// List webhooks
 ///
 /// In creation order; pass `nextCursor` as `cursor` for the next page.
-#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
+#[utoipa::path(get, path = "/v1/webhooks", operation_id = "listWebhooks", tag = "webhooks",
     params(
         ("limit" = Option<i64>, Query, description = "1-100, default 20"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
@@ -296,7 +296,7 @@ pub async fn list(
 }
 
 /// Get a webhook
-#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks",
+#[utoipa::path(get, path = "/v1/webhooks/{id}", operation_id = "getWebhook", tag = "webhooks",
     params(("id" = Uuid, Path, description = "Webhook id")),
     responses(
         (status = 200, description = "The webhook", body = Webhook),
@@ -320,7 +320,7 @@ pub async fn get(
 /// Update a webhook
 ///
 /// Sets the fields given and leaves the others as they are.
-#[utoipa::path(put, path = "/v1/webhooks/{id}", tag = "webhooks",
+#[utoipa::path(put, path = "/v1/webhooks/{id}", operation_id = "updateWebhook", tag = "webhooks",
     params(("id" = Uuid, Path, description = "Webhook id")),
     request_body = super::openapi::WebhookUpdate,
     responses(
@@ -350,7 +350,7 @@ pub async fn update(
 }
 
 /// Delete a webhook
-#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", operation_id = "deleteWebhook", tag = "webhooks",
     params(("id" = Uuid, Path, description = "Webhook id")),
     responses(
         (status = 204, description = "Deleted"),
