@@ -29,9 +29,9 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// The value given (null when absent).
-    pub value: serde_json::Value,
+    pub value: Box<serde_json::Value>,
     pub msg: String,
-    /// The parameter: a body field (`url`, `auth.token`), a query parameter or `id`.
+    /// The parameter: a body field (`url`, `auth`), a query parameter, `id` or `Authorization`.
     pub param: String,
     /// `body`, `query`, `path` or `header`.
     pub location: String,
@@ -45,7 +45,7 @@ impl ErrorDetail {
         msg: impl Into<String>,
     ) -> Self {
         ErrorDetail {
-            value,
+            value: Box::new(value),
             msg: msg.into(),
             param: param.into(),
             location: location.to_owned(),
