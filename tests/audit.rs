@@ -218,7 +218,10 @@ async fn retention_keeps_the_audit_log_unless_audit_retention_says_otherwise() {
     db.psql("UPDATE walhook.audit_log SET at = now() - interval '1000 days'");
     let old = db.psql("SELECT count(*) FROM walhook.audit_log");
     let client = db.client().await;
-    let settings = walhook::store::settings::Settings::default();
+    // what the daemon's retention job does: load the settings, then sweep
+    let settings = walhook::store::settings::load(&client)
+        .await
+        .expect("settings load with audit_retention = forever");
     walhook::store::retention::sweep(&client, &settings)
         .await
         .unwrap();

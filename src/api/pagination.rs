@@ -45,7 +45,8 @@ pub struct Query {
 }
 
 impl Query {
-    /// Parse a raw query string; an unknown or repeated parameter is a 400.
+    /// Parse a raw query string; an unknown or repeated parameter is a 400, an
+    /// empty one (`?status=&limit=`) counts as absent.
     pub fn parse(raw: Option<&str>, known: &[&str]) -> Result<Query, ApiError> {
         let mut params = HashMap::new();
         let mut details = Vec::new();
@@ -54,6 +55,8 @@ impl Query {
             if !known.contains(&key.as_ref()) {
                 let msg = format!("unknown query parameter; known: {}", known.join(", "));
                 details.push(ErrorDetail::new(key.as_ref(), "query", value_json, msg));
+            } else if value.is_empty() {
+                continue;
             } else if params.insert(key.to_string(), value.to_string()).is_some() {
                 details.push(ErrorDetail::new(
                     key.as_ref(),
@@ -160,5 +163,8 @@ mod tests {
         let q = Query::parse(None, &["limit"]).unwrap();
         assert_eq!(q.limit().unwrap(), 20);
         assert!(Query::parse(Some("limt=5"), &["limit"]).is_err());
+        let q = Query::parse(Some("limit=&cursor="), &["limit", "cursor"]).unwrap();
+        assert_eq!(q.limit().unwrap(), 20, "empty means absent");
+        assert_eq!(q.get("cursor"), None);
     }
 }
