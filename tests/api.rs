@@ -68,6 +68,17 @@ async fn a_webhook_is_created_read_updated_and_deleted() {
         updated.body["retrySchedule"],
         json!(["250ms", "1min", "1d"])
     );
+    let again = api
+        .put(
+            &format!("/v1/webhooks/{id}"),
+            json!({"retrySchedule": updated.body["retrySchedule"]}),
+        )
+        .await;
+    assert_eq!(
+        again.body["retrySchedule"], updated.body["retrySchedule"],
+        "what is read can be written back: {}",
+        again.body
+    );
     assert_eq!(updated.body["auth"], json!({"type": "basic"}));
     assert_eq!(updated.body["timeoutMs"], 3000, "fields not given stay");
     assert!(!updated.body.to_string().contains("pw-never-returned"));
