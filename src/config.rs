@@ -48,7 +48,7 @@ pub struct CommonOptions {
     )]
     pub publication: String,
 
-    /// Address of the HTTP server (/metrics, /.well-known/jwks.json, /healthz, /readyz).
+    /// Address of the HTTP server (/metrics, /.well-known/jwks.json, /healthz, /readyz, /v1 API).
     #[arg(
         long,
         env = "WALHOOK_HTTP_ADDR",
@@ -84,6 +84,26 @@ pub enum Command {
     Keys(KeysCommand),
     /// Queue stored events again for one subscription (same event ids).
     Replay(ReplayArgs),
+    /// Manage the bearer tokens of the /v1 management API.
+    #[command(subcommand, name = "api-tokens")]
+    ApiTokens(ApiTokensCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiTokensCommand {
+    /// Create a token; it is printed once, alone on the last line of stdout.
+    Create {
+        /// A unique name; API changes made with the token are audited as api:<name>.
+        #[arg(long)]
+        name: String,
+    },
+    /// List the tokens (names and creation times; tokens are stored hashed).
+    List,
+    /// Revoke (delete) a token: requests with it get 401.
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -83,6 +83,7 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
         listener,
         health.clone(),
         keys.clone(),
+        database.clone(),
         shutdown.clone(),
     ));
 

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use walhook::config::{Cli, Command, KeysCommand, LogFormat};
+use walhook::config::{ApiTokensCommand, Cli, Command, KeysCommand, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -90,8 +90,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args.subscription
             );
         }
+        Command::ApiTokens(command) => {
+            let client = walhook::store::connect(&common.database()?).await?;
+            api_tokens(&client, command).await?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `walhook api-tokens create|list|revoke`.
+async fn api_tokens(
+    client: &tokio_postgres::Client,
+    command: ApiTokensCommand,
+) -> anyhow::Result<()> {
+    use walhook::store::api_tokens;
+    match command {
+        ApiTokensCommand::Create { name } => {
+            let token = api_tokens::create(client, &name).await?;
+            println!("created API token {name}; it is shown once, store it now:");
+            println!("{token}");
+        }
+        ApiTokensCommand::List => {
+            for token in api_tokens::list(client).await? {
+                println!("{}\t{}", token.name, token.created_at.to_rfc3339());
+            }
+        }
+        ApiTokensCommand::Revoke { name } => {
+            api_tokens::revoke(client, &name).await?;
+            println!("revoked API token {name}");
+        }
+    }
+    Ok(())
 }
 
 /// SIGTERM or SIGINT starts a graceful shutdown; a second one exits at once.

@@ -1,6 +1,7 @@
 //! The daemon's HTTP endpoints: `/metrics`, `/.well-known/jwks.json`,
 //! `/healthz` (the process is alive) and `/readyz` (the database is reachable
-//! and this instance is streaming the slot, or waiting as a standby).
+//! and this instance is streaming the slot, or waiting as a standby), all
+//! without authentication; and the `/v1` management API (`crate::api`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -81,14 +82,16 @@ pub fn router(health: Arc<Health>, keys: KeyRing) -> Router {
         .with_state(AppState { health, keys })
 }
 
-/// Serve until shutdown.
+/// Serve until shutdown, with the `/v1` API on `database`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     health: Arc<Health>,
     keys: KeyRing,
+    database: crate::tls::Database,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(health, keys))
+    let app = router(health, keys).merge(crate::api::router(database));
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }

@@ -1,12 +1,16 @@
 //! Events, deliveries and attempts in PostgreSQL.
 
+pub mod api_tokens;
+pub mod audit;
 pub mod deliveries;
 pub mod events;
+pub mod history;
 pub mod keys;
 pub mod migrate;
 pub mod retention;
 pub mod settings;
 pub mod targets;
+pub mod webhooks;
 
 use tokio::sync::mpsc;
 use tokio_postgres_rustls::MakeRustlsConnect;

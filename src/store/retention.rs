@@ -3,7 +3,8 @@
 //! Batched deletes (not partitions) keep the schema plain for operators who
 //! query it; each statement removes at most [`BATCH`] rows, so locks stay short
 //! and autovacuum keeps the tables from bloating. Events with a pending
-//! delivery are never removed, whatever their age.
+//! delivery are never removed, whatever their age. The audit log is kept
+//! forever unless the `audit_retention` setting names an interval.
 
 use tokio_postgres::Client;
 
@@ -52,5 +53,31 @@ pub async fn sweep(
             break;
         }
     }
+    let audit = sweep_audit(client).await?;
+    if audit > 0 {
+        tracing::info!(audit, "retention removed old audit log rows");
+    }
     Ok((events, attempts))
+}
+
+/// Delete audit rows older than `audit_retention`; none when that setting is
+/// absent or `forever` (the default). Returns the rows removed.
+pub async fn sweep_audit(client: &Client) -> Result<u64, tokio_postgres::Error> {
+    let mut removed = 0;
+    loop {
+        let n = client
+            .execute(
+                "DELETE FROM walhook.audit_log WHERE id IN (
+                     SELECT id FROM walhook.audit_log
+                      WHERE at < now() - (SELECT value::interval FROM walhook.settings
+                                           WHERE key = 'audit_retention' AND value <> 'forever')
+                      LIMIT $1)",
+                &[&BATCH],
+            )
+            .await?;
+        removed += n;
+        if n < BATCH as u64 {
+            return Ok(removed);
+        }
+    }
 }

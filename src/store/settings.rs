@@ -30,7 +30,8 @@ pub async fn load(client: &Client) -> Result<Settings, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT key, value,
-                    CASE WHEN key LIKE '%_retention' THEN extract(epoch FROM value::interval)::float8 END
+                    CASE WHEN key IN ('event_retention', 'attempt_retention')
+                         THEN extract(epoch FROM value::interval)::float8 END
                FROM walhook.settings",
             &[],
         )

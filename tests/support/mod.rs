@@ -3,6 +3,7 @@
 //! `mod support;`; not every binary uses every helper.
 #![allow(dead_code, unused_imports)]
 
+pub mod api;
 pub mod cluster;
 pub mod fake_peer;
 pub mod process;

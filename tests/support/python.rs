@@ -4,6 +4,8 @@
 //! An atomic `mkdir` lock keeps concurrent test binaries from installing it
 //! twice, and a stamp file written after `pip install` succeeds tells the others
 //! the venv is complete (the interpreter exists long before the packages do).
+//! The stamp holds the requirements it was made from, so a venv made before a
+//! requirement was added gets it installed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,8 +17,10 @@ pub fn venv_python() -> PathBuf {
     let python = venv.join("bin/python");
     let stamp = venv.join(".walhook-ready");
     let lock = root.join("target/test-venv.lock");
+    let requirements = std::fs::read_to_string(root.join("tests/py/requirements.txt"))
+        .expect("read tests/py/requirements.txt");
     let deadline = Instant::now() + Duration::from_secs(900);
-    while !stamp.exists() {
+    while std::fs::read_to_string(&stamp).ok().as_ref() != Some(&requirements) {
         std::fs::create_dir_all(root.join("target")).expect("create target/");
         if std::fs::create_dir(&lock).is_ok() {
             let ok = Command::new("python3")
@@ -29,7 +33,7 @@ pub fn venv_python() -> PathBuf {
                     .arg(root.join("tests/py/requirements.txt"))
                     .status()
                     .is_ok_and(|s| s.success())
-                && std::fs::write(&stamp, "ok\n").is_ok();
+                && std::fs::write(&stamp, &requirements).is_ok();
             let _ = std::fs::remove_dir(&lock);
             assert!(
                 ok,
