@@ -446,3 +446,50 @@ async fn key_rotation_publishes_both_keys_and_signs_with_the_new_one() {
     })
     .await;
 }
+
+/// Non-ASCII hosts are stored in their IDNA form, exactly as the `url` crate
+/// (UTS #46 for URLs) writes them; what IDNA refuses is refused.
+#[test]
+fn non_ascii_hosts_are_stored_in_idna_form() {
+    let db = Cluster::shared().database();
+    migrate(&db.url());
+    for input in [
+        "https://bücher.example/hook",
+        "https://MÜNCHEN.example:8443/hook",
+        "https://日本語.example/a/b",
+        "https://παράδειγμα.δοκιμή/hook",
+        "https://пример.испытание/hook",
+        "https://☃.net/hook",
+        "https://faß.de/hook",
+        "https://ＢÜＣＨＥＲ．example/hook",
+        "https://ab--c-ü.example/hook",
+        "https://a.ü.b.example/hook",
+    ] {
+        let expected = url::Url::parse(input).expect(input).to_string();
+        let stored = db.psql(&format!(
+            "INSERT INTO walhook.subscriptions (url) VALUES ('{input}') RETURNING url"
+        ));
+        assert_eq!(stored.trim(), expected, "{input}");
+    }
+    assert_eq!(
+        db.psql("SELECT url FROM walhook.subscriptions WHERE url LIKE '%bcher%' LIMIT 1")
+            .trim(),
+        "https://xn--bcher-kva.example/hook"
+    );
+    for input in [
+        "https://bü cher.example/hook",
+        "https://bü\u{fffd}.example/hook",
+        "https://bü\u{e000}.example/hook",
+    ] {
+        assert!(
+            url::Url::parse(input).is_err(),
+            "the url crate refuses {input}"
+        );
+        let err = db
+            .try_psql(&format!(
+                "INSERT INTO walhook.subscriptions (url) VALUES ('{input}')"
+            ))
+            .expect_err(input);
+        assert!(err.contains("url rule host"), "{input}: {err}");
+    }
+}

@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "claim_index",
         include_str!("../../sql/migrations/0003_claim_index.sql"),
     ),
+    (
+        5,
+        "idna_and_replay",
+        include_str!("../../sql/migrations/0005_idna_and_replay.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.
