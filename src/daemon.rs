@@ -16,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{CommonOptions, ConfigError};
 use crate::delivery::KeyRing;
 use crate::http::{Health, StreamState};
-use crate::mapping::Mapper;
 use crate::pipeline::{ITEMS_CAPACITY, Writer};
 use crate::replication::conn::{ConnError, ReplicationConnection};
 use crate::replication::lsn::Lsn;
@@ -71,7 +70,16 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     let health = Arc::new(Health::default());
     health.set_database_ok(true);
     let wake = Arc::new(Notify::new());
-    let mapper = Mapper::load(&client).await?;
+    let settings = crate::store::settings::watch(
+        &database,
+        &client,
+        crate::store::settings::REFRESH_INTERVAL,
+        shutdown.clone(),
+    )
+    .await?;
+    let mapper = crate::store::config::load_mapper(&client)
+        .await?
+        .with_settings(settings.clone());
 
     let listener = crate::http::bind(options.http_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "http server listening");
@@ -95,6 +103,7 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
         options.slot.clone(),
         keys.clone(),
         health.clone(),
+        settings.clone(),
         shutdown.clone(),
     ));
 
@@ -291,6 +300,7 @@ async fn periodic_jobs(
     slot: String,
     keys: KeyRing,
     health: Arc<Health>,
+    settings: watch::Receiver<crate::store::settings::Settings>,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -322,7 +332,8 @@ async fn periodic_jobs(
         update_gauges(c, &slot).await;
         reload_keys(c, &keys).await;
         if rounds % 120 == 1 {
-            sweep_retention(c).await;
+            let settings = settings.borrow().clone();
+            sweep_retention(c, &settings).await;
         }
     }
 }
@@ -367,11 +378,11 @@ async fn reload_keys(client: &tokio_postgres::Client, keys: &KeyRing) {
 }
 
 /// Remove events and attempts past their retention.
-async fn sweep_retention(client: &tokio_postgres::Client) {
-    let Ok(settings) = crate::store::settings::load(client).await else {
-        return;
-    };
-    match crate::store::retention::sweep(client, &settings).await {
+async fn sweep_retention(
+    client: &tokio_postgres::Client,
+    settings: &crate::store::settings::Settings,
+) {
+    match crate::store::retention::sweep(client, settings).await {
         Ok((events, attempts)) if events + attempts > 0 => {
             tracing::info!(events, attempts, "retention removed old rows")
         }

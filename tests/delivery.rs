@@ -493,3 +493,46 @@ fn non_ascii_hosts_are_stored_in_idna_form() {
         assert!(err.contains("url rule host"), "{input}: {err}");
     }
 }
+
+/// `max_payload_bytes` changed while walhook runs applies within seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn max_payload_bytes_takes_effect_without_a_restart() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let _walhook = start(&db);
+    let big = "x".repeat(400);
+    db.psql(&format!("INSERT INTO items (id, name) VALUES (0, '{big}')"));
+    wait_until(WAIT, "the first event", || async {
+        let n: i64 = rows(
+            &db,
+            "SELECT count(*) FROM walhook.events WHERE body IS NOT NULL",
+        )
+        .await[0]
+            .get(0);
+        (n == 1).then_some(())
+    })
+    .await;
+    db.psql("INSERT INTO walhook.settings VALUES ('max_payload_bytes', '300')");
+    let started = std::time::Instant::now();
+    let mut id = 0;
+    let error: String = wait_until(Duration::from_secs(15), "an oversized event", || {
+        id += 1;
+        db.psql(&format!(
+            "INSERT INTO items (id, name) VALUES ({id}, '{big}')"
+        ));
+        let db = &db;
+        async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            rows(
+                db,
+                "SELECT error FROM walhook.events WHERE error IS NOT NULL",
+            )
+            .await
+            .first()
+            .map(|r| r.get(0))
+        }
+    })
+    .await;
+    assert!(error.contains("exceeds max_payload_bytes (300)"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
