@@ -20,7 +20,9 @@ use crate::pipeline::{ITEMS_CAPACITY, Writer};
 use crate::replication::conn::{ConnError, ReplicationConnection};
 use crate::replication::lsn::Lsn;
 use crate::replication::slot::{self, PreflightError, SlotState};
-use crate::replication::stream::{HEARTBEAT_PREFIX, SlotStream, StreamError, StreamItem};
+use crate::replication::stream::{
+    FailureStreak, HEARTBEAT_PREFIX, SlotStream, StreamError, StreamItem,
+};
 use crate::store::migrate::{self, MigrateError};
 use crate::telemetry;
 
@@ -33,6 +35,8 @@ pub enum DaemonError {
     Migrate(#[from] MigrateError),
     #[error(transparent)]
     Preflight(#[from] PreflightError),
+    #[error(transparent)]
+    PoisonMessage(#[from] crate::replication::stream::PoisonMessage),
     #[error("replication connection failed: {0}")]
     Replication(#[from] ConnError),
     #[error(
@@ -160,6 +164,7 @@ async fn supervise_stream(
 ) -> Result<(), DaemonError> {
     let mut delay = Duration::from_millis(250);
     let mut standby_logged = false;
+    let mut streak = FailureStreak::default();
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -186,6 +191,7 @@ async fn supervise_stream(
                 return Err(error);
             }
             Err(SessionError::SlotBusy) => {
+                streak.reset();
                 health.set_stream(StreamState::Standby);
                 if !standby_logged {
                     tracing::info!(slot = %options.slot, "slot is active in another process; waiting as standby");
@@ -198,6 +204,12 @@ async fn supervise_stream(
                 telemetry::REPLICATION_ERRORS
                     .with_label_values(&[error.kind()])
                     .inc();
+                if let Some(poison) = streak.record(&error) {
+                    let error = DaemonError::from(poison);
+                    tracing::error!(%error, "cannot stream the replication slot");
+                    shutdown.cancel();
+                    return Err(error);
+                }
                 tracing::error!(%error, retry_in = ?delay, "replication stream failed; reconnecting");
                 standby_logged = false;
                 delay

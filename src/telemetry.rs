@@ -155,6 +155,20 @@ pub static REPLICATION_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+/// Messages the stream failed on repeatedly, making walhook stop, by table.
+pub static REPLICATION_POISON_MESSAGES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "replication_poison_messages_total",
+                "Replication messages that failed every retry, stopping walhook, by table",
+            ),
+            &["table"],
+        )
+        .unwrap(),
+    )
+});
+
 /// Per-subscription delivery duration, kept separate so the spec's histogram stays unlabelled.
 pub static SUBSCRIPTION_DELIVERY_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
     register(
@@ -182,6 +196,7 @@ pub fn init() {
     Lazy::force(&PENDING_DELIVERIES);
     Lazy::force(&IN_FLIGHT_REQUESTS);
     Lazy::force(&REPLICATION_ERRORS);
+    Lazy::force(&REPLICATION_POISON_MESSAGES);
     Lazy::force(&SUBSCRIPTION_DELIVERY_DURATION);
 }
 
