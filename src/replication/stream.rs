@@ -554,7 +554,7 @@ mod tests {
         StreamError::Decode {
             lsn: Lsn(lsn),
             table: Some("public.remote".into()),
-            source: pgoutput::decode(b"Zhello").unwrap_err(),
+            source: pgoutput::decode(&bytes::Bytes::from_static(b"Zhello")).unwrap_err(),
         }
     }
 
