@@ -77,9 +77,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("retired signing key: {kid}");
         }
         Command::Replay(args) => {
-            let client = walhook::store::connect(&common.database()?).await?;
-            let queued = walhook::store::deliveries::replay(
-                &client,
+            let mut client = walhook::store::connect(&common.database()?).await?;
+            let queued = walhook::store::replay::replay(
+                &mut client,
                 args.subscription,
                 args.from_revision,
                 args.to_revision,

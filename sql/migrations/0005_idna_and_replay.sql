@@ -1,3 +1,5 @@
+-- 0005: IDNA host names for subscriptions, and events.seq for `walhook replay`.
+--
 -- Non-ASCII host names are normalised (IDNA, PRODUCT.md 3.3), in the database
 -- so the rule holds for every writer, with or without walhook running.
 --
@@ -155,3 +157,9 @@ $$;
 -- URL rules see the normalised URL.
 CREATE TRIGGER subscriptions_0_idna BEFORE INSERT OR UPDATE ON walhook.subscriptions
     FOR EACH ROW EXECUTE FUNCTION walhook.subscriptions_idna();
+
+-- The position of an event's change in its transaction, so that deliveries
+-- created later (`walhook replay`) keep commit order for ordered
+-- subscriptions. NULL for events stored before this column (replay then takes
+-- it from the event's other deliveries).
+ALTER TABLE walhook.events ADD COLUMN seq integer;
