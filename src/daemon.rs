@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{CommonOptions, ConfigError};
 use crate::delivery::KeyRing;
+use crate::error::{Disposition, StatementError, during};
 use crate::http::{Health, StreamState};
 use crate::pipeline::{ITEMS_CAPACITY, Writer};
 use crate::replication::conn::{ConnError, ReplicationConnection};
@@ -39,10 +40,8 @@ pub enum DaemonError {
     PoisonMessage(#[from] crate::replication::stream::PoisonMessage),
     #[error("replication connection failed: {0}")]
     Replication(#[from] ConnError),
-    #[error(
-        "cannot connect to the database: {0}; check --database-url and that PostgreSQL is running"
-    )]
-    Database(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Statement(#[from] StatementError),
     #[error(transparent)]
     Connect(#[from] crate::store::ConnectError),
     #[error(transparent)]
@@ -63,7 +62,8 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
             "SELECT walhook.register_publication($1)",
             &[&options.publication],
         )
-        .await?;
+        .await
+        .map_err(during("registering the publication with its routed tables"))?;
     tracing::info!(publication = %options.publication, "publication registered with routed tables");
 
     let keys: KeyRing = Arc::new(std::sync::RwLock::new(Arc::new(
@@ -80,9 +80,11 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
         crate::store::settings::REFRESH_INTERVAL,
         shutdown.clone(),
     )
-    .await?;
+    .await
+    .map_err(during("reading walhook.settings"))?;
     let mapper = crate::store::config::load_mapper(&client)
-        .await?
+        .await
+        .map_err(during("loading routes and subscriptions"))?
         .with_settings(settings.clone());
 
     let listener = crate::http::bind(options.http_addr).await?;
@@ -234,12 +236,10 @@ enum SessionError {
 
 impl From<ConnError> for SessionError {
     fn from(error: ConnError) -> Self {
-        if error.sqlstate() == Some("55006") {
-            SessionError::SlotBusy
-        } else if error.is_transient() {
-            SessionError::Stream(StreamError::Conn(error))
-        } else {
-            SessionError::Fatal(DaemonError::Replication(error))
+        match error.disposition() {
+            Disposition::SlotBusy => SessionError::SlotBusy,
+            Disposition::Transient => SessionError::Stream(StreamError::Conn(error)),
+            Disposition::Fatal => SessionError::Fatal(DaemonError::Replication(error)),
         }
     }
 }

@@ -21,7 +21,9 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, Scr
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_postgres::config::Host;
+use tokio_postgres::error::SqlState;
 
+use crate::error::Disposition;
 use crate::tls::{Database, SslMode};
 
 use super::lsn::Lsn;
@@ -59,18 +61,19 @@ impl ConnError {
         }
     }
 
-    /// Worth reconnecting (with backoff)? Lost connections, a slot held by
-    /// another process, a server starting or stopping: yes. Authentication,
-    /// permissions, `wal_level`, a missing or invalidated slot: no, the operator
-    /// must change something.
-    pub fn is_transient(&self) -> bool {
+    /// What to do about it ([`crate::error`] decides by SQLSTATE): lost
+    /// connections are transient; authentication and configuration fatal.
+    pub fn disposition(&self) -> Disposition {
         match self {
-            ConnError::Io(_) | ConnError::Protocol(_) => true,
-            ConnError::Auth(_) | ConnError::Config(_) => false,
-            ConnError::Server { code, .. } => {
-                !(code.starts_with("28") || code.starts_with("42") || code == "55000")
-            }
+            ConnError::Io(_) | ConnError::Protocol(_) => Disposition::Transient,
+            ConnError::Auth(_) | ConnError::Config(_) => Disposition::Fatal,
+            ConnError::Server { code, .. } => crate::error::classify_code(code),
         }
+    }
+
+    /// Worth reconnecting (with backoff, or as a standby)?
+    pub fn is_transient(&self) -> bool {
+        self.disposition() != Disposition::Fatal
     }
 }
 
@@ -594,11 +597,12 @@ fn server_error(body: &[u8]) -> ConnError {
 
 /// Authentication-phase errors, reworded for the operator.
 fn auth_error(user: &str, error: ConnError) -> ConnError {
-    match error.sqlstate() {
-        Some("28P01") => ConnError::Auth(format!(
+    let code = error.sqlstate().map(SqlState::from_code);
+    match code {
+        Some(SqlState::INVALID_PASSWORD) => ConnError::Auth(format!(
             "password authentication failed for user {user}: check the password in --database-url"
         )),
-        Some("28000") => ConnError::Auth(format!(
+        Some(SqlState::INVALID_AUTHORIZATION_SPECIFICATION) => ConnError::Auth(format!(
             "the server refused a replication connection for user {user} ({error}): grant \
              REPLICATION to the user (or use a superuser) and allow `replication` connections \
              in pg_hba.conf"

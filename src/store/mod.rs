@@ -18,7 +18,8 @@ use crate::tls::{Database, TlsError};
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error(
-        "cannot connect to the database: {0}; check --database-url (and its sslmode) and that PostgreSQL is running"
+        "cannot connect to the database: {}; check --database-url (and its sslmode) and that PostgreSQL is running",
+        crate::error::describe(.0)
     )]
     Postgres(#[from] tokio_postgres::Error),
     #[error("cannot set up TLS to the database: {0}")]
