@@ -200,6 +200,12 @@ fn migrate_is_idempotent_and_refuses_a_newer_schema() {
     let (status, _, err) = walhook(&["migrate", "--database-url", &db.url()]);
     assert!(!status.success());
     assert!(err.contains("newer than this binary"), "{err}");
+    let err = run_fails(&db);
+    assert!(err.contains("upgrade walhook"), "{err}");
+}
+
+/// `walhook run` on `db` exits with failure; its stderr.
+fn run_fails(db: &TestDb<'_>) -> String {
     let (status, _, err) = walhook(&[
         "run",
         "--database-url",
@@ -207,6 +213,23 @@ fn migrate_is_idempotent_and_refuses_a_newer_schema() {
         "--http-addr",
         "127.0.0.1:0",
     ]);
-    assert!(!status.success());
-    assert!(err.contains("upgrade walhook"), "{err}");
+    assert!(!status.success(), "{err}");
+    err
+}
+
+/// A statement failing at start-up is reported as that statement's failure,
+/// not as a connection problem.
+#[test]
+fn a_failing_startup_statement_is_not_reported_as_a_connection_problem() {
+    let db = Cluster::shared().database();
+    migrate(&db.url());
+    db.psql("DROP FUNCTION walhook.register_publication(text)");
+    let err = run_fails(&db);
+    assert!(
+        err.contains("registering the publication with its routed tables failed")
+            && err.contains("function walhook.register_publication(")
+            && err.contains("does not exist (SQLSTATE 42883)"),
+        "{err}"
+    );
+    assert!(!err.contains("cannot connect"), "{err}");
 }

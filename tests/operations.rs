@@ -290,27 +290,3 @@ fn replay_matches_patterns_exactly_and_keeps_seq() {
     assert!(!status.success());
     assert!(err.contains("no subscription"), "{err}");
 }
-
-/// A statement failing at start-up is reported as that statement's failure,
-/// not as a connection problem.
-#[test]
-fn a_failing_startup_statement_is_not_reported_as_a_connection_problem() {
-    let db = Cluster::shared().database();
-    migrate(&db.url());
-    db.psql("DROP FUNCTION walhook.register_publication(text)");
-    let (status, _, err) = walhook(&[
-        "run",
-        "--database-url",
-        &db.url(),
-        "--http-addr",
-        "127.0.0.1:0",
-    ]);
-    assert!(!status.success());
-    assert!(
-        err.contains("registering the publication with its routed tables failed")
-            && err.contains("function walhook.register_publication(")
-            && err.contains("does not exist (SQLSTATE 42883)"),
-        "{err}"
-    );
-    assert!(!err.contains("cannot connect"), "{err}");
-}
