@@ -141,6 +141,17 @@ pub static IN_FLIGHT_REQUESTS: Lazy<IntGauge> = Lazy::new(|| {
     register(IntGauge::new("in_flight_requests", "HTTP requests to receivers in flight").unwrap())
 });
 
+/// 1 while this instance streams the slot, 0 otherwise (standby, connecting).
+pub static SLOT_STREAMING: Lazy<IntGauge> = Lazy::new(|| {
+    register(
+        IntGauge::new(
+            "slot_streaming",
+            "1 while this instance streams the replication slot; 0 on a standby or while connecting",
+        )
+        .unwrap(),
+    )
+});
+
 /// Replication stream errors and reconnects, by kind.
 pub static REPLICATION_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
     register(
@@ -196,6 +207,7 @@ pub fn init() {
     Lazy::force(&PENDING_DELIVERIES);
     Lazy::force(&IN_FLIGHT_REQUESTS);
     Lazy::force(&REPLICATION_ERRORS);
+    Lazy::force(&SLOT_STREAMING);
     Lazy::force(&REPLICATION_POISON_MESSAGES);
     Lazy::force(&SUBSCRIPTION_DELIVERY_DURATION);
 }

@@ -221,6 +221,9 @@ async fn a_standby_takes_over_within_ten_seconds() {
         (code == 200 && body.contains("standby")).then_some(())
     })
     .await;
+    let streaming = |metrics: String| sample(&metrics, "walhook_slot_streaming ");
+    assert_eq!(streaming(get(&standby, "/metrics").await.1), Some(0.0));
+    assert_eq!(streaming(get(&active, "/metrics").await.1), Some(1.0));
     let (_, out, _) = walhook(&["status", "--database-url", &db.url(), "--slot", &db.slot]);
     assert!(out.contains("active         yes"), "{out}");
     active.kill_9();
@@ -231,6 +234,8 @@ async fn a_standby_takes_over_within_ten_seconds() {
     })
     .await;
     assert!(killed.elapsed() < Duration::from_secs(10));
+    assert_eq!(streaming(get(&standby, "/metrics").await.1), Some(1.0));
+    assert_eq!(get(&standby, "/readyz").await.1, "ready: streaming\n");
     db.psql("INSERT INTO items VALUES (1)");
     wait_until(WAIT, "delivery after takeover", || async {
         (receiver.count() >= 1).then_some(())
