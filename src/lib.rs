@@ -16,6 +16,7 @@
 //! PostgreSQL: the slot position is confirmed only past changes whose events are
 //! committed in `walhook.events`, and delivery state is rows, not memory.
 pub mod config;
+pub mod crypto;
 pub mod daemon;
 pub mod delivery;
 pub mod dev;

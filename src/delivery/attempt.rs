@@ -64,7 +64,7 @@ impl PrepareError {
     /// Whether another attempt of this delivery can succeed without anyone
     /// touching it. Only a missing signing key can: keys are reloaded every few
     /// seconds, and `walhook keys rotate` fixes every delivery at once. A bad
-    /// URL, secret, header or stored key fails the same way on every attempt,
+    /// URL, secret or header fails the same way on every attempt,
     /// so retrying on the schedule only hides it.
     pub fn is_retryable(&self) -> bool {
         matches!(
@@ -320,7 +320,6 @@ mod tests {
         let schedule = [Duration::from_secs(10), Duration::from_secs(100)];
         for error in [
             PrepareError::Signing(signing::SigningError::BadSecret),
-            PrepareError::Signing(signing::SigningError::BadPrivateKey(7)),
             PrepareError::Url("relative URL without a base".into()),
             PrepareError::Header("x\n".into()),
         ] {
