@@ -21,10 +21,9 @@ use crate::pipeline::{ITEMS_CAPACITY, Writer};
 use crate::replication::conn::{ConnError, ReplicationConnection};
 use crate::replication::lsn::Lsn;
 use crate::replication::slot::{self, PreflightError, SlotState};
-use crate::replication::stream::{
-    FailureStreak, HEARTBEAT_PREFIX, SlotStream, StreamError, StreamItem,
-};
+use crate::replication::stream::{FailureStreak, SlotStream, StreamError, StreamItem};
 use crate::store::migrate::{self, MigrateError};
+use crate::store::monitor;
 use crate::telemetry;
 
 /// The daemon cannot start or must stop; each message says what to do.
@@ -57,11 +56,7 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     let replication = options.replication()?;
     let client = crate::store::connect(&database).await?;
     migrate::check_version(&client).await?;
-    client
-        .execute(
-            "SELECT walhook.register_publication($1)",
-            &[&options.publication],
-        )
+    crate::store::config::register_publication(&client, &options.publication)
         .await
         .map_err(during("registering the publication with its routed tables"))?;
     tracing::info!(publication = %options.publication, "publication registered with routed tables");
@@ -335,7 +330,7 @@ async fn periodic_jobs(
         health.set_database_ok(c.simple_query("").await.is_ok());
         // An idle routed database must not pin WAL: a tiny logical message
         // gives the slot a position to confirm.
-        if rounds.is_multiple_of(2) && !heartbeat(c).await && !heartbeat_warned {
+        if rounds.is_multiple_of(2) && monitor::heartbeat(c).await.is_err() && !heartbeat_warned {
             tracing::warn!(
                 "heartbeat failed (pg_logical_emit_message needs superuser or REPLICATION); an idle database may hold WAL longer"
             );
@@ -350,28 +345,10 @@ async fn periodic_jobs(
     }
 }
 
-/// Emit a heartbeat message into the WAL; false when not permitted or failed.
-async fn heartbeat(client: &tokio_postgres::Client) -> bool {
-    client
-        .execute(
-            "SELECT pg_logical_emit_message(false, $1, '')",
-            &[&HEARTBEAT_PREFIX],
-        )
-        .await
-        .is_ok()
-}
-
 /// Replication lag in bytes and the pending-deliveries gauge.
 async fn update_gauges(client: &tokio_postgres::Client, slot: &str) {
-    let lag = client
-        .query_opt(
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8
-               FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await;
-    if let Ok(Some(row)) = lag
-        && let Ok(Some(lag)) = row.try_get::<_, Option<i64>>(0)
+    if let Ok(status) = monitor::slot_status(client, slot).await
+        && let Some(lag) = status.lag_bytes
     {
         telemetry::REPLICATION_LAG_BYTES.set(lag);
     }

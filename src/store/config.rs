@@ -1,5 +1,6 @@
 //! `walhook.routes` and `walhook.subscriptions` as the mapper needs them at
-//! start-up; afterwards their changes reach the mapper through the stream.
+//! start-up (afterwards their changes reach the mapper through the stream), and
+//! the publication those routes keep in step.
 
 use tokio_postgres::Client;
 
@@ -27,6 +28,18 @@ pub async fn load_mapper(client: &Client) -> Result<Mapper, tokio_postgres::Erro
     .filter_map(SubscriptionFilter::from_row)
     .collect();
     Ok(Mapper::new(routes, subscriptions))
+}
+
+/// Register the publication walhook streams from: the database keeps its
+/// tables in step with `walhook.routes` from now on.
+pub async fn register_publication(
+    client: &Client,
+    publication: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("SELECT walhook.register_publication($1)", &[&publication])
+        .await
+        .map(drop)
 }
 
 /// Rows of a query returning one JSON object per row, as decoded rows.

@@ -5,6 +5,7 @@ pub mod deliveries;
 pub mod events;
 pub mod keys;
 pub mod migrate;
+pub mod monitor;
 pub mod replay;
 pub mod retention;
 pub mod settings;
