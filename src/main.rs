@@ -1,4 +1,5 @@
 //! The `walhook` binary: parse the command line, set up logging, run a command.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
