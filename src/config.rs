@@ -212,3 +212,26 @@ mod tests {
         assert_eq!(cli.common.slot, "s");
     }
 }
+
+/// Runtime settings (`walhook.settings`, PRODUCT.md 3.2), as values. The store
+/// reads them (`store::settings`) and publishes changes on a watch channel;
+/// every stage reads this type from that channel, so it lives here, below all
+/// of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub allow_insecure_targets: bool,
+    pub event_retention: std::time::Duration,
+    pub attempt_retention: std::time::Duration,
+    pub max_payload_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            allow_insecure_targets: false,
+            event_retention: std::time::Duration::from_secs(7 * 86_400),
+            attempt_retention: std::time::Duration::from_secs(30 * 86_400),
+            max_payload_bytes: 1_048_576,
+        }
+    }
+}

@@ -15,14 +15,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{CommonOptions, ConfigError};
 use crate::delivery::KeyRing;
+use crate::error::{Disposition, StatementError, during};
 use crate::http::{Health, StreamState};
-use crate::mapping::Mapper;
 use crate::pipeline::{ITEMS_CAPACITY, Writer};
 use crate::replication::conn::{ConnError, ReplicationConnection};
 use crate::replication::lsn::Lsn;
 use crate::replication::slot::{self, PreflightError, SlotState};
-use crate::replication::stream::{HEARTBEAT_PREFIX, SlotStream, StreamError, StreamItem};
+use crate::replication::stream::{FailureStreak, SlotStream, StreamError, StreamItem};
 use crate::store::migrate::{self, MigrateError};
+use crate::store::monitor;
 use crate::telemetry;
 
 /// The daemon cannot start or must stop; each message says what to do.
@@ -34,12 +35,12 @@ pub enum DaemonError {
     Migrate(#[from] MigrateError),
     #[error(transparent)]
     Preflight(#[from] PreflightError),
+    #[error(transparent)]
+    PoisonMessage(#[from] crate::replication::stream::PoisonMessage),
     #[error("replication connection failed: {0}")]
     Replication(#[from] ConnError),
-    #[error(
-        "cannot connect to the database: {0}; check --database-url and that PostgreSQL is running"
-    )]
-    Database(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Statement(#[from] StatementError),
     #[error(transparent)]
     Connect(#[from] crate::store::ConnectError),
     #[error(transparent)]
@@ -59,12 +60,9 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     let replication = options.replication()?;
     let client = crate::store::connect(&database).await?;
     migrate::check_version(&client).await?;
-    client
-        .execute(
-            "SELECT walhook.register_publication($1)",
-            &[&options.publication],
-        )
-        .await?;
+    crate::store::config::register_publication(&client, &options.publication)
+        .await
+        .map_err(during("registering the publication with its routed tables"))?;
     tracing::info!(publication = %options.publication, "publication registered with routed tables");
 
     let keys: KeyRing = Arc::new(std::sync::RwLock::new(Arc::new(
@@ -75,7 +73,18 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     let health = Arc::new(Health::default());
     health.set_database_ok(true);
     let wake = Arc::new(Notify::new());
-    let mapper = Mapper::load(&client).await?;
+    let settings = crate::store::settings::watch(
+        &database,
+        &client,
+        crate::store::settings::REFRESH_INTERVAL,
+        shutdown.clone(),
+    )
+    .await
+    .map_err(during("reading walhook.settings"))?;
+    let mapper = crate::store::config::load_mapper(&client)
+        .await
+        .map_err(during("loading routes and subscriptions"))?
+        .with_settings(settings.clone());
 
     let listener = crate::http::bind(options.http_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "http server listening");
@@ -99,6 +108,7 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
         keys.clone(),
         targets,
         first_attempt_jobs,
+        settings.clone(),
         wake.clone(),
     );
     let dispatch_shutdown = CancellationToken::new();
@@ -109,6 +119,7 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
         options.slot.clone(),
         keys.clone(),
         health.clone(),
+        settings.clone(),
         shutdown.clone(),
     ));
 
@@ -166,6 +177,7 @@ async fn supervise_stream(
 ) -> Result<(), DaemonError> {
     let mut delay = Duration::from_millis(250);
     let mut standby_logged = false;
+    let mut streak = FailureStreak::default();
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -192,6 +204,7 @@ async fn supervise_stream(
                 return Err(error);
             }
             Err(SessionError::SlotBusy) => {
+                streak.reset();
                 health.set_stream(StreamState::Standby);
                 if !standby_logged {
                     tracing::info!(slot = %options.slot, "slot is active in another process; waiting as standby");
@@ -204,6 +217,12 @@ async fn supervise_stream(
                 telemetry::REPLICATION_ERRORS
                     .with_label_values(&[error.kind()])
                     .inc();
+                if let Some(poison) = streak.record(&error) {
+                    let error = DaemonError::from(poison);
+                    tracing::error!(%error, "cannot stream the replication slot");
+                    shutdown.cancel();
+                    return Err(error);
+                }
                 tracing::error!(%error, retry_in = ?delay, "replication stream failed; reconnecting");
                 standby_logged = false;
                 delay
@@ -228,12 +247,10 @@ enum SessionError {
 
 impl From<ConnError> for SessionError {
     fn from(error: ConnError) -> Self {
-        if error.sqlstate() == Some("55006") {
-            SessionError::SlotBusy
-        } else if error.is_transient() {
-            SessionError::Stream(StreamError::Conn(error))
-        } else {
-            SessionError::Fatal(DaemonError::Replication(error))
+        match error.disposition() {
+            Disposition::SlotBusy => SessionError::SlotBusy,
+            Disposition::Transient => SessionError::Stream(StreamError::Conn(error)),
+            Disposition::Fatal => SessionError::Fatal(DaemonError::Replication(error)),
         }
     }
 }
@@ -306,6 +323,7 @@ async fn periodic_jobs(
     slot: String,
     keys: KeyRing,
     health: Arc<Health>,
+    settings: watch::Receiver<crate::store::settings::Settings>,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -328,7 +346,7 @@ async fn periodic_jobs(
         health.set_database_ok(c.simple_query("").await.is_ok());
         // An idle routed database must not pin WAL: a tiny logical message
         // gives the slot a position to confirm.
-        if rounds.is_multiple_of(2) && !heartbeat(c).await && !heartbeat_warned {
+        if rounds.is_multiple_of(2) && monitor::heartbeat(c).await.is_err() && !heartbeat_warned {
             tracing::warn!(
                 "heartbeat failed (pg_logical_emit_message needs superuser or REPLICATION); an idle database may hold WAL longer"
             );
@@ -337,33 +355,16 @@ async fn periodic_jobs(
         update_gauges(c, &slot).await;
         reload_keys(c, &keys).await;
         if rounds % 120 == 1 {
-            sweep_retention(c).await;
+            let settings = settings.borrow().clone();
+            sweep_retention(c, &settings).await;
         }
     }
 }
 
-/// Emit a heartbeat message into the WAL; false when not permitted or failed.
-async fn heartbeat(client: &tokio_postgres::Client) -> bool {
-    client
-        .execute(
-            "SELECT pg_logical_emit_message(false, $1, '')",
-            &[&HEARTBEAT_PREFIX],
-        )
-        .await
-        .is_ok()
-}
-
 /// Replication lag in bytes and the pending-deliveries gauge.
 async fn update_gauges(client: &tokio_postgres::Client, slot: &str) {
-    let lag = client
-        .query_opt(
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8
-               FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await;
-    if let Ok(Some(row)) = lag
-        && let Ok(Some(lag)) = row.try_get::<_, Option<i64>>(0)
+    if let Ok(status) = monitor::slot_status(client, slot).await
+        && let Some(lag) = status.lag_bytes
     {
         telemetry::REPLICATION_LAG_BYTES.set(lag);
     }
@@ -382,11 +383,11 @@ async fn reload_keys(client: &tokio_postgres::Client, keys: &KeyRing) {
 }
 
 /// Remove events and attempts past their retention.
-async fn sweep_retention(client: &tokio_postgres::Client) {
-    let Ok(settings) = crate::store::settings::load(client).await else {
-        return;
-    };
-    match crate::store::retention::sweep(client, &settings).await {
+async fn sweep_retention(
+    client: &tokio_postgres::Client,
+    settings: &crate::store::settings::Settings,
+) {
+    match crate::store::retention::sweep(client, settings).await {
         Ok((events, attempts)) if events + attempts > 0 => {
             tracing::info!(events, attempts, "retention removed old rows")
         }

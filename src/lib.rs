@@ -15,8 +15,10 @@
 //! Data flows one way; a stage never imports a later one. Durability lives in
 //! PostgreSQL: the slot position is confirmed only past changes whose events are
 //! committed in `walhook.events`, and delivery state is rows, not memory.
+#![forbid(unsafe_code)]
 pub mod api;
 pub mod config;
+pub mod crypto;
 pub mod daemon;
 pub mod delivery;
 pub mod dev;

@@ -1,4 +1,5 @@
 //! The `walhook` binary: parse the command line, set up logging, run a command.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
@@ -77,9 +78,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("retired signing key: {kid}");
         }
         Command::Replay(args) => {
-            let client = walhook::store::connect(&common.database()?).await?;
-            let queued = walhook::store::deliveries::replay(
-                &client,
+            let mut client = walhook::store::connect(&common.database()?).await?;
+            let queued = walhook::store::replay::replay(
+                &mut client,
                 args.subscription,
                 args.from_revision,
                 args.to_revision,

@@ -4,13 +4,13 @@
 //! [`REGISTRY`] (with process metrics), and updated by the stage that owns the
 //! figure. `/metrics` renders the registry.
 
-use once_cell::sync::Lazy;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
+use std::sync::LazyLock;
 
-pub static REGISTRY: Lazy<Registry> = Lazy::new(|| {
+pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     let registry = Registry::new_custom(Some("walhook".into()), None).expect("valid prefix");
     #[cfg(target_os = "linux")]
     registry
@@ -29,7 +29,7 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
 }
 
 /// Row changes decoded from the slot, by table and operation.
-pub static CHANGES_RECEIVED: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static CHANGES_RECEIVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
             Opts::new(
@@ -43,7 +43,7 @@ pub static CHANGES_RECEIVED: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// Events stored, by type.
-pub static EVENTS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
             Opts::new("events_total", "Events built and stored"),
@@ -54,7 +54,7 @@ pub static EVENTS: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// Events that could not be built (stored with their error).
-pub static EVENT_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static EVENT_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
             Opts::new(
@@ -68,7 +68,7 @@ pub static EVENT_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// Delivery attempts by subscription and outcome (`success`, `retry`, `failed`).
-pub static DELIVERIES: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
             Opts::new(
@@ -82,7 +82,7 @@ pub static DELIVERIES: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// Duration of one HTTP delivery attempt.
-pub static DELIVERY_DURATION: Lazy<Histogram> = Lazy::new(|| {
+pub static DELIVERY_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
     register(
         Histogram::with_opts(HistogramOpts::new(
             "delivery_duration_seconds",
@@ -93,7 +93,7 @@ pub static DELIVERY_DURATION: Lazy<Histogram> = Lazy::new(|| {
 });
 
 /// Commit time of the change to the receiver's 2xx.
-pub static END_TO_END_LATENCY: Lazy<Histogram> = Lazy::new(|| {
+pub static END_TO_END_LATENCY: LazyLock<Histogram> = LazyLock::new(|| {
     register(
         Histogram::with_opts(
             HistogramOpts::new(
@@ -110,7 +110,7 @@ pub static END_TO_END_LATENCY: Lazy<Histogram> = Lazy::new(|| {
 });
 
 /// Bytes of WAL between the server's current position and what walhook confirmed.
-pub static REPLICATION_LAG_BYTES: Lazy<IntGauge> = Lazy::new(|| {
+pub static REPLICATION_LAG_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
     register(
         IntGauge::new(
             "replication_lag_bytes",
@@ -121,7 +121,7 @@ pub static REPLICATION_LAG_BYTES: Lazy<IntGauge> = Lazy::new(|| {
 });
 
 /// Seconds between now and the commit time of the last stored event.
-pub static REPLICATION_LAG_SECONDS: Lazy<prometheus::Gauge> = Lazy::new(|| {
+pub static REPLICATION_LAG_SECONDS: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
     register(
         prometheus::Gauge::new(
             "replication_lag_seconds",
@@ -132,17 +132,28 @@ pub static REPLICATION_LAG_SECONDS: Lazy<prometheus::Gauge> = Lazy::new(|| {
 });
 
 /// Deliveries waiting in PostgreSQL (status pending).
-pub static PENDING_DELIVERIES: Lazy<IntGauge> = Lazy::new(|| {
+pub static PENDING_DELIVERIES: LazyLock<IntGauge> = LazyLock::new(|| {
     register(IntGauge::new("pending_deliveries", "Deliveries with status pending").unwrap())
 });
 
 /// HTTP requests to receivers currently in flight.
-pub static IN_FLIGHT_REQUESTS: Lazy<IntGauge> = Lazy::new(|| {
+pub static IN_FLIGHT_REQUESTS: LazyLock<IntGauge> = LazyLock::new(|| {
     register(IntGauge::new("in_flight_requests", "HTTP requests to receivers in flight").unwrap())
 });
 
+/// 1 while this instance streams the slot, 0 otherwise (standby, connecting).
+pub static SLOT_STREAMING: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "slot_streaming",
+            "1 while this instance streams the replication slot; 0 on a standby or while connecting",
+        )
+        .unwrap(),
+    )
+});
+
 /// Replication stream errors and reconnects, by kind.
-pub static REPLICATION_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static REPLICATION_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
             Opts::new(
@@ -155,8 +166,22 @@ pub static REPLICATION_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+/// Messages the stream failed on repeatedly, making walhook stop, by table.
+pub static REPLICATION_POISON_MESSAGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "replication_poison_messages_total",
+                "Replication messages that failed every retry, stopping walhook, by table",
+            ),
+            &["table"],
+        )
+        .unwrap(),
+    )
+});
+
 /// Per-subscription delivery duration, kept separate so the spec's histogram stays unlabelled.
-pub static SUBSCRIPTION_DELIVERY_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
+pub static SUBSCRIPTION_DELIVERY_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     register(
         HistogramVec::new(
             HistogramOpts::new(
@@ -172,7 +197,7 @@ pub static SUBSCRIPTION_DELIVERY_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
 /// Attempt outcomes that could not be written to PostgreSQL (each is retried
 /// until stored or the process exits; a delivery whose outcome is lost at exit
 /// is attempted again when its lease ends).
-pub static OUTCOME_STORE_FAILURES: Lazy<prometheus::IntCounter> = Lazy::new(|| {
+pub static OUTCOME_STORE_FAILURES: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
     register(
         prometheus::IntCounter::new(
             "outcome_store_failures_total",
@@ -185,7 +210,7 @@ pub static OUTCOME_STORE_FAILURES: Lazy<prometheus::IntCounter> = Lazy::new(|| {
 /// Deliveries whose first attempt was handed from the writer's batch in
 /// memory (`first`), or claimed from PostgreSQL (`claimed`: retries, and work
 /// beyond the memory bound).
-pub static DISPATCHED: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static DISPATCHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
             Opts::new(
@@ -200,19 +225,21 @@ pub static DISPATCHED: Lazy<IntCounterVec> = Lazy::new(|| {
 
 /// Touch every metric so each appears in `/metrics` from the start.
 pub fn init() {
-    Lazy::force(&CHANGES_RECEIVED);
-    Lazy::force(&EVENTS);
-    Lazy::force(&EVENT_ERRORS);
-    Lazy::force(&DELIVERIES);
-    Lazy::force(&DELIVERY_DURATION);
-    Lazy::force(&END_TO_END_LATENCY);
-    Lazy::force(&REPLICATION_LAG_BYTES);
-    Lazy::force(&REPLICATION_LAG_SECONDS);
-    Lazy::force(&PENDING_DELIVERIES);
-    Lazy::force(&IN_FLIGHT_REQUESTS);
-    Lazy::force(&REPLICATION_ERRORS);
-    Lazy::force(&SUBSCRIPTION_DELIVERY_DURATION);
-    Lazy::force(&OUTCOME_STORE_FAILURES);
+    LazyLock::force(&CHANGES_RECEIVED);
+    LazyLock::force(&EVENTS);
+    LazyLock::force(&EVENT_ERRORS);
+    LazyLock::force(&DELIVERIES);
+    LazyLock::force(&DELIVERY_DURATION);
+    LazyLock::force(&END_TO_END_LATENCY);
+    LazyLock::force(&REPLICATION_LAG_BYTES);
+    LazyLock::force(&REPLICATION_LAG_SECONDS);
+    LazyLock::force(&PENDING_DELIVERIES);
+    LazyLock::force(&IN_FLIGHT_REQUESTS);
+    LazyLock::force(&REPLICATION_ERRORS);
+    LazyLock::force(&SLOT_STREAMING);
+    LazyLock::force(&REPLICATION_POISON_MESSAGES);
+    LazyLock::force(&SUBSCRIPTION_DELIVERY_DURATION);
+    LazyLock::force(&OUTCOME_STORE_FAILURES);
     for path in ["first", "claimed"] {
         DISPATCHED.with_label_values(&[path]);
     }

@@ -92,8 +92,12 @@ async fn postgres_restart_mid_stream_loses_nothing() {
     );
 }
 
-/// A peer that sends one good transaction, then `bad` at 0/3000.
-async fn malformed_stream(bad: &[u8], expect_in_log: &str) {
+/// A peer that sends one good transaction, then `bad` at 0/3000; walhook
+/// reports it, reconnects, and confirms only the good transaction.
+async fn malformed_stream(
+    bad: &[u8],
+    expect_in_log: &str,
+) -> (support::ChildProcess, FakePeer, TestDb<'static>) {
     let db = Cluster::shared().new_database();
     migrate(&db.url());
     let mut script: Vec<bytes::Bytes> = vec![
@@ -130,6 +134,7 @@ async fn malformed_stream(bad: &[u8], expect_in_log: &str) {
         0x2000_0010,
         "confirms the good transaction, never past the bad message"
     );
+    (walhook, peer, db)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -140,6 +145,28 @@ async fn truncated_message_is_reported_and_not_confirmed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_message_is_reported_and_not_confirmed() {
     malformed_stream(b"Zhello", "undecodable message at 0/30000000").await;
+}
+
+/// The same bad message on every replay: after a few identical failures walhook
+/// stops with an error naming the position and the table.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_failing_every_replay_stops_walhook_naming_lsn_and_table() {
+    // an Insert on the known relation 99999 whose tuple is cut short
+    let bad = [b'I', 0, 1, 0x86, 0x9f, b'N', 0, 1, b't', 0, 0, 0, 9, b'x'];
+    let (mut walhook, peer, _db) =
+        malformed_stream(&bad, "undecodable message at 0/30000000").await;
+    let status = walhook.wait_exit(Duration::from_secs(60));
+    let log = walhook.log();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "walhook stops:\n{log}"
+    );
+    assert!(
+        log.contains("failed 5 times in a row on the message at 0/30000000 (table public.remote)"),
+        "{log}"
+    );
+    assert_eq!(peer.starts.load(std::sync::atomic::Ordering::SeqCst), 5);
+    assert_eq!(peer.max_confirmed(), 0x2000_0010);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -177,6 +204,12 @@ fn migrate_is_idempotent_and_refuses_a_newer_schema() {
     let (status, _, err) = walhook(&["migrate", "--database-url", &db.url()]);
     assert!(!status.success());
     assert!(err.contains("newer than this binary"), "{err}");
+    let err = run_fails(&db);
+    assert!(err.contains("upgrade walhook"), "{err}");
+}
+
+/// `walhook run` on `db` exits with failure; its stderr.
+fn run_fails(db: &TestDb<'_>) -> String {
     let (status, _, err) = walhook(&[
         "run",
         "--database-url",
@@ -184,6 +217,23 @@ fn migrate_is_idempotent_and_refuses_a_newer_schema() {
         "--http-addr",
         "127.0.0.1:0",
     ]);
-    assert!(!status.success());
-    assert!(err.contains("upgrade walhook"), "{err}");
+    assert!(!status.success(), "{err}");
+    err
+}
+
+/// A statement failing at start-up is reported as that statement's failure,
+/// not as a connection problem.
+#[test]
+fn a_failing_startup_statement_is_not_reported_as_a_connection_problem() {
+    let db = Cluster::shared().database();
+    migrate(&db.url());
+    db.psql("DROP FUNCTION walhook.register_publication(text)");
+    let err = run_fails(&db);
+    assert!(
+        err.contains("registering the publication with its routed tables failed")
+            && err.contains("function walhook.register_publication(")
+            && err.contains("does not exist (SQLSTATE 42883)"),
+        "{err}"
+    );
+    assert!(!err.contains("cannot connect"), "{err}");
 }

@@ -497,4 +497,93 @@ async fn signature_schemes_choose_the_signatures_sent() {
         "{signature}"
     );
     assert!(every.header("signature").is_some());
+
+/// Non-ASCII hosts are stored in their IDNA form, exactly as the `url` crate
+/// (UTS #46 for URLs) writes them; what IDNA refuses is refused.
+#[test]
+fn non_ascii_hosts_are_stored_in_idna_form() {
+    let db = Cluster::shared().database();
+    migrate(&db.url());
+    for input in [
+        "https://bücher.example/hook",
+        "https://MÜNCHEN.example:8443/hook",
+        "https://日本語.example/a/b",
+        "https://παράδειγμα.δοκιμή/hook",
+        "https://пример.испытание/hook",
+        "https://☃.net/hook",
+        "https://faß.de/hook",
+        "https://ＢÜＣＨＥＲ．example/hook",
+        "https://ab--c-ü.example/hook",
+        "https://a.ü.b.example/hook",
+    ] {
+        let expected = url::Url::parse(input).expect(input).to_string();
+        let stored = db.psql(&format!(
+            "INSERT INTO walhook.subscriptions (url) VALUES ('{input}') RETURNING url"
+        ));
+        assert_eq!(stored.trim(), expected, "{input}");
+    }
+    assert_eq!(
+        db.psql("SELECT url FROM walhook.subscriptions WHERE url LIKE '%bcher%' LIMIT 1")
+            .trim(),
+        "https://xn--bcher-kva.example/hook"
+    );
+    for input in [
+        "https://bü cher.example/hook",
+        "https://bü\u{fffd}.example/hook",
+        "https://bü\u{e000}.example/hook",
+    ] {
+        assert!(
+            url::Url::parse(input).is_err(),
+            "the url crate refuses {input}"
+        );
+        let err = db
+            .try_psql(&format!(
+                "INSERT INTO walhook.subscriptions (url) VALUES ('{input}')"
+            ))
+            .expect_err(input);
+        assert!(err.contains("url rule host"), "{input}: {err}");
+    }
+}
+
+/// `max_payload_bytes` changed while walhook runs applies within seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn max_payload_bytes_takes_effect_without_a_restart() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let _walhook = start(&db);
+    let big = "x".repeat(400);
+    db.psql(&format!("INSERT INTO items (id, name) VALUES (0, '{big}')"));
+    wait_until(WAIT, "the first event", || async {
+        let n: i64 = rows(
+            &db,
+            "SELECT count(*) FROM walhook.events WHERE body IS NOT NULL",
+        )
+        .await[0]
+            .get(0);
+        (n == 1).then_some(())
+    })
+    .await;
+    db.psql("INSERT INTO walhook.settings VALUES ('max_payload_bytes', '300')");
+    let started = std::time::Instant::now();
+    let mut id = 0;
+    let error: String = wait_until(Duration::from_secs(15), "an oversized event", || {
+        id += 1;
+        db.psql(&format!(
+            "INSERT INTO items (id, name) VALUES ({id}, '{big}')"
+        ));
+        let db = &db;
+        async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            rows(
+                db,
+                "SELECT error FROM walhook.events WHERE error IS NOT NULL",
+            )
+            .await
+            .first()
+            .map(|r| r.get(0))
+        }
+    })
+    .await;
+    assert!(error.contains("exceeds max_payload_bytes (300)"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(10));
 }

@@ -221,6 +221,9 @@ async fn a_standby_takes_over_within_ten_seconds() {
         (code == 200 && body.contains("standby")).then_some(())
     })
     .await;
+    let streaming = |metrics: String| sample(&metrics, "walhook_slot_streaming ");
+    assert_eq!(streaming(get(&standby, "/metrics").await.1), Some(0.0));
+    assert_eq!(streaming(get(&active, "/metrics").await.1), Some(1.0));
     let (_, out, _) = walhook(&["status", "--database-url", &db.url(), "--slot", &db.slot]);
     assert!(out.contains("active         yes"), "{out}");
     active.kill_9();
@@ -231,9 +234,64 @@ async fn a_standby_takes_over_within_ten_seconds() {
     })
     .await;
     assert!(killed.elapsed() < Duration::from_secs(10));
+    assert_eq!(streaming(get(&standby, "/metrics").await.1), Some(1.0));
+    assert_eq!(get(&standby, "/readyz").await.1, "ready: streaming\n");
     db.psql("INSERT INTO items VALUES (1)");
     wait_until(WAIT, "delivery after takeover", || async {
         (receiver.count() >= 1).then_some(())
     })
     .await;
+}
+
+/// `walhook replay` matches patterns like delivery creation does (`_` is not a
+/// wildcard) and keeps each event's position in its transaction (`seq`).
+#[test]
+fn replay_matches_patterns_exactly_and_keeps_seq() {
+    let db = Cluster::shared().database();
+    migrate(&db.url());
+    let ids = db.psql(
+        "INSERT INTO walhook.subscriptions (name, url, events) VALUES
+             ('target', 'https://receiver.example/hook', '{software_statement.*}'),
+             ('other', 'https://other.example/hook', '{*}');
+         INSERT INTO walhook.events (id, type, apiresource, revision, commit_lsn, commit_time, body, seq) VALUES
+             ('00000000-0000-0000-0000-000000000001', 'software_statement.created', '/s/1', 10, '0/100', now(), '{}', 2),
+             ('00000000-0000-0000-0000-000000000002', 'softwareXstatement.created', '/s/2', 11, '0/100', now(), '{}', 3),
+             ('00000000-0000-0000-0000-000000000003', 'software_statement.updated', '/s/1', 12, '0/100', now(), '{}', NULL),
+             ('00000000-0000-0000-0000-000000000004', 'software_statement.deleted', '/s/1', 99, '0/200', now(), '{}', 0);
+         -- an event stored before events.seq: its seq is on its other deliveries
+         INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq)
+              SELECT '00000000-0000-0000-0000-000000000003', id, '/s/1', '0/100', 5
+                FROM walhook.subscriptions WHERE name = 'other';
+         SELECT id FROM walhook.subscriptions WHERE name = 'target'",
+    );
+    let target = ids.trim().lines().last().unwrap().trim().to_owned();
+    let (status, out, err) = walhook(&[
+        "replay",
+        "--subscription",
+        &target,
+        "--from-revision",
+        "10",
+        "--to-revision",
+        "50",
+        "--database-url",
+        &db.url(),
+    ]);
+    assert!(status.success(), "{err}");
+    assert!(out.contains("queued 2 deliveries"), "{out}");
+    let queued = db.psql(&format!(
+        "SELECT string_agg(right(event_id::text, 1) || ':' || seq, ',' ORDER BY event_id)
+           FROM walhook.deliveries WHERE subscription_id = '{target}'"
+    ));
+    assert_eq!(queued.trim(), "1:2,3:5");
+    let (status, _, err) = walhook(&[
+        "replay",
+        "--subscription",
+        "00000000-0000-0000-0000-00000000dead",
+        "--from-revision",
+        "0",
+        "--database-url",
+        &db.url(),
+    ]);
+    assert!(!status.success());
+    assert!(err.contains("no subscription"), "{err}");
 }

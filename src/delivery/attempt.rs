@@ -61,6 +61,20 @@ pub enum PrepareError {
     Header(String),
 }
 
+impl PrepareError {
+    /// Whether another attempt of this delivery can succeed without anyone
+    /// touching it. Only a missing signing key can: keys are reloaded every few
+    /// seconds, and `walhook keys rotate` fixes every delivery at once. A bad
+    /// URL, secret or header fails the same way on every attempt,
+    /// so retrying on the schedule only hides it.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            PrepareError::Signing(signing::SigningError::NoSigningKey)
+        )
+    }
+}
+
 fn header(map: &mut HeaderMap, name: &str, value: &str) -> Result<(), PrepareError> {
     let name =
         HeaderName::from_bytes(name.as_bytes()).map_err(|_| PrepareError::Header(name.into()))?;
@@ -278,9 +292,59 @@ pub fn decide(
     }
 }
 
+/// Next state of a delivery whose request could not be built
+/// ([`prepare`] failed): a retryable error follows the schedule like a failed
+/// attempt; any other parks the delivery as `failed` with the error, to be
+/// replayed (`walhook.redeliver`) once the subscription or key is fixed.
+pub fn decide_unprepared(
+    error: &PrepareError,
+    schedule: &[Duration],
+    attempts_since_redelivery: usize,
+    now: DateTime<Utc>,
+    rng: &mut impl Rng,
+) -> Decision {
+    if !error.is_retryable() {
+        return Decision::Failed;
+    }
+    let outcome = AttemptOutcome::Failed {
+        status: None,
+        error: error.to_string(),
+        body: None,
+        retry_after: None,
+    };
+    decide(&outcome, schedule, attempts_since_redelivery, now, rng)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_that_cannot_be_built_is_parked_not_retried() {
+        let now = Utc::now();
+        let mut rng = rand::thread_rng();
+        let schedule = [Duration::from_secs(10), Duration::from_secs(100)];
+        for error in [
+            PrepareError::Signing(signing::SigningError::BadSecret),
+            PrepareError::Url("relative URL without a base".into()),
+            PrepareError::Header("x\n".into()),
+        ] {
+            assert_eq!(
+                decide_unprepared(&error, &schedule, 1, now, &mut rng),
+                Decision::Failed,
+                "{error}"
+            );
+        }
+        let missing_key = PrepareError::Signing(signing::SigningError::NoSigningKey);
+        assert!(matches!(
+            decide_unprepared(&missing_key, &schedule, 1, now, &mut rng),
+            Decision::RetryAt(_)
+        ));
+        assert_eq!(
+            decide_unprepared(&missing_key, &schedule, 3, now, &mut rng),
+            Decision::Failed
+        );
+    }
 
     fn failed(retry_after: Option<Duration>) -> AttemptOutcome {
         AttemptOutcome::Failed {

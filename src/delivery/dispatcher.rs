@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -43,7 +43,7 @@ use super::recorder::{self, Unrecorded};
 use super::targets::Targets;
 use super::task::AttemptTask;
 use crate::store::deliveries::{self, AttemptRecord, ROUNDS_HELD};
-use crate::store::settings::{self, Settings};
+use crate::store::settings::Settings;
 use crate::telemetry;
 
 /// How long shutdown waits for in-flight requests before parking them.
@@ -51,7 +51,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// While claims find work, claim again after this many requests ended (or
 /// when nothing is left waiting in memory).
 const CLAIM_AFTER_ENDED: usize = 16;
-/// How often settings and subscriptions are re-read.
+/// How often subscriptions are re-read.
 const RELOAD_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
@@ -89,6 +89,7 @@ pub struct Dispatcher {
     keys: KeyRing,
     targets: Targets,
     first_attempts: JobReceiver,
+    settings: watch::Receiver<Settings>,
     wake: Arc<Notify>,
 }
 
@@ -98,6 +99,7 @@ impl Dispatcher {
         keys: KeyRing,
         targets: Targets,
         first_attempts: JobReceiver,
+        settings: watch::Receiver<Settings>,
         wake: Arc<Notify>,
     ) -> Self {
         Dispatcher {
@@ -105,6 +107,7 @@ impl Dispatcher {
             keys,
             targets,
             first_attempts,
+            settings,
             wake,
         }
     }
@@ -131,7 +134,6 @@ impl Dispatcher {
             self.wake.clone(),
             shutdown.clone(),
         ));
-        let settings = settings::load(&client).await.unwrap_or_default();
         if let Err(error) = self.targets.reload(&client).await {
             tracing::warn!(%error, "loading subscriptions failed; retrying");
         }
@@ -149,7 +151,7 @@ impl Dispatcher {
                 clients,
                 keys: self.keys.clone(),
                 records: records_tx,
-                settings: std::sync::RwLock::new(settings),
+                settings: self.settings.clone(),
             }),
             unrecorded: unrecorded.clone(),
         };
@@ -162,13 +164,6 @@ impl Dispatcher {
         let mut next_poll = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
             if reloaded.elapsed() > RELOAD_EVERY {
-                if let Ok(s) = settings::load(&client).await {
-                    *scheduler
-                        .context
-                        .settings
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner()) = s;
-                }
                 let _ = self.targets.reload(&client).await;
                 reloaded = Instant::now();
             }
@@ -276,7 +271,8 @@ pub(super) struct AttemptContext {
     pub clients: Clients,
     pub keys: KeyRing,
     pub records: mpsc::Sender<AttemptRecord>,
-    pub settings: std::sync::RwLock<Settings>,
+    /// `walhook.settings` as the daemon's one reader last saw them.
+    pub settings: watch::Receiver<Settings>,
 }
 
 /// Jobs waiting per subscription and requests running, within the bounds.

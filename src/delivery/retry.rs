@@ -31,17 +31,27 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     )
 }
 
-/// The delay before the next attempt: `Retry-After` (honoured on 429/503 only)
-/// clamped to ten times the scheduled delay, else the jittered schedule.
+/// The shortest wait a `Retry-After` obtains (when the schedule's own delay is
+/// not shorter): `Retry-After: 0` must not make every instance retry at once.
+pub const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The delay before the next attempt: the jittered schedule, or `Retry-After`
+/// (honoured on 429/503 only), clamped between a floor (the smaller of
+/// [`MIN_RETRY_AFTER`] and the scheduled delay) and ten times the scheduled
+/// delay, then jittered upwards by up to 20% (never sooner than the receiver
+/// asked, never past the cap), so instances told the same value spread out.
 pub fn delay_for(
     scheduled: Duration,
     retry_after: Option<Duration>,
     rng: &mut impl Rng,
 ) -> Duration {
-    match retry_after {
-        Some(ra) => ra.min(scheduled * 10),
-        None => jitter(scheduled, rng),
-    }
+    let Some(retry_after) = retry_after else {
+        return jitter(scheduled, rng);
+    };
+    let cap = scheduled * 10;
+    let floor = MIN_RETRY_AFTER.min(scheduled);
+    let base = retry_after.min(cap).max(floor);
+    base.mul_f64(rng.gen_range(1.0..=1.2)).min(cap.max(base))
 }
 
 #[cfg(test)]
@@ -87,13 +97,52 @@ mod tests {
             ),
             Duration::from_secs(10)
         );
-        assert_eq!(
-            delay_for(
-                Duration::from_secs(10),
-                Some(Duration::from_secs(2)),
-                &mut rng
-            ),
-            Duration::from_secs(2)
+        let d = delay_for(
+            Duration::from_secs(10),
+            Some(Duration::from_secs(2)),
+            &mut rng,
         );
+        assert!(
+            d >= Duration::from_secs(2) && d <= Duration::from_millis(2_400),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn tiny_retry_after_gets_a_floor_and_jitter() {
+        let mut rng = rand::thread_rng();
+        let scheduled = Duration::from_secs(300);
+        let delays: Vec<Duration> = (0..200)
+            .map(|_| delay_for(scheduled, Some(Duration::ZERO), &mut rng))
+            .collect();
+        for d in &delays {
+            assert!(
+                *d >= MIN_RETRY_AFTER && *d <= MIN_RETRY_AFTER.mul_f64(1.2),
+                "{d:?}"
+            );
+        }
+        let first = delays[0];
+        assert!(
+            delays.iter().any(|d| *d != first),
+            "instances told Retry-After: 0 spread out"
+        );
+        // a schedule shorter than the floor (tests use milliseconds) is the floor
+        let d = delay_for(Duration::from_millis(10), Some(Duration::ZERO), &mut rng);
+        assert!(
+            d >= Duration::from_millis(10) && d <= Duration::from_millis(12),
+            "{d:?}"
+        );
+        // jitter never passes the cap
+        for _ in 0..100 {
+            let d = delay_for(
+                Duration::from_secs(1),
+                Some(Duration::from_secs(9)),
+                &mut rng,
+            );
+            assert!(
+                d >= Duration::from_secs(9) && d <= Duration::from_secs(10),
+                "{d:?}"
+            );
+        }
     }
 }

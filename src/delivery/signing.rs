@@ -25,14 +25,7 @@ pub use http_signature::verify_http_signature;
 pub use jwk::parse_jwks;
 pub use standard_webhooks::{VerifiedSchemes, verify_standard_webhook};
 
-/// An Ed25519 signing key with its JWK thumbprint (`kid`).
-///
-/// `Debug` prints the kid only: the private key never reaches a log.
-#[derive(Clone)]
-pub struct SigningKey {
-    pub kid: String,
-    pub key: ed25519_dalek::SigningKey,
-}
+pub use crate::crypto::SigningKey;
 
 /// What is signed: the request as it will be sent.
 pub struct RequestToSign<'a> {
@@ -120,10 +113,6 @@ pub enum SigningError {
         "no unretired signing key: run `walhook keys rotate` (or restart walhook, which creates one)"
     )]
     NoSigningKey,
-    #[error(
-        "stored Ed25519 private key has {0} bytes, expected a 32-byte seed: check walhook.signing_keys"
-    )]
-    BadPrivateKey(usize),
 }
 
 /// Why a receiver rejects a delivery. Messages name the header at fault; they

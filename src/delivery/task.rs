@@ -44,15 +44,16 @@ impl AttemptTask {
             .read()
             .map(|k| Arc::clone(&k))
             .unwrap_or_default();
-        let allow_insecure_targets = self
-            .context
-            .settings
-            .read()
-            .map(|s| s.allow_insecure_targets)
-            .unwrap_or(false);
+        let allow_insecure_targets = self.context.settings.borrow().allow_insecure_targets;
+        let since_redelivery = (attempt - c.retry_base).max(1) as usize;
         telemetry::IN_FLIGHT_REQUESTS.inc();
+        let mut unprepared = None;
         let (outcome, elapsed) = match attempt::prepare(c, target, attempt, &keys, now) {
-            Err(error) => (failure(error.to_string()), Duration::ZERO),
+            Err(error) => {
+                let outcome = failure(error.to_string());
+                unprepared = Some(error);
+                (outcome, Duration::ZERO)
+            }
             Ok(request) => {
                 let refused = if allow_insecure_targets {
                     Ok(())
@@ -70,15 +71,25 @@ impl AttemptTask {
         };
         telemetry::IN_FLIGHT_REQUESTS.dec();
         telemetry::DELIVERY_DURATION.observe(elapsed.as_secs_f64());
-        let since_redelivery = (attempt - c.retry_base).max(1) as usize;
         let decided_at = Utc::now();
-        let decision = attempt::decide(
-            &outcome,
-            &target.retry_schedule,
-            since_redelivery,
-            decided_at,
-            &mut rand::thread_rng(),
-        );
+        // a request that cannot be built is parked unless the operator can fix
+        // it in time (attempt::decide_unprepared says which)
+        let decision = match &unprepared {
+            Some(error) => attempt::decide_unprepared(
+                error,
+                &target.retry_schedule,
+                since_redelivery,
+                decided_at,
+                &mut rand::thread_rng(),
+            ),
+            None => attempt::decide(
+                &outcome,
+                &target.retry_schedule,
+                since_redelivery,
+                decided_at,
+                &mut rand::thread_rng(),
+            ),
+        };
         let (status_code, error, body) = match outcome {
             AttemptOutcome::Succeeded { status, body } => {
                 (Some(i32::from(status)), None, Some(body))

@@ -1,7 +1,9 @@
 //! The daemon's HTTP endpoints: `/metrics`, `/.well-known/jwks.json`,
-//! `/healthz` (the process is alive) and `/readyz` (the database is reachable
-//! and this instance is streaming the slot, or waiting as a standby), all
-//! without authentication; and the `/v1` management API (`crate::api`).
+//! `/healthz` (the process is alive) and `/readyz` ("can serve": the database is
+//! reachable and this instance streams the slot or waits as a standby, which
+//! also delivers retries and serves the JWKS; the body names which, and the
+//! `walhook_slot_streaming` gauge is 1 only on the instance that streams); and the `/v1` management API
+//! (`crate::api`), which needs a bearer token.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +53,7 @@ impl Health {
 
     pub fn set_stream(&self, state: StreamState) {
         self.stream.store(state as u8, Ordering::Relaxed);
+        telemetry::SLOT_STREAMING.set(i64::from(state == StreamState::Streaming));
     }
 
     pub fn stream(&self) -> StreamState {

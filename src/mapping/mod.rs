@@ -4,7 +4,9 @@
 //! `walhook.routes` and `walhook.subscriptions` are in walhook's publication, so
 //! their changes arrive in the same ordered stream as the data; a config change
 //! is staged while its transaction streams and takes effect at its commit, for
-//! the transactions that follow. The mapper is pure: no I/O after [`Mapper::load`].
+//! the transactions that follow. The mapper is pure: it does no I/O (the store
+//! loads its configuration, `store::config::load_mapper`); runtime settings
+//! reach it on a watch channel.
 //!
 //! Most changes map to one event at once; the deletes of a route with
 //! `bulk_delete_event` wait for their commit ([`bulk`]), where
@@ -20,8 +22,10 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
+use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::config::Settings;
 use crate::replication::change::{Change, Op, Row, TxnBegin, TxnCommit};
 use bulk::{DeleteGroup, Grouped};
 use event::{Event, event_id};
@@ -29,8 +33,10 @@ use routes::Route;
 use subscriptions::{REDACTED_COLUMNS, SubscriptionFilter};
 use template::{Source, render_text};
 
-/// Default of `walhook.settings.max_payload_bytes`.
-pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1_048_576;
+/// A settings channel that never changes.
+fn fixed(settings: Settings) -> watch::Receiver<Settings> {
+    watch::channel(settings).1
+}
 
 enum Staged {
     Route(Box<Route>),
@@ -46,7 +52,8 @@ pub struct Mapper {
     staged: Vec<Staged>,
     /// Deletes of the current transaction held for grouping, by first delete.
     deletes: Vec<DeleteGroup>,
-    max_payload_bytes: usize,
+    /// Runtime settings, read when each event is built.
+    settings: watch::Receiver<Settings>,
 }
 
 impl Mapper {
@@ -57,52 +64,22 @@ impl Mapper {
             subscriptions: subscriptions.into_iter().map(|s| (s.id, s)).collect(),
             staged: Vec::new(),
             deletes: Vec::new(),
-            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            settings: fixed(Settings::default()),
         }
     }
 
-    /// Load the configuration as it stands in the database now.
-    pub async fn load(client: &tokio_postgres::Client) -> Result<Self, tokio_postgres::Error> {
-        let rows = |sql: &'static str| async move {
-            let rows = client.query(sql, &[]).await?;
-            Ok::<_, tokio_postgres::Error>(
-                rows.iter()
-                    .filter_map(|r| r.try_get::<_, String>(0).ok())
-                    .filter_map(|t| serde_json::from_str::<Row>(&t).ok())
-                    .collect::<Vec<Row>>(),
-            )
-        };
-        let mut routes = Vec::new();
-        for row in rows("SELECT row_to_json(r)::text FROM walhook.routes r").await? {
-            match Route::from_row(&row) {
-                Ok(route) => routes.push(route),
-                Err(error) => tracing::error!(%error, "ignoring unusable route"),
-            }
-        }
-        let subscriptions = rows(
-            "SELECT json_build_object('id', id, 'events', events, 'disabled', disabled)::text
-               FROM walhook.subscriptions",
-        )
-        .await?
-        .iter()
-        .filter_map(SubscriptionFilter::from_row)
-        .collect();
-        let mut mapper = Mapper::new(routes, subscriptions);
-        let max: Option<String> = client
-            .query_opt(
-                "SELECT value FROM walhook.settings WHERE key = 'max_payload_bytes'",
-                &[],
-            )
-            .await?
-            .map(|r| r.get(0));
-        if let Some(max) = max.and_then(|m| m.parse().ok()) {
-            mapper.set_max_payload_bytes(max);
-        }
-        Ok(mapper)
+    /// Follow the runtime settings (`max_payload_bytes`) as they change.
+    pub fn with_settings(mut self, settings: watch::Receiver<Settings>) -> Self {
+        self.settings = settings;
+        self
     }
 
+    /// A fixed `max_payload_bytes` (tests; the daemon uses [`Mapper::with_settings`]).
     pub fn set_max_payload_bytes(&mut self, max: usize) {
-        self.max_payload_bytes = max;
+        self.settings = fixed(Settings {
+            max_payload_bytes: max,
+            ..Settings::default()
+        });
     }
 
     /// The stream restarts: drop what an unfinished transaction staged or held.
@@ -201,7 +178,7 @@ impl Mapper {
                 bulk_type,
                 first,
                 payload,
-                self.max_payload_bytes,
+                self.settings.borrow().max_payload_bytes,
             ));
         }
         Vec::new()
@@ -347,14 +324,15 @@ impl Mapper {
                 event.revision,
             )
         });
+        let max_payload_bytes = self.settings.borrow().max_payload_bytes;
         (event.body, event.error) = match body {
-            Ok(body) if body.len() <= self.max_payload_bytes => (Some(body), None),
+            Ok(body) if body.len() <= max_payload_bytes => (Some(body), None),
             Ok(body) => (
                 None,
                 Some(format!(
                     "payload of {} bytes exceeds max_payload_bytes ({}): raise it in walhook.settings or exclude large columns",
                     body.len(),
-                    self.max_payload_bytes
+                    max_payload_bytes
                 )),
             ),
             Err(error) => (None, Some(error)),

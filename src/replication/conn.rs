@@ -5,9 +5,11 @@
 //! ([`crate::tls`]); then startup with `replication=database`, authentication
 //! (trust, cleartext, md5, SCRAM-SHA-256 via postgres-protocol), simple queries
 //! (`IDENTIFY_SYSTEM`, `CREATE_REPLICATION_SLOT`), then `START_REPLICATION`, after
-//! which the connection becomes a [`ReplicationStream`] of CopyData frames. Frames
-//! are cut out of one read buffer without copying; an XLogData payload is a slice
-//! of it.
+//! which the connection becomes a [`ReplicationStream`] of CopyData frames.
+//! Backend messages are parsed by `postgres_protocol::message::backend::Message`
+//! (CopyBothResponse, which it does not know, by its tag); what is ours is the
+//! startup, the CopyBoth loop and its LSN bookkeeping. Messages are cut out of
+//! one read buffer without copying; an XLogData payload is a slice of it.
 //!
 //! The session runs with `TimeZone=UTC` and `DateStyle=ISO`, so timestamps in
 //! pgoutput's text values have one known form.
@@ -15,13 +17,17 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
+use fallible_iterator::FallibleIterator;
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
+use postgres_protocol::message::backend::{DataRowBody, ErrorFields, Message};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_postgres::config::Host;
+use tokio_postgres::error::SqlState;
 
+use crate::error::Disposition;
 use crate::tls::{Database, SslMode};
 
 use super::lsn::Lsn;
@@ -59,18 +65,19 @@ impl ConnError {
         }
     }
 
-    /// Worth reconnecting (with backoff)? Lost connections, a slot held by
-    /// another process, a server starting or stopping: yes. Authentication,
-    /// permissions, `wal_level`, a missing or invalidated slot: no, the operator
-    /// must change something.
-    pub fn is_transient(&self) -> bool {
+    /// What to do about it ([`crate::error`] decides by SQLSTATE): lost
+    /// connections are transient; authentication and configuration fatal.
+    pub fn disposition(&self) -> Disposition {
         match self {
-            ConnError::Io(_) | ConnError::Protocol(_) => true,
-            ConnError::Auth(_) | ConnError::Config(_) => false,
-            ConnError::Server { code, .. } => {
-                !(code.starts_with("28") || code.starts_with("42") || code == "55000")
-            }
+            ConnError::Io(_) | ConnError::Protocol(_) => Disposition::Transient,
+            ConnError::Auth(_) | ConnError::Config(_) => Disposition::Fatal,
+            ConnError::Server { code, .. } => crate::error::classify_code(code),
         }
+    }
+
+    /// Worth reconnecting (with backoff, or as a standby)?
+    pub fn is_transient(&self) -> bool {
+        self.disposition() != Disposition::Fatal
     }
 }
 
@@ -93,10 +100,12 @@ struct Wire {
     write: BytesMut,
 }
 
-/// One backend message: its tag and body (header removed).
-struct Frame {
-    tag: u8,
-    body: Bytes,
+/// One backend message. postgres-protocol parses everything but
+/// CopyBothResponse, which tokio-postgres never needs and so the crate does not
+/// know; that one is recognised here by its tag.
+enum Backend {
+    CopyBothResponse,
+    Message(Message),
 }
 
 impl Wire {
@@ -107,7 +116,9 @@ impl Wire {
         Ok(())
     }
 
-    async fn frame(&mut self) -> Result<Frame, ConnError> {
+    /// The next backend message. A CopyData body is a slice of the read
+    /// buffer, not a copy.
+    async fn message(&mut self) -> Result<Backend, ConnError> {
         loop {
             if self.read.len() >= 5 {
                 let len =
@@ -116,16 +127,15 @@ impl Wire {
                 if !(4..=MAX_FRAME).contains(&len) {
                     return Err(ConnError::Protocol(format!("invalid message length {len}")));
                 }
-                if self.read.len() > len {
-                    let tag = self.read[0];
-                    let mut frame = self.read.split_to(len + 1);
-                    frame.advance(5);
-                    return Ok(Frame {
-                        tag,
-                        body: frame.freeze(),
-                    });
+                if self.read[0] == b'W' && self.read.len() > len {
+                    self.read.advance(len + 1);
+                    return Ok(Backend::CopyBothResponse);
                 }
-                self.read.reserve(len + 1 - self.read.len());
+            }
+            let parsed = Message::parse(&mut self.read)
+                .map_err(|e| ConnError::Protocol(format!("malformed backend message: {e}")))?;
+            if let Some(message) = parsed {
+                return Ok(Backend::Message(message));
             }
             if self.read.capacity() - self.read.len() < 8192 {
                 self.read.reserve(64 * 1024);
@@ -136,6 +146,16 @@ impl Wire {
                     "the server closed the connection",
                 )));
             }
+        }
+    }
+
+    /// The next message of a phase that never sees CopyBothResponse.
+    async fn next(&mut self, phase: &str) -> Result<Message, ConnError> {
+        match self.message().await? {
+            Backend::Message(message) => Ok(message),
+            Backend::CopyBothResponse => Err(ConnError::Protocol(format!(
+                "unexpected CopyBothResponse {phase}"
+            ))),
         }
     }
 }
@@ -205,43 +225,27 @@ impl ReplicationConnection {
             ))
         };
         loop {
-            let frame = self.wire.frame().await?;
-            match frame.tag {
-                b'R' => {}
-                b'E' => return Err(auth_error(user, server_error(&frame.body))),
-                other => {
-                    return Err(ConnError::Protocol(format!(
-                        "unexpected message {:?} during authentication",
-                        other as char
-                    )));
-                }
-            }
-            let mut body = frame.body;
-            if body.len() < 4 {
-                return Err(ConnError::Protocol("short authentication message".into()));
-            }
-            match body.get_i32() {
-                0 => return Ok(()),
-                3 => {
+            match self.wire.next("during authentication").await? {
+                Message::AuthenticationOk => return Ok(()),
+                Message::AuthenticationCleartextPassword => {
                     let password = password.ok_or_else(need_password)?;
                     frontend::password_message(password, &mut self.wire.write)?;
                     self.wire.flush().await?;
                 }
-                5 => {
+                Message::AuthenticationMd5Password(body) => {
                     let password = password.ok_or_else(need_password)?;
-                    if body.len() < 4 {
-                        return Err(ConnError::Protocol("short md5 salt".into()));
-                    }
-                    let salt = [body[0], body[1], body[2], body[3]];
-                    let hash = md5_hash(user.as_bytes(), password, salt);
+                    let hash = md5_hash(user.as_bytes(), password, body.salt());
                     frontend::password_message(hash.as_bytes(), &mut self.wire.write)?;
                     self.wire.flush().await?;
                 }
-                10 => {
+                Message::AuthenticationSasl(body) => {
                     let password = password.ok_or_else(need_password)?;
-                    let offers_scram = body
-                        .split(|b| *b == 0)
-                        .any(|m| m == SCRAM_SHA_256.as_bytes());
+                    let offers_scram =
+                        body.mechanisms()
+                            .any(|m| Ok(m == SCRAM_SHA_256))
+                            .map_err(|e| {
+                                ConnError::Protocol(format!("malformed SASL mechanisms: {e}"))
+                            })?;
                     if !offers_scram {
                         return Err(ConnError::Auth(
                             "the server offers no SASL mechanism walhook supports (SCRAM-SHA-256)"
@@ -250,11 +254,23 @@ impl ReplicationConnection {
                     }
                     self.scram(password, user).await?;
                 }
-                code => {
+                Message::ErrorResponse(body) => {
+                    return Err(auth_error(user, server_error(body.fields())));
+                }
+                Message::AuthenticationKerberosV5
+                | Message::AuthenticationScmCredential
+                | Message::AuthenticationGss
+                | Message::AuthenticationGssContinue(_)
+                | Message::AuthenticationSspi => {
                     return Err(ConnError::Auth(format!(
-                        "unsupported authentication method (code {code}) for user {user}: \
+                        "unsupported authentication method for user {user}: \
                          use trust, md5, password or scram-sha-256 in pg_hba.conf"
                     )));
+                }
+                _ => {
+                    return Err(ConnError::Protocol(
+                        "unexpected message during authentication".into(),
+                    ));
                 }
             }
         }
@@ -266,35 +282,28 @@ impl ReplicationConnection {
         self.wire.flush().await?;
         let mut step = 0;
         loop {
-            let frame = self.wire.frame().await?;
-            if frame.tag == b'E' {
-                return Err(auth_error(user, server_error(&frame.body)));
-            }
-            let mut body = frame.body;
-            if frame.tag != b'R' || body.len() < 4 {
-                return Err(ConnError::Protocol(
-                    "unexpected message during SCRAM".into(),
-                ));
-            }
-            match body.get_i32() {
-                11 if step == 0 => {
+            match self.wire.next("during SCRAM").await? {
+                Message::AuthenticationSaslContinue(body) if step == 0 => {
                     scram
-                        .update(&body)
+                        .update(body.data())
                         .map_err(|e| ConnError::Auth(format!("SCRAM exchange failed: {e}")))?;
                     frontend::sasl_response(scram.message(), &mut self.wire.write)?;
                     self.wire.flush().await?;
                     step = 1;
                 }
-                12 => {
-                    scram.finish(&body).map_err(|e| {
+                Message::AuthenticationSaslFinal(body) => {
+                    scram.finish(body.data()).map_err(|e| {
                         ConnError::Auth(format!("SCRAM server signature invalid: {e}"))
                     })?;
                     return Ok(());
                 }
-                code => {
-                    return Err(ConnError::Protocol(format!(
-                        "unexpected SASL message code {code}"
-                    )));
+                Message::ErrorResponse(body) => {
+                    return Err(auth_error(user, server_error(body.fields())));
+                }
+                _ => {
+                    return Err(ConnError::Protocol(
+                        "unexpected message during SCRAM".into(),
+                    ));
                 }
             }
         }
@@ -306,28 +315,23 @@ impl ReplicationConnection {
         let mut rows = Vec::new();
         let mut error = None;
         loop {
-            let frame = self.wire.frame().await?;
-            match frame.tag {
-                b'Z' => return error.map_or(Ok(rows), Err),
-                b'E' => {
-                    error.get_or_insert(server_error(&frame.body));
+            match self.wire.next("before ReadyForQuery").await? {
+                Message::ReadyForQuery(_) => return error.map_or(Ok(rows), Err),
+                Message::ErrorResponse(body) => {
+                    error.get_or_insert(server_error(body.fields()));
                 }
-                b'N' => {
-                    if let ConnError::Server { message, .. } = server_error(&frame.body) {
+                Message::NoticeResponse(body) => {
+                    if let ConnError::Server { message, .. } = server_error(body.fields()) {
                         tracing::info!(notice = %message, "server notice");
                     }
                 }
-                b'S' => {
-                    let mut parts = frame.body.split(|b| *b == 0);
-                    if let (Some(k), Some(v)) = (parts.next(), parts.next()) {
-                        self.parameters.insert(
-                            String::from_utf8_lossy(k).into_owned(),
-                            String::from_utf8_lossy(v).into_owned(),
-                        );
+                Message::ParameterStatus(body) => {
+                    if let (Ok(k), Ok(v)) = (body.name(), body.value()) {
+                        self.parameters.insert(k.to_owned(), v.to_owned());
                     }
                 }
-                b'T' => rows.clear(),
-                b'D' => rows.push(data_row(frame.body)?),
+                Message::RowDescription(_) => rows.clear(),
+                Message::DataRow(body) => rows.push(data_row(&body)?),
                 _ => {}
             }
         }
@@ -391,26 +395,24 @@ impl ReplicationConnection {
         frontend::query(&sql, &mut self.wire.write)?;
         self.wire.flush().await?;
         loop {
-            let frame = self.wire.frame().await?;
-            match frame.tag {
-                b'W' => {
+            match self.wire.message().await? {
+                Backend::CopyBothResponse => {
                     return Ok(ReplicationStream {
                         wire: self.wire,
                         status: BytesMut::with_capacity(64),
                     });
                 }
-                b'E' => {
-                    let error = server_error(&frame.body);
+                Backend::Message(Message::ErrorResponse(body)) => {
+                    let error = server_error(body.fields());
                     // Drain to ReadyForQuery so the error is the whole story.
                     let _ = self.read_until_ready().await;
                     return Err(error);
                 }
-                b'N' | b'S' => {}
-                other => {
-                    return Err(ConnError::Protocol(format!(
-                        "unexpected message {:?} after START_REPLICATION",
-                        other as char
-                    )));
+                Backend::Message(Message::NoticeResponse(_) | Message::ParameterStatus(_)) => {}
+                Backend::Message(_) => {
+                    return Err(ConnError::Protocol(
+                        "unexpected message after START_REPLICATION".into(),
+                    ));
                 }
             }
         }
@@ -427,21 +429,19 @@ impl ReplicationStream {
     /// The next replication message; `None` when the server ended the copy.
     pub async fn next_message(&mut self) -> Result<Option<ReplicationMessage>, ConnError> {
         loop {
-            let frame = self.wire.frame().await?;
-            match frame.tag {
-                b'd' => {
-                    return protocol::parse_copy_data(frame.body)
+            match self.wire.next("in the replication stream").await? {
+                Message::CopyData(body) => {
+                    return protocol::parse_copy_data(body.into_bytes())
                         .map(Some)
                         .map_err(|e| ConnError::Protocol(e.to_string()));
                 }
-                b'c' => return Ok(None),
-                b'E' => return Err(server_error(&frame.body)),
-                b'N' | b'S' => {}
-                other => {
-                    return Err(ConnError::Protocol(format!(
-                        "unexpected message {:?} in the replication stream",
-                        other as char
-                    )));
+                Message::CopyDone => return Ok(None),
+                Message::ErrorResponse(body) => return Err(server_error(body.fields())),
+                Message::NoticeResponse(_) | Message::ParameterStatus(_) => {}
+                _ => {
+                    return Err(ConnError::Protocol(
+                        "unexpected message in the replication stream".into(),
+                    ));
                 }
             }
         }
@@ -572,33 +572,36 @@ async fn open_socket(
     })))
 }
 
-/// An ErrorResponse/NoticeResponse body as a [`ConnError::Server`].
-fn server_error(body: &[u8]) -> ConnError {
-    let mut fields: HashMap<u8, String> = HashMap::new();
-    let mut rest = body;
-    while let Some((&code, tail)) = rest.split_first() {
-        if code == 0 {
-            break;
+/// The fields of an ErrorResponse/NoticeResponse as a [`ConnError::Server`];
+/// a malformed field list keeps what was read before it.
+fn server_error(mut fields: ErrorFields<'_>) -> ConnError {
+    let (mut code, mut message, mut detail, mut hint) = (String::new(), String::new(), None, None);
+    while let Ok(Some(field)) = fields.next() {
+        let value = String::from_utf8_lossy(field.value_bytes()).into_owned();
+        match field.type_() {
+            b'C' => code = value,
+            b'M' => message = value,
+            b'D' => detail = Some(value),
+            b'H' => hint = Some(value),
+            _ => {}
         }
-        let end = tail.iter().position(|b| *b == 0).unwrap_or(tail.len());
-        fields.insert(code, String::from_utf8_lossy(&tail[..end]).into_owned());
-        rest = tail.get(end + 1..).unwrap_or(&[]);
     }
     ConnError::Server {
-        code: fields.remove(&b'C').unwrap_or_default(),
-        message: fields.remove(&b'M').unwrap_or_default(),
-        detail: fields.remove(&b'D'),
-        hint: fields.remove(&b'H'),
+        code,
+        message,
+        detail,
+        hint,
     }
 }
 
 /// Authentication-phase errors, reworded for the operator.
 fn auth_error(user: &str, error: ConnError) -> ConnError {
-    match error.sqlstate() {
-        Some("28P01") => ConnError::Auth(format!(
+    let code = error.sqlstate().map(SqlState::from_code);
+    match code {
+        Some(SqlState::INVALID_PASSWORD) => ConnError::Auth(format!(
             "password authentication failed for user {user}: check the password in --database-url"
         )),
-        Some("28000") => ConnError::Auth(format!(
+        Some(SqlState::INVALID_AUTHORIZATION_SPECIFICATION) => ConnError::Auth(format!(
             "the server refused a replication connection for user {user} ({error}): grant \
              REPLICATION to the user (or use a superuser) and allow `replication` connections \
              in pg_hba.conf"
@@ -607,31 +610,13 @@ fn auth_error(user: &str, error: ConnError) -> ConnError {
     }
 }
 
-fn data_row(mut body: Bytes) -> Result<Vec<Option<String>>, ConnError> {
-    let short = || ConnError::Protocol("truncated DataRow".into());
-    if body.len() < 2 {
-        return Err(short());
-    }
-    let n = body.get_i16().max(0) as usize;
-    let mut row = Vec::with_capacity(n.min(64));
-    for _ in 0..n {
-        if body.len() < 4 {
-            return Err(short());
-        }
-        let len = body.get_i32();
-        if len < 0 {
-            row.push(None);
-            continue;
-        }
-        let len = len as usize;
-        if body.len() < len {
-            return Err(short());
-        }
-        row.push(Some(
-            String::from_utf8_lossy(&body.split_to(len)).into_owned(),
-        ));
-    }
-    Ok(row)
+/// A DataRow's values as text (NULL as None).
+fn data_row(body: &DataRowBody) -> Result<Vec<Option<String>>, ConnError> {
+    let buffer = body.buffer();
+    body.ranges()
+        .map(|range| Ok(range.map(|r| String::from_utf8_lossy(&buffer[r]).into_owned())))
+        .collect()
+        .map_err(|e| ConnError::Protocol(format!("truncated DataRow: {e}")))
 }
 
 /// `"name"` with embedded quotes doubled.
@@ -648,21 +633,37 @@ pub fn quote_literal(text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A backend message from its tag and body, parsed by postgres-protocol.
+    fn parse(tag: u8, body: &[u8]) -> Result<Message, std::io::Error> {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&[tag]);
+        buf.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        buf.extend_from_slice(body);
+        Ok(Message::parse(&mut buf)?.expect("a whole message"))
+    }
+
+    fn error(body: &[u8]) -> ConnError {
+        match parse(b'E', body).unwrap() {
+            Message::ErrorResponse(body) => server_error(body.fields()),
+            _ => unreachable!(),
+        }
+    }
+
     #[test]
     fn server_errors_keep_their_fields() {
-        let body = b"SERROR\0C55006\0Mreplication slot \"w\" is active\0HWait\0\0";
-        let e = server_error(body);
+        let e = error(b"SERROR\0C55006\0Mreplication slot \"w\" is active\0HWait\0\0");
         assert_eq!(e.sqlstate(), Some("55006"));
         assert!(e.is_transient());
         assert!(e.to_string().contains("is active"));
+        assert!(e.to_string().contains("hint: Wait"));
         assert!(
-            !server_error(b"C55000\0Mlogical decoding requires wal_level >= logical\0\0")
-                .is_transient()
+            !error(b"C55000\0Mlogical decoding requires wal_level >= logical\0\0").is_transient()
         );
-        assert!(!server_error(b"C28P01\0Mbad\0\0").is_transient());
+        assert!(!error(b"C28P01\0Mbad\0\0").is_transient());
         // malformed bodies never panic
-        let _ = server_error(b"C");
-        let _ = server_error(b"");
+        let _ = error(b"C");
+        let _ = error(b"");
+        assert_eq!(error(b"C08006\0Mlost\0Xtrailing").sqlstate(), Some("08006"));
     }
 
     #[test]
@@ -672,13 +673,14 @@ mod tests {
         b.extend_from_slice(&1i32.to_be_bytes());
         b.extend_from_slice(b"x");
         b.extend_from_slice(&(-1i32).to_be_bytes());
-        let full = b.freeze();
-        assert_eq!(
-            data_row(full.clone()).unwrap(),
-            vec![Some("x".into()), None]
-        );
-        for n in 0..full.len() {
-            assert!(data_row(full.slice(..n)).is_err(), "prefix {n}");
+        let row = |body: &[u8]| match parse(b'D', body) {
+            Ok(Message::DataRow(row)) => data_row(&row),
+            Ok(_) => unreachable!(),
+            Err(e) => Err(ConnError::Protocol(e.to_string())),
+        };
+        assert_eq!(row(&b).unwrap(), vec![Some("x".into()), None]);
+        for n in 0..b.len() {
+            assert!(row(&b[..n]).is_err(), "prefix {n}");
         }
     }
 

@@ -41,14 +41,20 @@ pub enum PreflightError {
         plugin: String,
         database: String,
     },
-    #[error("database error during pre-flight checks: {0}")]
+    #[error("database error during pre-flight checks: {}", crate::error::describe(.0))]
     Database(#[from] tokio_postgres::Error),
 }
 
 impl PreflightError {
-    /// Only a lost database connection is worth retrying.
+    /// Only a database error [`crate::error`] calls transient (a lost
+    /// connection, a server shutting down) is worth retrying.
     pub fn is_transient(&self) -> bool {
-        matches!(self, PreflightError::Database(_))
+        match self {
+            PreflightError::Database(error) => {
+                crate::error::classify(error) == crate::error::Disposition::Transient
+            }
+            _ => false,
+        }
     }
 }
 

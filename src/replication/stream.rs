@@ -66,14 +66,26 @@ pub enum StreamItem {
 pub enum StreamError {
     #[error(transparent)]
     Conn(#[from] ConnError),
-    #[error("undecodable message at {lsn}: {source}; not confirming past it")]
+    #[error(
+        "undecodable message at {lsn}{}: {source}; not confirming past it",
+        on_table(table)
+    )]
     Decode {
         lsn: Lsn,
+        /// `schema.table` the message is about, when known.
+        table: Option<String>,
         #[source]
         source: DecodeError,
     },
-    #[error("unexpected message at {lsn}: {what}; not confirming past it")]
-    Unexpected { lsn: Lsn, what: String },
+    #[error(
+        "unexpected message at {lsn}{}: {what}; not confirming past it",
+        on_table(table)
+    )]
+    Unexpected {
+        lsn: Lsn,
+        table: Option<String>,
+        what: String,
+    },
     #[error("the server closed the replication stream")]
     Closed,
     #[error("storing events failed; restarting the stream from the last confirmed position")]
@@ -82,7 +94,35 @@ pub enum StreamError {
     Shutdown,
 }
 
+fn on_table(table: &Option<String>) -> String {
+    table
+        .as_ref()
+        .map(|t| format!(" (table {t})"))
+        .unwrap_or_default()
+}
+
 impl StreamError {
+    /// The WAL position and table of a message this stream cannot take; the
+    /// same bytes come back after a reconnect.
+    pub fn bad_message(&self) -> Option<(Lsn, Option<&str>)> {
+        match self {
+            StreamError::Decode { lsn, table, .. } | StreamError::Unexpected { lsn, table, .. } => {
+                Some((*lsn, table.as_deref()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Name the table, when the error does not already.
+    fn on(mut self, name: Option<String>) -> Self {
+        if let StreamError::Decode { table, .. } | StreamError::Unexpected { table, .. } = &mut self
+            && table.is_none()
+        {
+            *table = name;
+        }
+        self
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             StreamError::Conn(_) => "connection",
@@ -92,6 +132,72 @@ impl StreamError {
             StreamError::StoreFailed => "store",
             StreamError::Shutdown => "shutdown",
         }
+    }
+}
+
+/// A message that failed this many sessions in a row stops walhook: the slot
+/// replays the same bytes after every reconnect, so retrying cannot help.
+pub const MAX_IDENTICAL_FAILURES: u32 = 5;
+
+/// The stream keeps failing on one message: walhook stops.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the replication stream failed {failures} times in a row on the message at {lsn} \
+     (table {table}): {error}. walhook stops instead of retrying forever and confirms \
+     nothing past it; inspect the message with pg_logical_slot_peek_binary_changes, \
+     upgrade walhook or report it with the LSN; only advancing the slot past {lsn} \
+     (pg_replication_slot_advance) skips it, losing its events"
+)]
+pub struct PoisonMessage {
+    pub lsn: Lsn,
+    pub table: String,
+    pub failures: u32,
+    pub error: String,
+}
+
+/// Counts consecutive session failures on the same message (same position,
+/// same error). Any other outcome starts a new count.
+#[derive(Debug, Default)]
+pub struct FailureStreak {
+    last: Option<(Lsn, String)>,
+    count: u32,
+}
+
+impl FailureStreak {
+    /// Record the error that ended a session; the [`PoisonMessage`] when the
+    /// same message has now failed [`MAX_IDENTICAL_FAILURES`] times (counted
+    /// in `walhook_replication_poison_messages_total`).
+    pub fn record(&mut self, error: &StreamError) -> Option<PoisonMessage> {
+        let Some((lsn, table)) = error.bad_message() else {
+            self.reset();
+            return None;
+        };
+        let key = (lsn, error.to_string());
+        if self.last.as_ref() == Some(&key) {
+            self.count += 1;
+        } else {
+            self.last = Some(key);
+            self.count = 1;
+        }
+        if self.count < MAX_IDENTICAL_FAILURES {
+            return None;
+        }
+        let table = table.unwrap_or("unknown").to_owned();
+        telemetry::REPLICATION_POISON_MESSAGES
+            .with_label_values(&[&table])
+            .inc();
+        Some(PoisonMessage {
+            lsn,
+            table,
+            failures: self.count,
+            error: error.to_string(),
+        })
+    }
+
+    /// A session streamed or failed for another reason.
+    pub fn reset(&mut self) {
+        self.last = None;
+        self.count = 0;
     }
 }
 
@@ -198,11 +304,15 @@ impl<'a> SlotStream<'a> {
             ReplicationMessage::XLogData {
                 wal_start, data, ..
             } => {
-                let message = pgoutput::decode(&data).map_err(|source| StreamError::Decode {
-                    lsn: wal_start,
-                    source,
-                })?;
-                self.apply(wal_start, message).await
+                let result = match pgoutput::decode(&data) {
+                    Ok(message) => self.apply(wal_start, message).await,
+                    Err(source) => Err(StreamError::Decode {
+                        lsn: wal_start,
+                        table: None,
+                        source,
+                    }),
+                };
+                result.map_err(|error| error.on(self.table_of(&data)))
             }
         }
     }
@@ -313,6 +423,18 @@ impl<'a> SlotStream<'a> {
         }
     }
 
+    /// The table a row message (Insert, Update, Delete) is about, if its
+    /// relation is known: for error messages.
+    fn table_of(&self, data: &[u8]) -> Option<String> {
+        match data {
+            [b'I' | b'U' | b'D', a, b, c, d, ..] => self
+                .relations
+                .get(&u32::from_be_bytes([*a, *b, *c, *d]))
+                .map(|r| r.qualified_name()),
+            _ => None,
+        }
+    }
+
     fn relation(&self, lsn: Lsn, oid: u32) -> Result<Arc<RelationInfo>, StreamError> {
         self.relations.get(&oid).cloned().ok_or_else(|| {
             unexpected(
@@ -373,6 +495,7 @@ impl<'a> SlotStream<'a> {
 fn unexpected(lsn: Lsn, what: &str) -> StreamError {
     StreamError::Unexpected {
         lsn,
+        table: None,
         what: what.to_owned(),
     }
 }
@@ -421,4 +544,58 @@ fn tuple_to_row(
         row.insert(name.clone(), json);
     }
     Ok((row, missing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_error(lsn: u64) -> StreamError {
+        StreamError::Decode {
+            lsn: Lsn(lsn),
+            table: Some("public.remote".into()),
+            source: pgoutput::decode(&bytes::Bytes::from_static(b"Zhello")).unwrap_err(),
+        }
+    }
+
+    #[test]
+    fn the_same_bad_message_stops_after_a_few_failures() {
+        let metric = || {
+            telemetry::REPLICATION_POISON_MESSAGES
+                .with_label_values(&["public.remote"])
+                .get()
+        };
+        let before = metric();
+        let mut streak = FailureStreak::default();
+        for _ in 1..MAX_IDENTICAL_FAILURES {
+            assert!(streak.record(&decode_error(0x3000_0000)).is_none());
+        }
+        let poison = streak.record(&decode_error(0x3000_0000)).expect("stops");
+        assert_eq!(poison.lsn, Lsn(0x3000_0000));
+        let text = poison.to_string();
+        assert!(text.contains("0/30000000"), "{text}");
+        assert!(text.contains("table public.remote"), "{text}");
+        assert_eq!(metric(), before + 1);
+    }
+
+    #[test]
+    fn other_failures_start_a_new_count() {
+        let mut streak = FailureStreak::default();
+        for i in 0..2 * MAX_IDENTICAL_FAILURES {
+            // alternating positions never add up
+            assert!(
+                streak
+                    .record(&decode_error(0x100 + u64::from(i % 2)))
+                    .is_none()
+            );
+        }
+        for _ in 1..MAX_IDENTICAL_FAILURES {
+            assert!(streak.record(&decode_error(0x200)).is_none());
+        }
+        assert!(streak.record(&StreamError::Closed).is_none());
+        assert!(
+            streak.record(&decode_error(0x200)).is_none(),
+            "reset by another error"
+        );
+    }
 }

@@ -203,31 +203,3 @@ pub async fn pending_count(client: &Client) -> Result<i64, tokio_postgres::Error
         .await?
         .try_get(0)
 }
-
-/// Queue stored events again for one subscription (same event ids): missing
-/// deliveries are created, existing ones go back to pending.
-pub async fn replay(
-    client: &Client,
-    subscription: Uuid,
-    from_revision: i64,
-    to_revision: Option<i64>,
-) -> Result<u64, tokio_postgres::Error> {
-    client
-        .execute(
-            "WITH s AS (SELECT id, events FROM walhook.subscriptions WHERE id = $1),
-                  matching AS (
-                 SELECT e.id, e.apiresource, e.commit_lsn, (e.body IS NOT NULL) AS ok
-                   FROM walhook.events e, s
-                  WHERE e.revision >= $2 AND ($3::int8 IS NULL OR e.revision <= $3)
-                    AND e.body IS NOT NULL
-                    AND EXISTS (SELECT 1 FROM unnest(s.events) p
-                                 WHERE p = '*' OR p = e.type
-                                    OR (p LIKE '%.*' AND e.type LIKE left(p, -1) || '%')))
-             INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn)
-             SELECT m.id, $1, m.apiresource, m.commit_lsn FROM matching m
-             ON CONFLICT (event_id, subscription_id)
-             DO UPDATE SET status = 'pending', next_attempt_at = now()",
-            &[&subscription, &from_revision, &to_revision],
-        )
-        .await
-}

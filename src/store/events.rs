@@ -24,12 +24,13 @@ pub struct StoreError(#[from] pub tokio_postgres::Error);
 
 const INSERT_EVENTS: &str = "
 INSERT INTO walhook.events (id, type, apiresource, revision, commit_lsn, commit_time,
-                            source_table, body, error)
+                            source_table, body, error, seq)
 SELECT id, type, apiresource, revision, commit_lsn::pg_lsn, commit_time, source_table,
-       body::json, error
+       body::json, error, seq
   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[],
-              $6::timestamptz[], $7::text[], $8::text[], $9::text[])
-       AS e(id, type, apiresource, revision, commit_lsn, commit_time, source_table, body, error)
+              $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::int4[])
+       AS e(id, type, apiresource, revision, commit_lsn, commit_time, source_table, body, error,
+            seq)
 ON CONFLICT (id) DO NOTHING";
 
 /// Deliveries for subscriptions that still exist (one may have been deleted
@@ -85,6 +86,7 @@ pub async fn write_batch(
     let mut tables = Vec::with_capacity(n);
     let mut bodies = Vec::with_capacity(n);
     let mut errors = Vec::with_capacity(n);
+    let mut seqs = Vec::with_capacity(n);
     let mut d_event = Vec::new();
     let mut d_sub = Vec::new();
     let mut d_res = Vec::new();
@@ -113,6 +115,7 @@ pub async fn write_batch(
         tables.push(e.source_table.as_str());
         bodies.push(e.body.as_deref());
         errors.push(e.error.as_deref());
+        seqs.push(e.seq as i32);
     }
     let tx = client.transaction().await?;
     tx.execute(
@@ -127,6 +130,7 @@ pub async fn write_batch(
             &tables,
             &bodies,
             &errors,
+            &seqs,
         ],
     )
     .await?;

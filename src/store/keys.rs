@@ -11,7 +11,7 @@
 //! `private_key` holds the 32-byte Ed25519 seed; protect the table like any
 //! other secret store (it is never logged nor put into events).
 
-use crate::delivery::signing::{SigningError, SigningKey};
+use crate::crypto::{BadPrivateKey, SigningKey};
 use tokio_postgres::Client;
 
 /// Advisory lock key serialising first-key creation across walhook instances.
@@ -37,7 +37,7 @@ pub enum KeysError {
     Corrupt {
         kid: String,
         #[source]
-        source: SigningError,
+        source: BadPrivateKey,
     },
     #[error(
         "signing key {0:?} in walhook.signing_keys does not match its public key or kid; retire it and run `walhook keys rotate`"

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../sql/migrations/0004_first_attempts.sql"),
     ),
     (
+        5,
+        "idna_and_replay",
+        include_str!("../../sql/migrations/0005_idna_and_replay.sql"),
+    ),
+    (
         6,
         "api_audit",
         include_str!("../../sql/migrations/0006_api_audit.sql"),

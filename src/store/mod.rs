@@ -2,11 +2,14 @@
 
 pub mod api_tokens;
 pub mod audit;
+pub mod config;
 pub mod deliveries;
 pub mod events;
 pub mod history;
 pub mod keys;
 pub mod migrate;
+pub mod monitor;
+pub mod replay;
 pub mod retention;
 pub mod settings;
 pub mod targets;
@@ -21,7 +24,8 @@ use crate::tls::{Database, TlsError};
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error(
-        "cannot connect to the database: {0}; check --database-url (and its sslmode) and that PostgreSQL is running"
+        "cannot connect to the database: {}; check --database-url (and its sslmode) and that PostgreSQL is running",
+        crate::error::describe(.0)
     )]
     Postgres(#[from] tokio_postgres::Error),
     #[error("cannot set up TLS to the database: {0}")]

@@ -1,28 +1,20 @@
 //! `walhook.settings`: runtime settings with their defaults (PRODUCT.md 3.2).
-//! Values are validated by the database when written; this reads them.
+//! Values are validated by the database when written; this is the one place
+//! that reads them. [`watch`] re-reads them every [`REFRESH_INTERVAL`] and
+//! publishes each change, so every stage sees a new value within seconds and
+//! none needs a restart.
 
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    pub allow_insecure_targets: bool,
-    pub event_retention: Duration,
-    pub attempt_retention: Duration,
-    pub max_payload_bytes: usize,
-}
+pub use crate::config::Settings;
+use crate::tls::Database;
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            allow_insecure_targets: false,
-            event_retention: Duration::from_secs(7 * 86_400),
-            attempt_retention: Duration::from_secs(30 * 86_400),
-            max_payload_bytes: 1_048_576,
-        }
-    }
-}
+/// How often [`watch`] re-reads `walhook.settings`.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Read the settings; absent keys keep their defaults.
 pub async fn load(client: &Client) -> Result<Settings, tokio_postgres::Error> {
@@ -57,4 +49,50 @@ pub async fn load(client: &Client) -> Result<Settings, tokio_postgres::Error> {
         }
     }
     Ok(settings)
+}
+
+/// The settings as they are now (read with `client`), then a background task
+/// that re-reads them every `every` on its own connection until `shutdown` and
+/// publishes them when they change. A failed read keeps the last values (and
+/// is logged); the task reconnects on the next round.
+pub async fn watch(
+    database: &Database,
+    client: &Client,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> Result<watch::Receiver<Settings>, tokio_postgres::Error> {
+    let (tx, rx) = watch::channel(load(client).await?);
+    let database = database.clone();
+    tokio::spawn(async move {
+        let mut client: Option<Client> = None;
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+            }
+            if client.as_ref().is_none_or(Client::is_closed) {
+                client = super::connect(&database).await.ok();
+            }
+            let Some(c) = client.as_ref() else { continue };
+            match load(c).await {
+                Ok(settings) => {
+                    tx.send_if_modified(|current| {
+                        let changed = *current != settings;
+                        if changed {
+                            tracing::info!(?settings, "settings changed");
+                            *current = settings;
+                        }
+                        changed
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "reading walhook.settings failed; keeping the last values")
+                }
+            }
+        }
+    });
+    Ok(rx)
 }

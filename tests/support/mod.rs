@@ -1,7 +1,7 @@
 //! Shared test support: throwaway PostgreSQL clusters, the walhook process, a
 //! test receiver and polling helpers. Each test binary includes it with
 //! `mod support;`; not every binary uses every helper.
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code, unused_imports, unsafe_code)]
 
 pub mod api;
 pub mod cluster;

@@ -1,0 +1,123 @@
+//! Signing key material, below the stages that use it: the store keeps keys in
+//! `walhook.signing_keys`, delivery signs with them, and neither imports the
+//! other for it.
+//!
+//! An Ed25519 key is identified by its RFC 7638 JWK thumbprint (`kid`). The
+//! private part is a 32-byte seed (RFC 8032), the form stored in
+//! `walhook.signing_keys.private_key`; it never leaves this type except through
+//! [`SigningKey::private_bytes`] for storage.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+/// An Ed25519 signing key with its JWK thumbprint (`kid`).
+///
+/// `Debug` prints the kid only: the private key never reaches a log.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub kid: String,
+    pub key: ed25519_dalek::SigningKey,
+}
+
+/// Stored key bytes that are not an Ed25519 seed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "stored Ed25519 private key has {0} bytes, expected a 32-byte seed: check walhook.signing_keys"
+)]
+pub struct BadPrivateKey(pub usize);
+
+impl SigningKey {
+    /// A fresh key from the operating system's random source.
+    pub fn generate() -> Self {
+        Self::from_dalek(ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng))
+    }
+
+    /// A key from its 32-byte Ed25519 seed.
+    pub fn from_private_bytes(bytes: &[u8]) -> Result<Self, BadPrivateKey> {
+        let seed: &[u8; 32] = bytes.try_into().map_err(|_| BadPrivateKey(bytes.len()))?;
+        Ok(Self::from_dalek(ed25519_dalek::SigningKey::from_bytes(
+            seed,
+        )))
+    }
+
+    fn from_dalek(key: ed25519_dalek::SigningKey) -> Self {
+        let kid = thumbprint(&key.verifying_key().to_bytes());
+        Self { kid, key }
+    }
+
+    /// The 32-byte seed, for storage only.
+    pub fn private_bytes(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
+    /// The 32-byte Ed25519 public key.
+    pub fn public_bytes(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// RFC 7638 thumbprint of an Ed25519 public key: SHA-256 over the canonical
+/// `{"crv":"Ed25519","kty":"OKP","x":"..."}`, base64url without padding.
+pub fn thumbprint(public: &[u8; 32]) -> String {
+    let canonical = format!(
+        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+        URL_SAFE_NO_PAD.encode(public)
+    );
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thumbprint_matches_rfc8037_a3() {
+        // RFC 8037 A.1 key; A.3 gives its thumbprint.
+        let d = URL_SAFE_NO_PAD
+            .decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A")
+            .unwrap();
+        let key = SigningKey::from_private_bytes(&d).unwrap();
+        assert_eq!(
+            URL_SAFE_NO_PAD.encode(key.public_bytes()),
+            "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+        );
+        assert_eq!(key.kid, "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+    }
+
+    #[test]
+    fn private_bytes_round_trip_and_bad_lengths_are_refused() {
+        let key = SigningKey::generate();
+        let again = SigningKey::from_private_bytes(&key.private_bytes()).unwrap();
+        assert_eq!(again.kid, key.kid);
+        assert_ne!(SigningKey::generate().kid, key.kid);
+        assert!(matches!(
+            SigningKey::from_private_bytes(&[0; 31]),
+            Err(BadPrivateKey(31))
+        ));
+    }
+
+    #[test]
+    fn debug_never_prints_the_private_key() {
+        let key = SigningKey::generate();
+        let shown = format!("{key:?}");
+        assert!(shown.contains(&key.kid));
+        let seed = key.private_bytes();
+        for encoded in [
+            URL_SAFE_NO_PAD.encode(seed),
+            base64::engine::general_purpose::STANDARD.encode(seed),
+            format!("{seed:?}"),
+        ] {
+            assert!(!shown.contains(&encoded), "{shown} leaks {encoded}");
+        }
+        assert!(!shown.contains("key:"), "{shown}");
+    }
+}
