@@ -84,6 +84,10 @@ pub enum Command {
     Keys(KeysCommand),
     /// Queue stored events again for one subscription (same event ids).
     Replay(ReplayArgs),
+    /// Send a table's current rows to one subscription as `<resource>.snapshot`
+    /// events, consistent with the stream; prints the backfill's id, then its
+    /// progress (`walhook run` does the work).
+    Backfill(BackfillArgs),
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +128,22 @@ pub struct ReplayArgs {
     /// Last revision to replay (inclusive); all later events when omitted.
     #[arg(long)]
     pub to_revision: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Subscription id: the only receiver of the snapshot events.
+    #[arg(long)]
+    pub subscription: Uuid,
+    /// The routed table to read (e.g. directory.organisations).
+    #[arg(long)]
+    pub table: String,
+    /// Only rows matching this SQL boolean expression over the table's columns.
+    #[arg(long = "where", value_name = "SQL")]
+    pub where_clause: Option<String>,
+    /// Return right after printing the backfill's id.
+    #[arg(long)]
+    pub detach: bool,
 }
 
 /// The option is missing or malformed.

@@ -2,7 +2,7 @@
 //!
 //! Tasks: the slot loop (reconnecting with backoff; waiting as a standby while
 //! another instance holds the slot), the event writer, the dispatcher, the HTTP
-//! server, and small periodic jobs (heartbeat, lag, key reload, retention).
+//! server, the backfill worker, and small periodic jobs (heartbeat, lag, key reload, retention).
 //! Shutdown (SIGTERM/SIGINT) cancels one token: the slot loop stops reading and
 //! reports the durable position, the writer stores what it has, the dispatcher
 //! finishes or parks in-flight requests, and the process exits 0.
@@ -102,6 +102,17 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     let (items_tx, items_rx) = mpsc::channel::<StreamItem>(ITEMS_CAPACITY);
     let system_id = Arc::new(OnceLock::new());
     let store_failed = Arc::new(Notify::new());
+    let chunks = Arc::new(crate::backfill::Chunks::default());
+    let backfills = tokio::spawn(
+        crate::backfill::worker::Worker {
+            database: database.clone(),
+            chunks: chunks.clone(),
+            durable: durable_rx.clone(),
+            health: health.clone(),
+            shutdown: shutdown.clone(),
+        }
+        .run(),
+    );
     let writer = Writer {
         mapper,
         database: database.clone(),
@@ -110,6 +121,7 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
         durable: durable_tx,
         wake,
         store_failed: store_failed.clone(),
+        backfill: crate::backfill::Windows::new(chunks),
     };
     let writer = tokio::spawn(writer.run(items_rx));
 
@@ -132,6 +144,7 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     dispatch_shutdown.cancel();
     let _ = dispatch.await;
     shutdown.cancel();
+    let _ = backfills.await;
     let _ = jobs.await;
     let _ = http.await;
     supervised

@@ -15,6 +15,7 @@
 //! Data flows one way; a stage never imports a later one. Durability lives in
 //! PostgreSQL: the slot position is confirmed only past changes whose events are
 //! committed in `walhook.events`, and delivery state is rows, not memory.
+pub mod backfill;
 pub mod config;
 pub mod daemon;
 pub mod delivery;

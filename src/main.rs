@@ -90,6 +90,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args.subscription
             );
         }
+        Command::Backfill(args) => {
+            let client = walhook::store::connect(&common.database()?).await?;
+            return Ok(walhook::backfill::progress::run(
+                &client,
+                args.subscription,
+                &args.table,
+                args.where_clause.as_deref(),
+                args.detach,
+            )
+            .await?);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,8 +6,8 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 pub static REGISTRY: Lazy<Registry> = Lazy::new(|| {
@@ -169,6 +169,16 @@ pub static SUBSCRIPTION_DELIVERY_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
     )
 });
 
+/// Snapshot events stored by backfills (not counted as changes received).
+pub static BACKFILL_ROWS: Lazy<IntCounter> = Lazy::new(|| {
+    register(IntCounter::new("backfill_rows_total", "Snapshot events stored by backfills").unwrap())
+});
+
+/// Backfills this instance is running now.
+pub static BACKFILLS_RUNNING: Lazy<IntGauge> = Lazy::new(|| {
+    register(IntGauge::new("backfills_running", "Backfills running in this instance").unwrap())
+});
+
 /// Touch every metric so each appears in `/metrics` from the start.
 pub fn init() {
     Lazy::force(&CHANGES_RECEIVED);
@@ -183,6 +193,8 @@ pub fn init() {
     Lazy::force(&IN_FLIGHT_REQUESTS);
     Lazy::force(&REPLICATION_ERRORS);
     Lazy::force(&SUBSCRIPTION_DELIVERY_DURATION);
+    Lazy::force(&BACKFILL_ROWS);
+    Lazy::force(&BACKFILLS_RUNNING);
 }
 
 /// The registry in Prometheus text format.

@@ -8,6 +8,7 @@
 
 pub mod event;
 pub mod routes;
+pub mod snapshot;
 pub mod subscriptions;
 pub mod template;
 
@@ -136,12 +137,7 @@ impl Mapper {
             _ => return Vec::new(),
         };
         let row = route.visible(row);
-        let revision = route
-            .revision_column
-            .as_ref()
-            .and_then(|c| row.get(c))
-            .and_then(as_i64)
-            .unwrap_or(change.lsn.0 as i64);
+        let revision = revision(route, &row, change.lsn);
         let event = self.build(
             system_id,
             txn,
@@ -257,17 +253,12 @@ impl Mapper {
             .filter(|s| s.matches(&event_type))
             .map(|s| s.id)
             .collect();
-        let (body, error) = match render_body(&apiresource, txn.commit_time, payload, revision) {
-            body if body.len() <= self.max_payload_bytes => (Some(body), None),
-            body => (
-                None,
-                Some(format!(
-                    "payload of {} bytes exceeds max_payload_bytes ({}): raise it in walhook.settings or exclude large columns",
-                    body.len(),
-                    self.max_payload_bytes
-                )),
-            ),
-        };
+        let (body, error) = self.limit_body(render_body(
+            &apiresource,
+            txn.commit_time,
+            payload,
+            revision,
+        ));
         Event {
             id: event_id(system_id, txn.commit_lsn, change.ordinal),
             event_type,
@@ -282,6 +273,32 @@ impl Mapper {
             subscriptions,
         }
     }
+}
+
+impl Mapper {
+    /// The body, or the error that replaces it when it exceeds `max_payload_bytes`.
+    fn limit_body(&self, body: String) -> (Option<String>, Option<String>) {
+        if body.len() <= self.max_payload_bytes {
+            return (Some(body), None);
+        }
+        let error = format!(
+            "payload of {} bytes exceeds max_payload_bytes ({}): raise it in walhook.settings or exclude large columns",
+            body.len(),
+            self.max_payload_bytes
+        );
+        (None, Some(error))
+    }
+}
+
+/// The event's revision: the route's revision column when the row has an
+/// integer there, else `fallback` (a WAL position).
+fn revision(route: &Route, row: &Row, fallback: crate::replication::lsn::Lsn) -> i64 {
+    route
+        .revision_column
+        .as_ref()
+        .and_then(|c| row.get(c))
+        .and_then(as_i64)
+        .unwrap_or(fallback.0 as i64)
 }
 
 /// The default-envelope body: exactly these four keys, in this order.

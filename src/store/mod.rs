@@ -1,5 +1,6 @@
 //! Events, deliveries and attempts in PostgreSQL.
 
+pub mod backfills;
 pub mod deliveries;
 pub mod events;
 pub mod keys;
