@@ -141,6 +141,9 @@ pub struct BackfillArgs {
     /// Only rows matching this SQL boolean expression over the table's columns.
     #[arg(long = "where", value_name = "SQL")]
     pub where_clause: Option<String>,
+    /// Read at most this many rows per second (the `rows_per_second` column).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pub rows_per_second: Option<i32>,
     /// Return right after printing the backfill's id.
     #[arg(long)]
     pub detach: bool,

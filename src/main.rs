@@ -97,6 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args.subscription,
                 &args.table,
                 args.where_clause.as_deref(),
+                args.rows_per_second,
                 args.detach,
             )
             .await?);

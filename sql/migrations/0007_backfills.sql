@@ -40,16 +40,18 @@ BEGIN
             RAISE EXCEPTION 'backfill of %: the table has no primary key (backfills read it in primary-key order)', NEW.source_table;
         END IF;
         IF NEW.where_clause IS NOT NULL THEN
-            IF position(';' IN NEW.where_clause) > 0 OR btrim(NEW.where_clause) = '' THEN
-                RAISE EXCEPTION 'backfill of %: where_clause must be one boolean expression over the table''s columns, without '';'' (got %)', NEW.source_table, NEW.where_clause;
+            IF btrim(NEW.where_clause) = '' THEN
+                RAISE EXCEPTION 'backfill of %: where_clause is empty (use NULL for every row)', NEW.source_table;
             END IF;
+            -- inside parentheses a ';' outside a literal cannot parse: one
+            -- expression only
             BEGIN
                 EXECUTE format('SELECT 1 FROM %s WHERE (%s) LIMIT 0', NEW.source_table, NEW.where_clause);
                 -- a second context, so that text closing the parenthesis
                 -- (`true) UNION SELECT ...`) cannot parse in both
                 EXECUTE format('SELECT ARRAY[(%s)::boolean] FROM %s LIMIT 0', NEW.where_clause, NEW.source_table);
             EXCEPTION WHEN OTHERS THEN
-                RAISE EXCEPTION 'backfill of %: where_clause does not parse against the table: %', NEW.source_table, SQLERRM;
+                RAISE EXCEPTION 'backfill of %: where_clause must be one boolean expression over the table''s columns: %', NEW.source_table, SQLERRM;
             END;
         END IF;
     END IF;

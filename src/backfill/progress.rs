@@ -36,9 +36,10 @@ pub async fn run(
     subscription: Uuid,
     table: &str,
     where_clause: Option<&str>,
+    rows_per_second: Option<i32>,
     detach: bool,
 ) -> Result<ExitCode, BackfillError> {
-    let id = backfills::create(client, subscription, table, where_clause)
+    let id = backfills::create(client, subscription, table, where_clause, rows_per_second)
         .await
         .map_err(|e| {
             BackfillError::Refused(

@@ -239,12 +239,13 @@ pub async fn create(
     subscription: Uuid,
     table: &str,
     where_clause: Option<&str>,
+    rows_per_second: Option<i32>,
 ) -> Result<Uuid, tokio_postgres::Error> {
     client
         .query_one(
-            "INSERT INTO walhook.backfills (subscription_id, source_table, where_clause)
-             VALUES ($1, $2::text::regclass, $3) RETURNING id",
-            &[&subscription, &table, &where_clause],
+            "INSERT INTO walhook.backfills (subscription_id, source_table, where_clause, rows_per_second)
+             VALUES ($1, $2::text::regclass, $3, $4) RETURNING id",
+            &[&subscription, &table, &where_clause, &rows_per_second],
         )
         .await?
         .try_get(0)
