@@ -580,6 +580,57 @@ async fn cancel_stops_the_backfill_and_keeps_what_was_stored() {
             .then_some(())
     })
     .await;
+
+    // set back to pending (uncapped), it resumes from its cursor
+    db.psql(&format!(
+        "UPDATE walhook.backfills SET status = 'pending', rows_per_second = NULL WHERE id = '{id}'"
+    ));
+    wait_backfill(&db, &id, "done").await;
+    assert_eq!(value(&db, &sent).await, 20_000);
+    assert_eq!(
+        value(
+            &db,
+            "SELECT count(DISTINCT apiresource) FROM walhook.events WHERE type = 'item.snapshot'"
+        )
+        .await,
+        20_000
+    );
+    assert_eq!(
+        value(
+            &db,
+            "SELECT count(*) FROM walhook.events WHERE type = 'item.snapshot'"
+        )
+        .await,
+        20_000
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_route_removed_mid_backfill_fails_it_with_its_error() {
+    let db = Cluster::shared().new_database();
+    prepare(&db, 5_000);
+    let receiver = Receiver::start().await;
+    let sub = subscribe(&db, &receiver.url(), "", "");
+    let _walhook = start(&db);
+    let id = db.psql(&format!(
+        "INSERT INTO walhook.backfills (subscription_id, source_table, rows_per_second)
+         VALUES ('{sub}', 'items', 100) RETURNING id"
+    ));
+    wait_backfill(&db, &id, "running").await;
+    db.psql("DELETE FROM walhook.routes WHERE source_table = 'items'::regclass");
+    wait_backfill(&db, &id, "failed").await;
+    let error = db.psql(&format!(
+        "SELECT error FROM walhook.backfills WHERE id = '{id}'"
+    ));
+    assert!(error.contains("route"), "{error}");
+    assert!(
+        value(
+            &db,
+            &format!("SELECT rows_sent FROM walhook.backfills WHERE id = '{id}'")
+        )
+        .await
+            < 5_000
+    );
 }
 
 /// The issue's memory bound: a 1,000,000-row backfill under 64 MiB RSS. Not

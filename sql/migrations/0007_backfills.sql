@@ -61,6 +61,11 @@ BEGIN
     IF NEW.status = 'running' AND NEW.started_at IS NULL THEN
         NEW.started_at := now();
     END IF;
+    -- set back to pending: resumes from its cursor
+    IF TG_OP = 'UPDATE' AND NEW.status = 'pending' AND OLD.status <> 'pending' THEN
+        NEW.finished_at := NULL;
+        NEW.error := NULL;
+    END IF;
     RETURN NEW;
 END
 $$;
