@@ -487,6 +487,16 @@ fn refusals_name_their_cause() {
         .expect_err("refused")
     };
     assert!(insert("unrouted", "NULL").contains("route"));
+    let missing = db
+        .try_psql(
+            "INSERT INTO walhook.backfills (subscription_id, source_table)
+             VALUES ('00000000-0000-0000-0000-000000000001', 'items')",
+        )
+        .expect_err("refused");
+    assert!(
+        missing.contains("subscription") && missing.contains("does not exist"),
+        "{missing}"
+    );
     assert!(insert("keyless", "NULL").contains("primary key"));
     for clause in [
         "'nope = 1'",

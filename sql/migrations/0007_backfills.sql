@@ -33,6 +33,9 @@ LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' OR NEW.source_table IS DISTINCT FROM OLD.source_table
        OR NEW.where_clause IS DISTINCT FROM OLD.where_clause THEN
+        IF NOT EXISTS (SELECT 1 FROM walhook.subscriptions WHERE id = NEW.subscription_id) THEN
+            RAISE EXCEPTION 'backfill of %: subscription % does not exist', NEW.source_table, NEW.subscription_id;
+        END IF;
         IF NOT EXISTS (SELECT 1 FROM walhook.routes WHERE source_table = NEW.source_table) THEN
             RAISE EXCEPTION 'backfill of %: the table has no route (INSERT INTO walhook.routes first)', NEW.source_table;
         END IF;

@@ -27,7 +27,13 @@ struct Window {
     changed: HashSet<String>,
     /// The table was truncated inside the window: no row of the chunk holds.
     truncated: bool,
+    /// More than [`MAX_WINDOW_KEYS`] keys changed: the chunk is read again.
+    overflowed: bool,
 }
+
+/// Keys noted per window, at most (memory stays bounded even when a low
+/// watermark's high one never comes: its worker died between the two).
+pub const MAX_WINDOW_KEYS: usize = 100_000;
 
 /// Open windows (one per running backfill; usually none).
 pub struct Windows {
@@ -70,8 +76,15 @@ impl Windows {
                 window.truncated = true;
                 continue;
             }
+            if window.overflowed {
+                continue;
+            }
             for row in [&change.old, &change.new].into_iter().flatten() {
                 window.changed.insert(key_of(&window.key, row));
+            }
+            if window.changed.len() > MAX_WINDOW_KEYS {
+                window.overflowed = true;
+                window.changed = HashSet::new();
             }
         }
     }
@@ -98,6 +111,7 @@ impl Windows {
                 low: *txn,
                 changed: HashSet::new(),
                 truncated: false,
+                overflowed: false,
             });
             return Vec::new();
         }
@@ -111,6 +125,12 @@ impl Windows {
             ));
             return Vec::new();
         };
+        if window.overflowed {
+            let _ = pending.outcome.send(ChunkOutcome::Dropped(
+                "too many changes to the table inside the chunk's window",
+            ));
+            return Vec::new();
+        }
         let rows: Vec<_> = pending
             .rows
             .into_iter()
@@ -310,6 +330,23 @@ mod tests {
                 .is_empty()
         );
         assert!(windows.open.is_empty());
+    }
+
+    #[test]
+    fn a_window_keeps_a_bounded_number_of_keys() {
+        let (mut windows, mut rx) = setup(1);
+        let mapper = mapper();
+        windows.watermark(&mapper, &txn(100), &mark(Mark::Low, 1));
+        for id in 0..=MAX_WINDOW_KEYS as i64 + 10 {
+            windows.observe(&change(Op::Insert, None, Some(row(1_000 + id, "x"))));
+        }
+        assert!(windows.open[0].changed.is_empty());
+        assert!(
+            windows
+                .watermark(&mapper, &txn(200), &mark(Mark::High, 1))
+                .is_empty()
+        );
+        assert!(matches!(rx.try_recv(), Ok(ChunkOutcome::Dropped(_))));
     }
 
     #[test]

@@ -216,7 +216,15 @@ impl Worker {
             serde_json::to_string(&watermark).unwrap_or_default()
         };
         backfills::emit_watermark(client, &mark(Mark::Low)).await?;
-        let (rows, cursor) = read_chunk(client, backfill, shape, limit).await?;
+        let (rows, cursor) = match read_chunk(client, backfill, shape, limit).await {
+            Ok(read) => read,
+            Err(error) => {
+                // close the window the writer opened (best effort: it also
+                // closes at this backfill's next low watermark or a restart)
+                let _ = backfills::emit_watermark(client, &mark(Mark::High)).await;
+                return Err(error.into());
+            }
+        };
         let full = rows.len() as i64 >= limit;
         let (tx, rx) = oneshot::channel();
         if !rows.is_empty() {
