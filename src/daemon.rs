@@ -2,7 +2,8 @@
 //!
 //! Tasks: the slot loop (reconnecting with backoff; waiting as a standby while
 //! another instance holds the slot), the event writer, the dispatcher, the HTTP
-//! server, the backfill worker, and small periodic jobs (heartbeat, lag, key reload, retention).
+//! server, the backfill worker, and small periodic jobs (heartbeat, lag, key
+//! reload, retention).
 //! Shutdown (SIGTERM/SIGINT) cancels one token: the slot loop stops reading and
 //! reports the durable position, the writer stores what it has, the dispatcher
 //! finishes or parks in-flight requests, and the process exits 0.
