@@ -24,9 +24,12 @@ use crate::telemetry;
 /// Rows per chunk (at most; a `rows_per_second` cap below it shrinks chunks).
 pub const CHUNK_ROWS: i64 = 1_000;
 
-/// How long a chunk may wait for the stream to reach its high watermark and
-/// store it before it is read again.
-const CHUNK_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a chunk waits for its high watermark and its storage while the
+/// stream makes no progress at all, before it is read again.
+const STALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How often a waiting chunk checks that the stream makes progress.
+const STALL_CHECK: Duration = Duration::from_secs(5);
 
 /// Consecutive failed attempts at one chunk before the backfill fails.
 const MAX_ATTEMPTS: u32 = 10;
@@ -293,35 +296,58 @@ impl Worker {
         chunk: u64,
         rx: oneshot::Receiver<ChunkOutcome>,
     ) -> Result<ChunkOutcome, ChunkError> {
-        let outcome = tokio::select! {
-            outcome = tokio::time::timeout(CHUNK_TIMEOUT, rx) => outcome,
-            _ = self.shutdown.cancelled() => return Err(ChunkError::Shutdown),
-        };
-        match outcome {
+        match self.while_progressing(rx).await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(_)) => Err(ChunkError::Retry("the writer dropped the chunk".into())),
-            Err(_) => {
+            Err(error) => {
                 self.chunks.take(backfill, chunk);
-                Err(ChunkError::Retry(
-                    "the stream did not reach the chunk's high watermark in time".into(),
-                ))
+                Err(error)
             }
         }
     }
 
     /// Until everything up to the high watermark is stored.
-    async fn wait_durable(&mut self, high: Lsn) -> Result<(), ChunkError> {
-        let wait = self.durable.wait_for(|durable| *durable > high);
-        let reached = tokio::select! {
-            reached = tokio::time::timeout(CHUNK_TIMEOUT, wait) => reached,
-            _ = self.shutdown.cancelled() => return Err(ChunkError::Shutdown),
-        };
-        match reached {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(ChunkError::Shutdown),
-            Err(_) => Err(ChunkError::Retry(
-                "the chunk's events were not stored in time".into(),
-            )),
+    async fn wait_durable(&self, high: Lsn) -> Result<(), ChunkError> {
+        let mut durable = self.durable.clone();
+        match self
+            .while_progressing(async move { durable.wait_for(|d| *d > high).await.is_ok() })
+            .await?
+        {
+            true => Ok(()),
+            false => Err(ChunkError::Shutdown),
+        }
+    }
+
+    /// Await `work` as long as the stream makes progress (the durable position
+    /// moves; heartbeats move it on an idle database): a large backlog ahead of
+    /// a watermark only delays the chunk. [`STALL_TIMEOUT`] without progress
+    /// reads the chunk again.
+    async fn while_progressing<T>(
+        &self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, ChunkError> {
+        tokio::pin!(work);
+        let mut last = *self.durable.borrow();
+        let mut stalled = Duration::ZERO;
+        loop {
+            tokio::select! {
+                out = &mut work => return Ok(out),
+                _ = tokio::time::sleep(STALL_CHECK) => {}
+                _ = self.shutdown.cancelled() => return Err(ChunkError::Shutdown),
+            }
+            let now = *self.durable.borrow();
+            if now > last {
+                last = now;
+                stalled = Duration::ZERO;
+            } else {
+                stalled += STALL_CHECK;
+                if stalled >= STALL_TIMEOUT {
+                    return Err(ChunkError::Retry(format!(
+                        "the stream stored nothing for {} s while the chunk waited",
+                        STALL_TIMEOUT.as_secs()
+                    )));
+                }
+            }
         }
     }
 }
