@@ -67,6 +67,8 @@ enum Step {
     Done,
     /// The backfill is no longer running (cancelled or deleted).
     Stopped,
+    /// This instance is not streaming the slot now: pick it up again later.
+    Paused,
 }
 
 /// Chunk numbers, unique within this process (a restart starts elsewhere).
@@ -133,6 +135,10 @@ impl Worker {
                     tracing::info!(backfill = %id, "backfill stopped (cancelled)");
                     return;
                 }
+                Ok(Step::Paused) => {
+                    tracing::info!(backfill = %id, "backfill paused while the slot is not streamed here");
+                    return;
+                }
                 Err(ChunkError::Shutdown) => return,
                 Err(ChunkError::Fatal(error)) => return self.fail(client, id, &error).await,
                 Err(ChunkError::Database(error)) if error.as_db_error().is_none() => {
@@ -196,6 +202,9 @@ impl Worker {
         backfill: &mut Backfill,
         shape: &TableShape,
     ) -> Result<Step, ChunkError> {
+        if self.health.stream() != StreamState::Streaming {
+            return Ok(Step::Paused);
+        }
         if backfills::status(client, backfill.id).await?.as_deref() != Some("running") {
             return Ok(Step::Stopped);
         }
