@@ -87,6 +87,10 @@ pub enum Command {
     /// Manage the bearer tokens of the /v1 management API.
     #[command(subcommand, name = "api-tokens")]
     ApiTokens(ApiTokensCommand),
+    /// Send a table's current rows to one subscription as `<resource>.snapshot`
+    /// events, consistent with the stream; prints the backfill's id, then its
+    /// progress (`walhook run` does the work).
+    Backfill(BackfillArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,6 +159,25 @@ pub struct ReplayArgs {
     /// Last revision to replay (inclusive); all later events when omitted.
     #[arg(long)]
     pub to_revision: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Subscription id: the only receiver of the snapshot events.
+    #[arg(long)]
+    pub subscription: Uuid,
+    /// The routed table to read (e.g. directory.organisations).
+    #[arg(long)]
+    pub table: String,
+    /// Only rows matching this SQL boolean expression over the table's columns.
+    #[arg(long = "where", value_name = "SQL")]
+    pub where_clause: Option<String>,
+    /// Read at most this many rows per second (the `rows_per_second` column).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pub rows_per_second: Option<i32>,
+    /// Return right after printing the backfill's id.
+    #[arg(long)]
+    pub detach: bool,
 }
 
 /// The option is missing or malformed.

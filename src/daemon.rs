@@ -2,7 +2,8 @@
 //!
 //! Tasks: the slot loop (reconnecting with backoff; waiting as a standby while
 //! another instance holds the slot), the event writer, the dispatcher, the HTTP
-//! server, and small periodic jobs (heartbeat, lag, key reload, retention).
+//! server, the backfill worker, and small periodic jobs (heartbeat, lag, key
+//! reload, retention).
 //! Shutdown (SIGTERM/SIGINT) cancels one token: the slot loop stops reading and
 //! reports the durable position, the writer stores what it has, the dispatcher
 //! finishes or parks in-flight requests, and the process exits 0.
@@ -127,6 +128,17 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     let (items_tx, items_rx) = mpsc::channel::<StreamItem>(ITEMS_CAPACITY);
     let system_id = Arc::new(OnceLock::new());
     let store_failed = Arc::new(Notify::new());
+    let chunks = Arc::new(crate::backfill::Chunks::default());
+    let backfills = tokio::spawn(
+        crate::backfill::worker::Worker {
+            database: database.clone(),
+            chunks: chunks.clone(),
+            durable: durable_rx.clone(),
+            health: health.clone(),
+            shutdown: shutdown.clone(),
+        }
+        .run(),
+    );
     let writer = Writer {
         mapper,
         database: database.clone(),
@@ -136,6 +148,7 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
         first_attempts,
         wake,
         store_failed: store_failed.clone(),
+        backfill: crate::backfill::Windows::new(chunks),
     };
     let writer = tokio::spawn(writer.run(items_rx));
 
@@ -158,6 +171,7 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     dispatch_shutdown.cancel();
     let _ = dispatch.await;
     shutdown.cancel();
+    let _ = backfills.await;
     let _ = jobs.await;
     let _ = http.await;
     supervised

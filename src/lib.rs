@@ -15,8 +15,11 @@
 //! Data flows one way; a stage never imports a later one. Durability lives in
 //! PostgreSQL: the slot position is confirmed only past changes whose events are
 //! committed in `walhook.events`, and delivery state is rows, not memory.
+//! Backfills (`backfill`) read existing rows between two WAL watermarks and
+//! hand them to the same writer as `<resource>.snapshot` events.
 #![forbid(unsafe_code)]
 pub mod api;
+pub mod backfill;
 pub mod config;
 pub mod crypto;
 pub mod daemon;

@@ -95,6 +95,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let client = walhook::store::connect(&common.database()?).await?;
             api_tokens(&client, command).await?;
         }
+        Command::Backfill(args) => {
+            let client = walhook::store::connect(&common.database()?).await?;
+            return Ok(walhook::backfill::progress::run(
+                &client,
+                args.subscription,
+                &args.table,
+                args.where_clause.as_deref(),
+                args.rows_per_second,
+                args.detach,
+            )
+            .await?);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -60,6 +60,8 @@ pub struct Writer {
     /// Tells the slot loop that a batch could not be stored: it drops the
     /// session, and the slot replays everything after the durable position.
     pub store_failed: Arc<Notify>,
+    /// Backfill watermark windows: snapshot events join the batch here.
+    pub backfill: crate::backfill::Windows,
 }
 
 impl Writer {
@@ -77,6 +79,7 @@ impl Writer {
                 txn = None;
                 position = None;
                 self.mapper.abort();
+                self.backfill.reset();
                 continue;
             }
             if failed {
@@ -124,6 +127,7 @@ impl Writer {
                 missing_toast,
             } => {
                 let Some(begin) = txn.as_ref() else { return };
+                self.backfill.observe(&change);
                 let system_id = self.system_id.get().map(String::as_str).unwrap_or("");
                 let mut events = self.mapper.map(system_id, begin, &change);
                 if !missing_toast.is_empty() {
@@ -150,6 +154,10 @@ impl Writer {
                 if txn.is_none() {
                     *position = Some(position.map_or(lsn, |p| p.max(lsn)));
                 }
+            }
+            StreamItem::Watermark { content, .. } => {
+                let Some(begin) = txn.as_ref() else { return };
+                batch.extend(self.backfill.watermark(&self.mapper, begin, &content));
             }
             StreamItem::Restart => {}
         }

@@ -55,6 +55,25 @@ impl StatusReport {
                 f.last_error.as_deref().unwrap_or("-")
             );
         }
+        let _ = writeln!(
+            out,
+            "\nbackfills (unfinished, or finished in the last hour)"
+        );
+        if self.backfills.is_empty() {
+            let _ = writeln!(out, "  none");
+        }
+        for b in &self.backfills {
+            let _ = writeln!(
+                out,
+                "  {} {} -> subscription {}{}",
+                b.id,
+                crate::backfill::progress::progress_line(b),
+                b.subscription_id,
+                b.error
+                    .as_deref()
+                    .map_or(String::new(), |e| format!("; error: {e}"))
+            );
+        }
         out
     }
 }

@@ -5,8 +5,8 @@
 //! figure. `/metrics` renders the registry.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 use std::sync::LazyLock;
 
@@ -223,6 +223,16 @@ pub static DISPATCHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Snapshot events stored by backfills (not counted as changes received).
+pub static BACKFILL_ROWS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(IntCounter::new("backfill_rows_total", "Snapshot events stored by backfills").unwrap())
+});
+
+/// Backfills this instance is running now.
+pub static BACKFILLS_RUNNING: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(IntGauge::new("backfills_running", "Backfills running in this instance").unwrap())
+});
+
 /// Touch every metric so each appears in `/metrics` from the start.
 pub fn init() {
     LazyLock::force(&CHANGES_RECEIVED);
@@ -243,6 +253,8 @@ pub fn init() {
     for path in ["first", "claimed"] {
         DISPATCHED.with_label_values(&[path]);
     }
+    LazyLock::force(&BACKFILL_ROWS);
+    LazyLock::force(&BACKFILLS_RUNNING);
 }
 
 /// The registry in Prometheus text format.

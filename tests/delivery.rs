@@ -497,6 +497,7 @@ async fn signature_schemes_choose_the_signatures_sent() {
         "{signature}"
     );
     assert!(every.header("signature").is_some());
+}
 
 /// Non-ASCII hosts are stored in their IDNA form, exactly as the `url` crate
 /// (UTS #46 for URLs) writes them; what IDNA refuses is refused.

@@ -45,6 +45,10 @@ fuzz_target!(|data: &[u8]| {
             type_all(&new);
         }
         Ok(Message::Delete { old, key, .. }) => old.iter().chain(key.iter()).for_each(type_all),
+        // a logical message's content, as the writer reads a backfill watermark
+        Ok(Message::Message { content, .. }) => {
+            let _ = walhook::backfill::Watermark::parse(&content);
+        }
         _ => {}
     }
 });

@@ -15,6 +15,7 @@
 pub mod bulk;
 pub mod event;
 pub mod routes;
+pub mod snapshot;
 pub mod subscriptions;
 pub mod template;
 
@@ -324,21 +325,39 @@ impl Mapper {
                 event.revision,
             )
         });
-        let max_payload_bytes = self.settings.borrow().max_payload_bytes;
         (event.body, event.error) = match body {
-            Ok(body) if body.len() <= max_payload_bytes => (Some(body), None),
-            Ok(body) => (
-                None,
-                Some(format!(
-                    "payload of {} bytes exceeds max_payload_bytes ({}): raise it in walhook.settings or exclude large columns",
-                    body.len(),
-                    max_payload_bytes
-                )),
-            ),
+            Ok(body) => self.limit_body(body),
             Err(error) => (None, Some(error)),
         };
         event
     }
+}
+
+impl Mapper {
+    /// The body, or the error that replaces it when it exceeds `max_payload_bytes`.
+    fn limit_body(&self, body: String) -> (Option<String>, Option<String>) {
+        let max_payload_bytes = self.settings.borrow().max_payload_bytes;
+        if body.len() <= max_payload_bytes {
+            return (Some(body), None);
+        }
+        let error = format!(
+            "payload of {} bytes exceeds max_payload_bytes ({}): raise it in walhook.settings or exclude large columns",
+            body.len(),
+            max_payload_bytes
+        );
+        (None, Some(error))
+    }
+}
+
+/// The event's revision: the route's revision column when the row has an
+/// integer there, else `fallback` (a WAL position).
+fn revision(route: &Route, row: &Row, fallback: crate::replication::lsn::Lsn) -> i64 {
+    route
+        .revision_column
+        .as_ref()
+        .and_then(|c| row.get(c))
+        .and_then(as_i64)
+        .unwrap_or(fallback.0 as i64)
 }
 
 /// The default-envelope body: exactly these four keys, in this order.

@@ -42,6 +42,9 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(10);
 /// Prefix of walhook's own heartbeat messages (`pg_logical_emit_message`).
 pub const HEARTBEAT_PREFIX: &str = "walhook.heartbeat";
 
+/// Prefix of backfill watermarks (transactional `pg_logical_emit_message`).
+pub const BACKFILL_PREFIX: &str = "walhook.backfill";
+
 /// What the slot loop hands to the next stage, in WAL order.
 #[derive(Debug, Clone)]
 pub enum StreamItem {
@@ -53,6 +56,12 @@ pub enum StreamItem {
         missing_toast: Vec<String>,
     },
     Commit(TxnCommit),
+    /// A backfill watermark, inside its own transaction (between that
+    /// transaction's Begin and Commit); `content` is the backfill's to read.
+    Watermark {
+        lsn: Lsn,
+        content: bytes::Bytes,
+    },
     /// A new streaming session starts: the slot replays from its confirmed
     /// position, so anything not yet stored from the last session is dropped.
     Restart,
@@ -412,10 +421,16 @@ impl<'a> SlotStream<'a> {
                 transactional,
                 lsn: message_lsn,
                 prefix,
-                ..
+                content,
             } => {
                 if !transactional && self.txn.is_none() && prefix == HEARTBEAT_PREFIX {
                     self.push(StreamItem::Position(message_lsn)).await?;
+                } else if transactional && self.txn.is_some() && prefix == BACKFILL_PREFIX {
+                    self.push(StreamItem::Watermark {
+                        lsn: message_lsn,
+                        content,
+                    })
+                    .await?;
                 }
                 Ok(())
             }

@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../sql/migrations/0006_api_audit.sql"),
     ),
     (
+        7,
+        "backfills",
+        include_str!("../../sql/migrations/0007_backfills.sql"),
+    ),
+    (
         8,
         "event_names",
         include_str!("../../sql/migrations/0008_event_names.sql"),

@@ -2,6 +2,7 @@
 
 pub mod api_tokens;
 pub mod audit;
+pub mod backfills;
 pub mod config;
 pub mod deliveries;
 pub mod events;

@@ -17,6 +17,8 @@ pub struct StatusReport {
     pub deliveries_last_hour: Vec<(String, i64)>,
     pub pending_deliveries: i64,
     pub failing_subscriptions: Vec<FailingSubscription>,
+    /// Unfinished backfills and those finished in the last hour.
+    pub backfills: Vec<crate::store::backfills::BackfillStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -130,12 +132,14 @@ pub async fn collect(client: &Client, slot: &str) -> Result<StatusReport, tokio_
             })
         })
         .collect::<Result<_, tokio_postgres::Error>>()?;
+    let backfills = crate::store::backfills::recent(client).await?;
     Ok(StatusReport {
         slot,
         events_last_hour,
         deliveries_last_hour,
         pending_deliveries,
         failing_subscriptions,
+        backfills,
     })
 }
 

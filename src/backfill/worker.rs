@@ -1,0 +1,443 @@
+//! The daemon's backfill task: runs unfinished backfills one at a time, chunk
+//! by chunk, while this instance streams the slot (the writer that judges the
+//! chunks lives beside the stream, so a standby leaves backfills alone).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, watch};
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::window::key_of;
+use super::{ChunkOutcome, Chunks, Mark, PendingChunk, Watermark};
+use crate::http::{Health, StreamState};
+use crate::mapping::snapshot::SnapshotRow;
+use crate::replication::change::Row;
+use crate::replication::lsn::Lsn;
+use crate::replication::values::text_to_json;
+use crate::store::backfills::{self, Backfill, TableShape};
+use crate::telemetry;
+
+/// Rows per chunk (at most; a `rows_per_second` cap below it shrinks chunks).
+pub const CHUNK_ROWS: i64 = 1_000;
+
+/// How long a chunk waits for its high watermark and its storage while the
+/// stream makes no progress at all, before it is read again.
+const STALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How often a waiting chunk checks that the stream makes progress.
+const STALL_CHECK: Duration = Duration::from_secs(5);
+
+/// Consecutive failed attempts at one chunk before the backfill fails.
+const MAX_ATTEMPTS: u32 = 10;
+
+/// How often the task looks for work when idle.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Everything the task needs.
+pub struct Worker {
+    pub database: crate::tls::Database,
+    pub chunks: Arc<Chunks>,
+    /// The writer's durable position.
+    pub durable: watch::Receiver<Lsn>,
+    pub health: Arc<Health>,
+    pub shutdown: CancellationToken,
+}
+
+/// Why a chunk did not complete.
+#[derive(Debug, thiserror::Error)]
+enum ChunkError {
+    /// Read the chunk again (after a pause).
+    #[error("{0}")]
+    Retry(String),
+    /// The backfill cannot go on.
+    #[error("{0}")]
+    Fatal(String),
+    #[error("database error: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("shutting down")]
+    Shutdown,
+}
+
+enum Step {
+    More,
+    Done,
+    /// The backfill is no longer running (cancelled or deleted).
+    Stopped,
+    /// This instance is not streaming the slot now: pick it up again later.
+    Paused,
+}
+
+/// Chunk numbers, unique within this process (a restart starts elsewhere).
+static CHUNK_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn next_chunk() -> u64 {
+    if CHUNK_SEQ.load(Ordering::Relaxed) == 0 {
+        let seed = chrono::Utc::now().timestamp_micros().unsigned_abs() << 8;
+        let _ = CHUNK_SEQ.compare_exchange(0, seed, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    CHUNK_SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Worker {
+    /// Until shutdown.
+    pub async fn run(mut self) {
+        let mut client: Option<Client> = None;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            if self.health.stream() != StreamState::Streaming {
+                continue;
+            }
+            if client.as_ref().is_none_or(Client::is_closed) {
+                client = connect(&self.database).await;
+            }
+            let Some(c) = client.as_ref() else { continue };
+            match backfills::next(c).await {
+                Ok(Some(backfill)) => {
+                    telemetry::BACKFILLS_RUNNING.inc();
+                    self.run_one(c, backfill).await;
+                    telemetry::BACKFILLS_RUNNING.dec();
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "looking for backfills failed"),
+            }
+        }
+    }
+
+    /// Chunks until the backfill is done, stopped, failed, or this process
+    /// shuts down or loses its connection (then it resumes from the cursor).
+    async fn run_one(&mut self, client: &Client, mut backfill: Backfill) {
+        let id = backfill.id;
+        let shape = match self.prepare(client, &backfill).await {
+            Ok(Some(shape)) => shape,
+            Ok(None) => return,
+            Err(error) => return self.fail(client, id, &error).await,
+        };
+        tracing::info!(backfill = %id, table = %backfill.table, "backfill running");
+        let mut attempts = 0;
+        loop {
+            match self.chunk(client, &mut backfill, &shape).await {
+                Ok(Step::More) => attempts = 0,
+                Ok(Step::Done) => {
+                    tracing::info!(backfill = %id, "backfill done");
+                    if let Err(error) = backfills::finish(client, id, "done", None).await {
+                        tracing::warn!(%error, backfill = %id, "recording a finished backfill failed");
+                    }
+                    return;
+                }
+                Ok(Step::Stopped) => {
+                    tracing::info!(backfill = %id, "backfill stopped (cancelled)");
+                    return;
+                }
+                Ok(Step::Paused) => {
+                    tracing::info!(backfill = %id, "backfill paused while the slot is not streamed here");
+                    return;
+                }
+                Err(ChunkError::Shutdown) => return,
+                Err(ChunkError::Fatal(error)) => return self.fail(client, id, &error).await,
+                Err(ChunkError::Database(error)) if error.as_db_error().is_none() => {
+                    tracing::warn!(%error, backfill = %id, "backfill connection lost; resuming later");
+                    return;
+                }
+                Err(ChunkError::Database(error)) => {
+                    let message = error
+                        .as_db_error()
+                        .map_or_else(|| error.to_string(), |e| e.message().to_owned());
+                    return self.fail(client, id, &message).await;
+                }
+                Err(ChunkError::Retry(reason)) => {
+                    attempts += 1;
+                    if attempts >= MAX_ATTEMPTS {
+                        let error = format!("chunk failed {attempts} times, last: {reason}");
+                        return self.fail(client, id, &error).await;
+                    }
+                    let pause = Duration::from_secs(1 << attempts.min(5));
+                    tracing::warn!(backfill = %id, %reason, retry_in = ?pause, "reading the chunk again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = self.shutdown.cancelled() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Mark the backfill running and read its table's shape.
+    async fn prepare(
+        &self,
+        client: &Client,
+        backfill: &Backfill,
+    ) -> Result<Option<TableShape>, String> {
+        let db = |e: tokio_postgres::Error| e.to_string();
+        if !backfills::start(client, backfill.id).await.map_err(db)? {
+            return Ok(None);
+        }
+        let shape = backfills::table_shape(client, backfill.table_oid)
+            .await
+            .map_err(db)?;
+        if shape.key.is_empty() {
+            return Err(format!("{} has no primary key", backfill.table));
+        }
+        Ok(Some(shape))
+    }
+
+    async fn fail(&self, client: &Client, id: Uuid, error: &str) {
+        tracing::error!(backfill = %id, %error, "backfill failed");
+        if let Err(e) = backfills::finish(client, id, "failed", Some(error)).await {
+            tracing::warn!(error = %e, backfill = %id, "recording a failed backfill failed");
+        }
+    }
+
+    /// One chunk: low watermark, read, high watermark, wait until stored,
+    /// advance the cursor.
+    async fn chunk(
+        &mut self,
+        client: &Client,
+        backfill: &mut Backfill,
+        shape: &TableShape,
+    ) -> Result<Step, ChunkError> {
+        if self.health.stream() != StreamState::Streaming {
+            return Ok(Step::Paused);
+        }
+        if backfills::status(client, backfill.id).await?.as_deref() != Some("running") {
+            return Ok(Step::Stopped);
+        }
+        let started = Instant::now();
+        let limit = backfill
+            .rows_per_second
+            .map_or(CHUNK_ROWS, |r| i64::from(r).min(CHUNK_ROWS));
+        let chunk = next_chunk();
+        let mark = |mark| {
+            let watermark = Watermark {
+                backfill: backfill.id,
+                chunk,
+                mark,
+                table: backfill.table_oid,
+                key: shape
+                    .key
+                    .iter()
+                    .map(|&i| shape.columns[i].name.clone())
+                    .collect(),
+            };
+            serde_json::to_string(&watermark).unwrap_or_default()
+        };
+        backfills::emit_watermark(client, &mark(Mark::Low)).await?;
+        let (rows, cursor) = match read_chunk(client, backfill, shape, limit).await {
+            Ok(read) => read,
+            Err(error) => {
+                // close the window the writer opened (best effort: it also
+                // closes at this backfill's next low watermark or a restart)
+                let _ = backfills::emit_watermark(client, &mark(Mark::High)).await;
+                return Err(error.into());
+            }
+        };
+        let full = rows.len() as i64 >= limit;
+        let (tx, rx) = oneshot::channel();
+        if !rows.is_empty() {
+            let pending = PendingChunk {
+                subscription: backfill.subscription_id,
+                rows,
+                outcome: tx,
+            };
+            self.chunks.register(backfill.id, chunk, pending);
+        }
+        // always closes the window, even when there is nothing to judge
+        let high = backfills::emit_watermark(client, &mark(Mark::High)).await;
+        let Some(cursor) = cursor else {
+            high?;
+            return Ok(Step::Done);
+        };
+        let high = match high {
+            Ok(high) => high,
+            Err(error) => {
+                self.chunks.take(backfill.id, chunk);
+                return Err(error.into());
+            }
+        };
+        let outcome = self.wait_outcome(backfill.id, chunk, rx).await?;
+        let ids = match outcome {
+            ChunkOutcome::Emitted { ids } => ids,
+            ChunkOutcome::Dropped(reason) => return Err(ChunkError::Retry(reason.into())),
+            ChunkOutcome::NoRoute => {
+                return Err(ChunkError::Fatal(format!(
+                    "{} has no enabled route any more",
+                    backfill.table
+                )));
+            }
+        };
+        self.wait_durable(high).await?;
+        let stored = backfills::count_stored(client, &ids).await?;
+        if stored < ids.len() as i64 {
+            return Err(ChunkError::Retry(format!(
+                "{} of the chunk's {} events were not stored (the stream restarted)",
+                ids.len() as i64 - stored,
+                ids.len()
+            )));
+        }
+        if !backfills::advance(client, backfill.id, &cursor, stored).await? {
+            return Ok(Step::Stopped);
+        }
+        telemetry::BACKFILL_ROWS.inc_by(stored.unsigned_abs());
+        backfill.cursor = Some(cursor);
+        if !full {
+            return Ok(Step::Done);
+        }
+        if let Some(rate) = backfill.rows_per_second {
+            let budget = Duration::from_secs_f64(limit as f64 / f64::from(rate.max(1)));
+            tokio::select! {
+                _ = tokio::time::sleep(budget.saturating_sub(started.elapsed())) => {}
+                _ = self.shutdown.cancelled() => return Err(ChunkError::Shutdown),
+            }
+        }
+        Ok(Step::More)
+    }
+
+    /// The writer's verdict on the chunk.
+    async fn wait_outcome(
+        &self,
+        backfill: Uuid,
+        chunk: u64,
+        rx: oneshot::Receiver<ChunkOutcome>,
+    ) -> Result<ChunkOutcome, ChunkError> {
+        match self.while_progressing(rx).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(_)) => Err(ChunkError::Retry("the writer dropped the chunk".into())),
+            Err(error) => {
+                self.chunks.take(backfill, chunk);
+                Err(error)
+            }
+        }
+    }
+
+    /// Until everything up to the high watermark is stored.
+    async fn wait_durable(&self, high: Lsn) -> Result<(), ChunkError> {
+        let mut durable = self.durable.clone();
+        match self
+            .while_progressing(async move { durable.wait_for(|d| *d > high).await.is_ok() })
+            .await?
+        {
+            true => Ok(()),
+            false => Err(ChunkError::Shutdown),
+        }
+    }
+
+    /// Await `work` as long as the stream makes progress (the durable position
+    /// moves; heartbeats move it on an idle database): a large backlog ahead of
+    /// a watermark only delays the chunk. [`STALL_TIMEOUT`] without progress
+    /// reads the chunk again.
+    async fn while_progressing<T>(
+        &self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, ChunkError> {
+        tokio::pin!(work);
+        let mut last = *self.durable.borrow();
+        let mut stalled = Duration::ZERO;
+        loop {
+            tokio::select! {
+                out = &mut work => return Ok(out),
+                _ = tokio::time::sleep(STALL_CHECK) => {}
+                _ = self.shutdown.cancelled() => return Err(ChunkError::Shutdown),
+            }
+            let now = *self.durable.borrow();
+            if now > last {
+                last = now;
+                stalled = Duration::ZERO;
+            } else {
+                stalled += STALL_CHECK;
+                if stalled >= STALL_TIMEOUT {
+                    return Err(ChunkError::Retry(format!(
+                        "the stream stored nothing for {} s while the chunk waited",
+                        STALL_TIMEOUT.as_secs()
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// Read the chunk after the cursor: its rows and the new cursor (None when empty).
+async fn read_chunk(
+    client: &Client,
+    backfill: &Backfill,
+    shape: &TableShape,
+    limit: i64,
+) -> Result<(Vec<SnapshotRow>, Option<Vec<String>>), tokio_postgres::Error> {
+    let cursor = backfill
+        .cursor
+        .as_ref()
+        .filter(|c| c.len() == shape.key.len());
+    let query = backfills::chunk_query(
+        &backfill.table,
+        shape,
+        backfill.where_clause.as_deref(),
+        cursor.is_some(),
+    );
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
+    if let Some(cursor) = cursor {
+        params.extend(
+            cursor
+                .iter()
+                .map(|c| c as &(dyn tokio_postgres::types::ToSql + Sync)),
+        );
+    }
+    params.push(&limit);
+    let result = client.query(&query, &params).await?;
+    let key: Vec<String> = shape
+        .key
+        .iter()
+        .map(|&i| shape.columns[i].name.clone())
+        .collect();
+    let mut rows = Vec::with_capacity(result.len());
+    let mut last = None;
+    for record in &result {
+        let mut row = Row::with_capacity(shape.columns.len());
+        let mut texts = Vec::with_capacity(shape.columns.len());
+        for (i, column) in shape.columns.iter().enumerate() {
+            let text: Option<String> = record.try_get(i)?;
+            let value = text.as_deref().map_or(serde_json::Value::Null, |t| {
+                text_to_json(column.type_oid, t)
+            });
+            row.insert(column.name.clone(), value);
+            texts.push(text);
+        }
+        last = Some(
+            shape
+                .key
+                .iter()
+                .map(|&i| texts[i].clone().unwrap_or_default())
+                .collect(),
+        );
+        rows.push(SnapshotRow {
+            key: key_of(&key, &row),
+            row,
+        });
+    }
+    Ok((rows, last))
+}
+
+/// A SQL session whose text output matches what pgoutput sends (ISO dates).
+async fn connect(database: &crate::tls::Database) -> Option<Client> {
+    let client = match crate::store::connect(database).await {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::warn!(%error, "backfill worker cannot connect");
+            return None;
+        }
+    };
+    let setup = client
+        .batch_execute("SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'")
+        .await;
+    match setup {
+        Ok(()) => Some(client),
+        Err(error) => {
+            tracing::warn!(%error, "backfill worker session setup failed");
+            None
+        }
+    }
+}

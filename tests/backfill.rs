@@ -1,0 +1,690 @@
+//! Backfills end to end: a real PostgreSQL, the walhook binary (daemon and
+//! `walhook backfill`), and real receivers on loopback.
+//!
+//! Sizes are kept modest for CI time (20,000 rows, 4 writers); the issue's
+//! 1,000,000-row memory check is the ignored test at the end
+//! (`cargo test --test backfill -- --ignored`).
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{ChildProcess, Cluster, Receiver, TestDb, migrate, wait_until, walhook_run};
+
+const WAIT: Duration = Duration::from_secs(180);
+
+/// A migrated database with a routed `items` table of `rows` rows.
+fn prepare(db: &TestDb<'_>, rows: i64) {
+    migrate(&db.url());
+    db.psql(&format!(
+        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
+         CREATE TABLE items (id int PRIMARY KEY, kind text NOT NULL DEFAULT 'a', name text, v int NOT NULL DEFAULT 0);
+         INSERT INTO items (id, kind, name) SELECT i, CASE WHEN i % 3 = 0 THEN 'b' ELSE 'a' END, 'n' || i
+           FROM generate_series(1, {rows}) i;
+         INSERT INTO walhook.routes (source_table, resource, apiresource)
+              VALUES ('items', 'item', '/items/{{id}}');"
+    ));
+}
+
+/// Insert a subscription; returns its id.
+fn subscribe(db: &TestDb<'_>, url: &str, extra_cols: &str, extra_vals: &str) -> String {
+    db.psql(&format!(
+        "INSERT INTO walhook.subscriptions (url, retry_schedule{extra_cols})
+         VALUES ('{url}', '{{10ms,10ms,10ms}}'{extra_vals}) RETURNING id"
+    ))
+}
+
+fn start(db: &TestDb<'_>) -> ChildProcess {
+    let walhook = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
+    walhook.wait_for_log("streaming", WAIT);
+    walhook
+}
+
+async fn value(db: &TestDb<'_>, sql: &str) -> i64 {
+    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// Run `walhook backfill` to its end: (success, stdout, stderr).
+async fn backfill_cli(db: &TestDb<'_>, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec!["backfill".to_owned(), "--database-url".to_owned(), db.url()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = all.iter().map(String::as_str).collect();
+        let (status, out, err) = support::walhook(&args);
+        (status.success(), out, err)
+    })
+    .await
+    .unwrap()
+}
+
+async fn wait_backfill(db: &TestDb<'_>, id: &str, status: &str) {
+    let sql =
+        format!("SELECT count(*) FROM walhook.backfills WHERE id = '{id}' AND status = '{status}'");
+    wait_until(WAIT, &format!("backfill {status}"), || async {
+        (value(db, &sql).await == 1).then_some(())
+    })
+    .await;
+}
+
+/// Wait until `receiver` has the sentinel row and nothing is pending.
+async fn wait_settled(db: &TestDb<'_>, receiver: &Receiver, sentinel: &str) {
+    wait_until(WAIT, "the sentinel at the receiver", || async {
+        receiver
+            .received()
+            .iter()
+            .any(|r| r.json()["apiresource"] == sentinel)
+            .then_some(())
+    })
+    .await;
+    wait_until(WAIT, "no pending deliveries", || async {
+        (value(
+            db,
+            "SELECT count(*) FROM walhook.deliveries WHERE status <> 'succeeded'",
+        )
+        .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+}
+
+/// Per apiresource, the item event with the highest revision: (type, body).
+fn last_by_revision(
+    events: impl IntoIterator<Item = (String, Value)>,
+) -> HashMap<String, (String, Value)> {
+    let mut last: HashMap<String, (i64, String, Value)> = HashMap::new();
+    for (kind, body) in events {
+        if !kind.starts_with("item.") {
+            continue;
+        }
+        let resource = body["apiresource"].as_str().unwrap().to_owned();
+        let revision = body["revision"].as_i64().unwrap();
+        if last
+            .get(&resource)
+            .is_none_or(|(rev, _, _)| revision > *rev)
+        {
+            last.insert(resource, (revision, kind, body));
+        }
+    }
+    last.into_iter().map(|(k, (_, t, b))| (k, (t, b))).collect()
+}
+
+/// The events addressed to subscription `sub`, as stored: (type, body).
+async fn events_for(db: &TestDb<'_>, sub: &str) -> Vec<(String, Value)> {
+    db.client()
+        .await
+        .query(
+            &format!(
+                "SELECT e.type, e.body::text FROM walhook.events e
+                   JOIN walhook.deliveries d ON d.event_id = e.id
+                  WHERE d.subscription_id = '{sub}'"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), serde_json::from_str(r.get::<_, &str>(1)).unwrap()))
+        .collect()
+}
+
+/// The items table as `/items/<id>` -> row JSON.
+async fn table_rows(db: &TestDb<'_>) -> HashMap<String, Value> {
+    db.client()
+        .await
+        .query("SELECT id, kind, name, v FROM items", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let id: i32 = r.get(0);
+            let row = json!({"id": id, "kind": r.get::<_, String>(1),
+                             "name": r.get::<_, Option<String>>(2), "v": r.get::<_, i32>(3)});
+            (format!("/items/{id}"), row)
+        })
+        .collect()
+}
+
+/// Every row's last event is its current state; every gone row's is a delete.
+fn assert_final_state(last: &HashMap<String, (String, Value)>, table: &HashMap<String, Value>) {
+    for (resource, row) in table {
+        let (kind, body) = last
+            .get(resource)
+            .unwrap_or_else(|| panic!("{resource} has no event"));
+        assert_ne!(kind, "item.deleted", "{resource} exists");
+        assert_eq!(&body["resourcepayload"], row, "{resource} ({kind})");
+    }
+    for (resource, (kind, _)) in last {
+        if !table.contains_key(resource) {
+            assert_eq!(kind, "item.deleted", "{resource} is gone");
+        }
+    }
+}
+
+const CHURN: &str = "CREATE PROCEDURE churn(n int, max_id int) LANGUAGE plpgsql AS $$
+    DECLARE k int;
+    BEGIN
+        FOR i IN 1 .. n LOOP
+            k := 1 + floor(random() * max_id)::int;
+            IF random() < 0.2 THEN
+                DELETE FROM items WHERE id = k;
+            ELSE
+                INSERT INTO items (id, name) VALUES (k, md5(random()::text))
+                    ON CONFLICT (id) DO UPDATE SET v = items.v + 1, name = excluded.name;
+            END IF;
+            COMMIT;
+            PERFORM pg_sleep(0.004);
+        END LOOP;
+    END $$;";
+
+/// `writers` sessions each making `n` random single-row changes (updates,
+/// deletes, inserts of ids up to `max_id`).
+fn churn(
+    db: &TestDb<'_>,
+    writers: usize,
+    n: u32,
+    max_id: u32,
+) -> Vec<std::thread::JoinHandle<String>> {
+    (0..writers)
+        .map(|_| {
+            let url = db.url();
+            let call = format!("CALL churn({n}, {max_id})");
+            std::thread::spawn(move || support::cluster::psql_url(&url, &call))
+        })
+        .collect()
+}
+
+async fn wait_events(db: &TestDb<'_>, n: i64) {
+    wait_until(WAIT, "the writers' first changes", || async {
+        (value(db, "SELECT count(*) FROM walhook.events").await > n).then_some(())
+    })
+    .await;
+}
+
+/// The consistency check at the store: 20,000 rows, 4 writers. Receivers are
+/// slow to drain 20,000 deliveries in a debug build on a shared machine, so
+/// this test reads what each subscription is sent from walhook.deliveries;
+/// the next test checks the same at a receiver, smaller and ordered.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_writers_every_row_ends_in_its_final_state() {
+    let db = Cluster::shared().new_database();
+    prepare(&db, 20_000);
+    db.psql(CHURN);
+    let receiver = Receiver::start().await;
+    let bystander = Receiver::start().await;
+    let sub = subscribe(&db, &receiver.url(), "", "");
+    let other = subscribe(&db, &bystander.url(), "", "");
+    let walhook = start(&db);
+    let writers = churn(&db, 4, 1500, 22_000);
+    wait_events(&db, 200).await;
+
+    let (ok, out, err) = backfill_cli(&db, &["--subscription", &sub, "--table", "items"]).await;
+    assert!(ok, "walhook backfill failed:\n{out}\n{err}");
+    let id = out.lines().next().unwrap().trim().to_owned();
+    assert!(
+        uuid::Uuid::parse_str(&id).is_ok(),
+        "first line is the id:\n{out}"
+    );
+    assert!(out.lines().last().unwrap().contains("done"), "{out}");
+
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    db.psql("INSERT INTO items (id, name) VALUES (99999, 'sentinel')");
+    wait_until(WAIT, "the sentinel stored", || async {
+        (value(
+            &db,
+            "SELECT count(*) FROM walhook.events WHERE apiresource = '/items/99999'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    // the writers did write while the backfill ran
+    let during = format!(
+        "SELECT count(*) FROM walhook.events e, walhook.backfills b
+          WHERE b.id = '{id}' AND e.type <> 'item.snapshot'
+            AND e.commit_time BETWEEN b.started_at AND b.finished_at"
+    );
+    assert!(
+        value(&db, &during).await > 100,
+        "too few changes overlapped the backfill"
+    );
+
+    // for every row, the last event by commit order is the row's final state
+    let last = last_by_revision(events_for(&db, &sub).await);
+    assert_final_state(&last, &table_rows(&db).await);
+
+    // snapshots: stored once each, counted, for that subscription only
+    let snapshots = value(
+        &db,
+        "SELECT count(*) FROM walhook.events WHERE type = 'item.snapshot'",
+    )
+    .await;
+    let rows_sent = value(
+        &db,
+        &format!("SELECT rows_sent FROM walhook.backfills WHERE id = '{id}'"),
+    )
+    .await;
+    assert_eq!(snapshots, rows_sent);
+    assert!(rows_sent > 10_000 && rows_sent <= 22_000, "{rows_sent}");
+    assert_eq!(
+        value(
+            &db,
+            "SELECT count(DISTINCT apiresource) FROM walhook.events WHERE type = 'item.snapshot'"
+        )
+        .await,
+        snapshots
+    );
+    assert!(
+        events_for(&db, &other)
+            .await
+            .iter()
+            .all(|(kind, _)| kind != "item.snapshot")
+    );
+
+    // metrics and status
+    let metrics = reqwest::get(format!(
+        "http://{}/metrics",
+        walhook.http_addr.as_ref().unwrap()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        metrics.contains(&format!("walhook_backfill_rows_total {rows_sent}")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("walhook_backfills_running 0"), "{metrics}");
+    let (status, out, _) =
+        support::walhook(&["status", "--database-url", &db.url(), "--slot", &db.slot]);
+    assert!(status.success());
+    assert!(
+        out.contains(&id) && out.contains(&format!("done: {rows_sent} rows sent")),
+        "{out}"
+    );
+}
+
+/// At a receiver, for an ordered subscription: final states, and a row's
+/// snapshot arrives before any later change of that row.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ordered_receiver_gets_each_snapshot_before_later_changes() {
+    let db = Cluster::shared().new_database();
+    prepare(&db, 1_000);
+    db.psql(CHURN);
+    let receiver = Receiver::start().await;
+    let sub = subscribe(&db, &receiver.url(), ", ordered", ", true");
+    let _walhook = start(&db);
+    let writers = churn(&db, 2, 400, 1_100);
+    wait_events(&db, 50).await;
+    let id = db.psql(&format!(
+        "INSERT INTO walhook.backfills (subscription_id, source_table, rows_per_second)
+         VALUES ('{sub}', 'items', 500) RETURNING id"
+    ));
+    wait_backfill(&db, &id, "done").await;
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    db.psql("INSERT INTO items (id, name) VALUES (99999, 'sentinel')");
+    wait_settled(&db, &receiver, "/items/99999").await;
+
+    let received: Vec<(String, Value)> = receiver
+        .received()
+        .iter()
+        .map(|r| (r.header("webhook-event-type").unwrap(), r.json()))
+        .collect();
+    assert_final_state(&last_by_revision(received.clone()), &table_rows(&db).await);
+    let mut snapshot_at: HashMap<String, (usize, i64)> = HashMap::new();
+    for (i, (kind, body)) in received.iter().enumerate() {
+        if kind == "item.snapshot" {
+            let resource = body["apiresource"].as_str().unwrap().to_owned();
+            snapshot_at
+                .entry(resource)
+                .or_insert((i, body["revision"].as_i64().unwrap()));
+        }
+    }
+    assert!(snapshot_at.len() > 500, "{}", snapshot_at.len());
+    for (i, (_, body)) in received.iter().enumerate() {
+        let Some(&(at, revision)) = snapshot_at.get(body["apiresource"].as_str().unwrap_or(""))
+        else {
+            continue;
+        };
+        if body["revision"].as_i64().unwrap() > revision {
+            assert!(
+                i > at,
+                "a later change of {} arrived before its snapshot",
+                body["apiresource"]
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_mid_backfill_resumes_and_stores_nothing_twice() {
+    let db = Cluster::shared().new_database();
+    prepare(&db, 20_000);
+    let receiver = Receiver::start().await;
+    let sub = subscribe(&db, &receiver.url(), "", "");
+    let mut first = start(&db);
+    let id = db.psql(&format!(
+        "INSERT INTO walhook.backfills (subscription_id, source_table, rows_per_second)
+         VALUES ('{sub}', 'items', 4000) RETURNING id"
+    ));
+    let sent = format!("SELECT rows_sent FROM walhook.backfills WHERE id = '{id}'");
+    wait_until(WAIT, "some rows sent", || async {
+        (value(&db, &sent).await >= 3000).then_some(())
+    })
+    .await;
+    first.kill_9();
+    let at_kill = value(&db, &sent).await;
+    assert!(
+        at_kill < 20_000,
+        "the kill must happen mid-backfill ({at_kill})"
+    );
+    assert_eq!(
+        db.psql(&format!(
+            "SELECT status FROM walhook.backfills WHERE id = '{id}'"
+        )),
+        "running"
+    );
+    let _second = start(&db);
+    wait_backfill(&db, &id, "done").await;
+    assert_eq!(value(&db, &sent).await, 20_000);
+    assert_eq!(
+        value(
+            &db,
+            "SELECT count(*) FROM walhook.events WHERE type = 'item.snapshot'"
+        )
+        .await,
+        20_000
+    );
+    assert_eq!(
+        value(
+            &db,
+            "SELECT count(DISTINCT apiresource) FROM walhook.events"
+        )
+        .await,
+        20_000
+    );
+    // one delivery each (a receiver drains them; the delivery tests cover that)
+    assert_eq!(
+        value(
+            &db,
+            "SELECT count(DISTINCT event_id) FROM walhook.deliveries"
+        )
+        .await,
+        20_000
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_where_clause_selects_exactly_its_rows_for_a_new_subscription() {
+    let db = Cluster::shared().new_database();
+    prepare(&db, 3_000);
+    let bystander = Receiver::start().await;
+    subscribe(&db, &bystander.url(), "", "");
+    let _walhook = start(&db);
+    // created right before the backfill, with patterns that match no snapshot
+    let receiver = Receiver::start().await;
+    let sub = subscribe(&db, &receiver.url(), ", events", ", '{other.created}'");
+    let (ok, out, err) = backfill_cli(
+        &db,
+        &[
+            "--subscription",
+            &sub,
+            "--table",
+            "items",
+            "--where",
+            "kind = 'b' AND id <= 2500",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}\n{err}");
+    db.psql("INSERT INTO items (id, name) VALUES (99999, 'sentinel')");
+    wait_settled(&db, &bystander, "/items/99999").await;
+    let mut got: Vec<i64> = receiver
+        .received()
+        .iter()
+        .map(|r| {
+            assert_eq!(r.header("webhook-event-type").unwrap(), "item.snapshot");
+            r.json()["resourcepayload"]["id"].as_i64().unwrap()
+        })
+        .collect();
+    got.sort_unstable();
+    got.dedup();
+    let want: Vec<i64> = (1..=2500).filter(|i| i % 3 == 0).collect();
+    assert_eq!(got, want);
+    assert!(
+        bystander
+            .received()
+            .iter()
+            .all(|r| r.header("webhook-event-type").unwrap() != "item.snapshot")
+    );
+}
+
+#[test]
+fn refusals_name_their_cause() {
+    let db = Cluster::shared().database();
+    prepare(&db, 10);
+    db.psql(
+        "CREATE TABLE unrouted (id int PRIMARY KEY);
+         CREATE TABLE keyless (id int);
+         INSERT INTO walhook.routes (source_table, resource, apiresource) VALUES ('keyless', 'k', '/k/{id}');",
+    );
+    let sub = db.psql(
+        "INSERT INTO walhook.subscriptions (url) VALUES ('http://127.0.0.1:9/h') RETURNING id",
+    );
+    let insert = |table: &str, clause: &str| {
+        db.try_psql(&format!(
+            "INSERT INTO walhook.backfills (subscription_id, source_table, where_clause)
+             VALUES ('{sub}', '{table}', {clause})"
+        ))
+        .expect_err("refused")
+    };
+    assert!(insert("unrouted", "NULL").contains("route"));
+    let missing = db
+        .try_psql(
+            "INSERT INTO walhook.backfills (subscription_id, source_table)
+             VALUES ('00000000-0000-0000-0000-000000000001', 'items')",
+        )
+        .expect_err("refused");
+    assert!(
+        missing.contains("subscription") && missing.contains("does not exist"),
+        "{missing}"
+    );
+    assert!(insert("keyless", "NULL").contains("primary key"));
+    for clause in [
+        "'nope = 1'",
+        "'kind ='",
+        "'true; DELETE FROM items'",
+        "'true) UNION SELECT 1 FROM pg_class WHERE (true'",
+        "'id'",
+        "''",
+    ] {
+        let err = insert("items", clause);
+        assert!(err.contains("where_clause"), "{clause}: {err}");
+    }
+    db.psql(&format!(
+        "INSERT INTO walhook.backfills (subscription_id, source_table, where_clause)
+         VALUES ('{sub}', 'items', 'kind = ''a;b'' OR id > 3')"
+    ));
+    // the command line says the same and exits non-zero
+    let (status, out, err) = support::walhook(&[
+        "backfill",
+        "--database-url",
+        &db.url(),
+        "--subscription",
+        &sub,
+        "--table",
+        "unrouted",
+    ]);
+    assert!(!status.success());
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("route"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_stops_the_backfill_and_keeps_what_was_stored() {
+    let db = Cluster::shared().new_database();
+    prepare(&db, 20_000);
+    let receiver = Receiver::start().await;
+    let sub = subscribe(&db, &receiver.url(), "", "");
+    let _walhook = start(&db);
+    let (ok, out, err) = backfill_cli(
+        &db,
+        &[
+            "--subscription",
+            &sub,
+            "--table",
+            "items",
+            "--rows-per-second",
+            "200",
+            "--detach",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let id = out.trim().to_owned();
+    assert_eq!(out.lines().count(), 1, "--detach prints the id only: {out}");
+    let sent = format!("SELECT rows_sent FROM walhook.backfills WHERE id = '{id}'");
+    wait_until(WAIT, "some rows sent", || async {
+        (value(&db, &sent).await > 0).then_some(())
+    })
+    .await;
+    db.psql(&format!(
+        "UPDATE walhook.backfills SET status = 'cancelled' WHERE id = '{id}'"
+    ));
+    assert_eq!(
+        db.psql(&format!(
+            "SELECT finished_at IS NOT NULL FROM walhook.backfills WHERE id = '{id}'"
+        )),
+        "t"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stopped_at = value(&db, &sent).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        value(&db, &sent).await,
+        stopped_at,
+        "a cancelled backfill stops"
+    );
+    assert!(stopped_at < 20_000);
+    let snapshots = value(
+        &db,
+        "SELECT count(*) FROM walhook.events WHERE type = 'item.snapshot'",
+    )
+    .await;
+    assert!(snapshots >= stopped_at);
+    wait_until(WAIT, "stored snapshots delivered", || async {
+        (value(
+            &db,
+            "SELECT count(*) FROM walhook.deliveries WHERE status = 'succeeded'",
+        )
+        .await
+            == snapshots)
+            .then_some(())
+    })
+    .await;
+
+    // set back to pending (uncapped), it resumes from its cursor
+    db.psql(&format!(
+        "UPDATE walhook.backfills SET status = 'pending', rows_per_second = NULL WHERE id = '{id}'"
+    ));
+    wait_backfill(&db, &id, "done").await;
+    assert_eq!(value(&db, &sent).await, 20_000);
+    assert_eq!(
+        value(
+            &db,
+            "SELECT count(DISTINCT apiresource) FROM walhook.events WHERE type = 'item.snapshot'"
+        )
+        .await,
+        20_000
+    );
+    assert_eq!(
+        value(
+            &db,
+            "SELECT count(*) FROM walhook.events WHERE type = 'item.snapshot'"
+        )
+        .await,
+        20_000
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_route_removed_mid_backfill_fails_it_with_its_error() {
+    let db = Cluster::shared().new_database();
+    prepare(&db, 5_000);
+    let receiver = Receiver::start().await;
+    let sub = subscribe(&db, &receiver.url(), "", "");
+    let _walhook = start(&db);
+    let id = db.psql(&format!(
+        "INSERT INTO walhook.backfills (subscription_id, source_table, rows_per_second)
+         VALUES ('{sub}', 'items', 100) RETURNING id"
+    ));
+    wait_backfill(&db, &id, "running").await;
+    db.psql("DELETE FROM walhook.routes WHERE source_table = 'items'::regclass");
+    wait_backfill(&db, &id, "failed").await;
+    let error = db.psql(&format!(
+        "SELECT error FROM walhook.backfills WHERE id = '{id}'"
+    ));
+    assert!(error.contains("route"), "{error}");
+    assert!(
+        value(
+            &db,
+            &format!("SELECT rows_sent FROM walhook.backfills WHERE id = '{id}'")
+        )
+        .await
+            < 5_000
+    );
+}
+
+/// The issue's memory bound: a 1,000,000-row backfill under 64 MiB RSS. Not
+/// timed; slow (about a minute of inserts), hence ignored by default. The
+/// subscription is disabled so the measure is the backfill's, not delivery's.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn a_million_row_backfill_stays_under_64_mib() {
+    let db = Cluster::shared().new_database();
+    prepare(&db, 1_000_000);
+    let sub = subscribe(&db, "http://127.0.0.1:9/h", ", disabled", ", true");
+    let walhook = start(&db);
+    let id = db.psql(&format!(
+        "INSERT INTO walhook.backfills (subscription_id, source_table) VALUES ('{sub}', 'items') RETURNING id"
+    ));
+    wait_until(Duration::from_secs(1800), "the backfill done", || async {
+        (value(
+            &db,
+            &format!(
+                "SELECT count(*) FROM walhook.backfills WHERE id = '{id}' AND status = 'done'"
+            ),
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", walhook.pid())).unwrap();
+    let hwm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    eprintln!(
+        "peak RSS of walhook over a 1,000,000-row backfill: {} KiB",
+        hwm_kib
+    );
+    assert_eq!(
+        value(
+            &db,
+            &format!("SELECT rows_sent FROM walhook.backfills WHERE id = '{id}'")
+        )
+        .await,
+        1_000_000
+    );
+    assert!(hwm_kib < 64 * 1024, "peak RSS {hwm_kib} KiB");
+}
