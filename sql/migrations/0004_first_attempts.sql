@@ -33,3 +33,8 @@ CREATE TRIGGER subscriptions_signature_schemes_check
 --    no claim and no lease update precede a first attempt. Nothing else changes
 --    in the table: a lease that expires (its instance died) makes the delivery
 --    claimable by any instance, as before.
+
+-- 3. Room on each page for the lease and outcome updates of a delivery row to
+--    stay on its page: a claim's lease update touches no indexed column, so with
+--    free space it is a HOT update (no new index entries).
+ALTER TABLE walhook.deliveries SET (fillfactor = 70);
