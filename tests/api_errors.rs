@@ -184,7 +184,8 @@ async fn every_url_rule_is_a_400_naming_url_and_the_rule() {
         ("https://receiver.example/hooks?a=1", "query"),
         ("https://receiver.example/hooks#frag", "fragment"),
         ("https:///hooks", "host"),
-        ("https://bücher.example/hooks", "host"),
+        // a non-ASCII host is stored in IDNA form; only what IDNA refuses is a 400
+        ("https://b\u{e000}cher.example/hooks", "host"),
         ("https://10.0.0.1/hooks", "ip-literal"),
         ("https://[::1]/hooks", "ip-literal"),
         ("https://localhost/hooks", "private"),
