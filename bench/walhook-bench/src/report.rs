@@ -26,12 +26,15 @@ pub fn write_run(out: &Path, run: usize, result: &RunResult) -> anyhow::Result<(
     Ok(())
 }
 
+/// One figure's values over the runs, per binary label.
+type ByLabel<'a> = BTreeMap<&'a str, Vec<f64>>;
+
 /// Median and (min, max) of each figure over the runs, in first-seen order;
 /// one pair of columns per binary under test (`labels`, baseline first) and,
 /// with more than one, the ratio of the last binary's median to the first's.
 pub fn table(runs: &[RunResult], labels: &[&str]) -> String {
     let mut order = Vec::new();
-    let mut values: BTreeMap<(String, &str), (BTreeMap<&str, Vec<f64>>, &str)> = BTreeMap::new();
+    let mut values: BTreeMap<(String, &str), (ByLabel, &str)> = BTreeMap::new();
     for run in runs {
         for f in &run.figures {
             let key = (f.scenario.clone(), f.name);
