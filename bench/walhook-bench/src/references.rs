@@ -1,7 +1,9 @@
-//! The references every figure is divided by, measured in the same run on a copy
-//! of walhook's slot taken before walhook drains it: `pg_recvlogical` decoding
-//! with pgoutput to /dev/null (the ceiling: PostgreSQL's own decoding speed) and
-//! the naive Python peer (`bench/naive_peer.py`) on a test_decoding copy.
+//! The decoding references a drain is divided by, measured in the same run on a
+//! copy of walhook's slot taken before walhook drains it: `pg_recvlogical`
+//! decoding with pgoutput to /dev/null (the ceiling: PostgreSQL's own decoding
+//! speed) and the naive Python peer (`bench/naive_peer.py`) on a test_decoding
+//! copy. The first reference, PostgreSQL's write rate with walhook stopped, is
+//! timed where the backlog is written (`workload::write_backlog`).
 
 use std::path::Path;
 use std::process::Stdio;

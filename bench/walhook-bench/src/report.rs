@@ -97,11 +97,15 @@ pub fn table(runs: &[RunResult], labels: &[&str]) -> String {
     out
 }
 
-fn num(v: f64) -> String {
+/// A figure for the table: whole numbers from 100, else one decimal, two
+/// below 1 (ratios such as walhook / write rate).
+pub fn num(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
-    } else {
+    } else if v >= 1.0 {
         format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
     }
 }
 

@@ -99,8 +99,9 @@ pub struct Bench<'a> {
 impl Bench<'_> {
     fn add(&mut self, scenario: &str, name: &'static str, value: f64, unit: &'static str) {
         eprintln!(
-            "   {:<10} {scenario:<16} {name:<36} {value:>12.1} {unit}",
-            self.binary.label
+            "   {:<10} {scenario:<16} {name:<36} {:>12} {unit}",
+            self.binary.label,
+            crate::report::num(value)
         );
         self.result.figures.push(Figure {
             scenario: scenario.to_owned(),
