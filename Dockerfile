@@ -10,6 +10,8 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY sql ./sql
 COPY examples ./examples
+# a workspace member (the benchmark): cargo reads its manifest, builds nothing of it
+COPY bench/walhook-bench ./bench/walhook-bench
 # The cache mounts keep the registry and target/ between builds, so the binaries
 # are copied out of target/ in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

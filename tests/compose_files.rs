@@ -405,8 +405,16 @@ fn dockerfile_builds_both_binaries_from_existing_sources() {
             copied.push(source.trim_end_matches('/').to_owned());
         }
     }
-    // the manifest, the lock (--locked), the crate, include_str!'d SQL, the example
-    for needed in ["Cargo.toml", "Cargo.lock", "src", "sql", "examples"] {
+    // the manifest, the lock (--locked), the crate, include_str!'d SQL, the
+    // example, and the workspace's other member (cargo loads every member)
+    for needed in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src",
+        "sql",
+        "examples",
+        "bench/walhook-bench",
+    ] {
         assert!(
             copied.iter().any(|c| c == needed),
             "the builder needs {needed}"

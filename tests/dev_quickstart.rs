@@ -189,7 +189,7 @@ fn killed_dev_leaves_no_cluster_behind() {
 
 #[test]
 fn readme_first_command_names_no_binary_so_walhook_is_the_default_run() {
-    // README: `cargo run --release -- dev`; with walhook-bench in the package,
+    // README: `cargo run --release -- dev`; with walhook-bench a default member,
     // cargo needs `default-run` to know which binary that is.
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();

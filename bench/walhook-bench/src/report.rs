@@ -26,10 +26,15 @@ pub fn write_run(out: &Path, run: usize, result: &RunResult) -> anyhow::Result<(
     Ok(())
 }
 
-/// Median and (min, max) of each figure over the runs, in first-seen order.
-pub fn table(runs: &[RunResult]) -> String {
+/// One figure's values over the runs, per binary label.
+type ByLabel<'a> = BTreeMap<&'a str, Vec<f64>>;
+
+/// Median and (min, max) of each figure over the runs, in first-seen order;
+/// one pair of columns per binary under test (`labels`, baseline first) and,
+/// with more than one, the ratio of the last binary's median to the first's.
+pub fn table(runs: &[RunResult], labels: &[&str]) -> String {
     let mut order = Vec::new();
-    let mut values: BTreeMap<(String, &str), (Vec<f64>, &str)> = BTreeMap::new();
+    let mut values: BTreeMap<(String, &str), (ByLabel, &str)> = BTreeMap::new();
     for run in runs {
         for f in &run.figures {
             let key = (f.scenario.clone(), f.name);
@@ -38,37 +43,69 @@ pub fn table(runs: &[RunResult]) -> String {
             }
             values
                 .entry(key)
-                .or_insert_with(|| (Vec::new(), f.unit))
+                .or_insert_with(|| (BTreeMap::new(), f.unit))
                 .0
+                .entry(f.walhook.as_str())
+                .or_default()
                 .push(f.value);
         }
     }
-    let mut out = format!(
-        "| scenario | figure | median | min - max ({} runs) | unit |\n|---|---|---:|---:|---|\n",
-        runs.len()
-    );
+    let spread = format!("min - max ({} runs)", runs.len());
+    let mut header = String::from("| scenario | figure |");
+    let mut rule = String::from("|---|---|");
+    if let [_] = labels {
+        let _ = write!(header, " median | {spread} |");
+        rule.push_str("---:|---:|");
+    } else {
+        for label in labels {
+            let _ = write!(header, " {label}: median | {label}: {spread} |");
+            rule.push_str("---:|---:|");
+        }
+        let _ = write!(header, " {} / {} |", labels[labels.len() - 1], labels[0]);
+        rule.push_str("---:|");
+    }
+    let mut out = format!("{header} unit |\n{rule}---|\n");
     for key in order {
-        let (mut v, unit) = values.remove(&key).unwrap_or_default();
-        v.sort_by(f64::total_cmp);
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} - {} | {} |",
-            key.0,
-            key.1,
-            num(percentile(&v, 0.5)),
-            num(v[0]),
-            num(v[v.len() - 1]),
-            unit
-        );
+        let (mut by_label, unit) = values.remove(&key).unwrap_or_default();
+        let _ = write!(out, "| {} | {} |", key.0, key.1);
+        let mut medians = Vec::new();
+        for label in labels {
+            let mut v = by_label.remove(label).unwrap_or_default();
+            v.sort_by(f64::total_cmp);
+            match (v.first(), v.last()) {
+                (Some(lo), Some(hi)) => {
+                    let median = percentile(&v, 0.5);
+                    medians.push(median);
+                    let _ = write!(out, " {} | {} - {} |", num(median), num(*lo), num(*hi));
+                }
+                _ => {
+                    medians.push(f64::NAN);
+                    out.push_str(" | |");
+                }
+            }
+        }
+        if labels.len() > 1 {
+            let ratio = medians[medians.len() - 1] / medians[0];
+            if ratio.is_finite() {
+                let _ = write!(out, " {ratio:.2} |");
+            } else {
+                out.push_str(" |");
+            }
+        }
+        let _ = writeln!(out, " {unit} |");
     }
     out
 }
 
-fn num(v: f64) -> String {
+/// A figure for the table: whole numbers from 100, else one decimal, two
+/// below 1 (ratios such as walhook / write rate).
+pub fn num(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
-    } else {
+    } else if v >= 1.0 {
         format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
     }
 }
 

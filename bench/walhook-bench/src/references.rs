@@ -1,11 +1,15 @@
-//! The references every figure is divided by, measured in the same run on a copy
-//! of walhook's slot taken before walhook drains it: `pg_recvlogical` decoding
-//! with pgoutput to /dev/null (the ceiling: PostgreSQL's own decoding speed) and
-//! the naive Python peer (`bench/naive_peer.py`) on a test_decoding copy.
+//! The decoding references a drain is divided by, measured in the same run on a
+//! copy of walhook's slot taken before walhook drains it: `pg_recvlogical`
+//! decoding with pgoutput to /dev/null (the ceiling: PostgreSQL's own decoding
+//! speed) and the naive Python peer (`bench/naive_peer.py`) on a test_decoding
+//! copy. The first reference, PostgreSQL's write rate with walhook stopped, is
+//! timed where the backlog is written (`workload::write_backlog`).
 
 use std::path::Path;
-use std::process::Command;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
+
+use tokio::process::Command;
 
 use walhook::local_cluster::LocalCluster;
 
@@ -35,7 +39,7 @@ pub async fn drop_slot(db: &Database, slot: &str) {
 }
 
 /// Seconds `pg_recvlogical` takes to decode slot `slot` up to `end_lsn`.
-pub fn ceiling_seconds(
+pub async fn ceiling_seconds(
     cluster: &LocalCluster,
     db: &Database,
     slot: &str,
@@ -46,7 +50,8 @@ pub fn ceiling_seconds(
         .args(["-d", &db.url, "--slot", slot, "--start", "--no-loop"])
         .args(["-o", "proto_version=1", "-o", "publication_names=walhook"])
         .args(["--endpos", end_lsn, "-f", "/dev/null"])
-        .output()?;
+        .output()
+        .await?;
     anyhow::ensure!(
         out.status.success(),
         "pg_recvlogical failed: {}",
@@ -56,29 +61,24 @@ pub fn ceiling_seconds(
 }
 
 /// Changes/s of the naive peer posting `changes` changes from slot `slot`.
-pub fn naive_rate(
+pub async fn naive_rate(
     python: &Path,
     db: &Database,
     slot: &str,
     receiver_url: &str,
     changes: usize,
 ) -> anyhow::Result<f64> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/naive_peer.py");
-    let mut child = Command::new(python)
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../naive_peer.py");
+    let child = Command::new(python)
         .arg(script)
         .args(["--dsn", &db.url, "--slot", slot, "--url", receiver_url])
         .args(["--changes", &changes.to_string()])
-        .stdout(std::process::Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while child.try_wait()?.is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            anyhow::bail!("the naive peer did not finish within 600 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output()?;
+    let out = tokio::time::timeout(Duration::from_secs(600), child.wait_with_output())
+        .await
+        .map_err(|_| anyhow::anyhow!("the naive peer did not finish within 600 s"))??;
     anyhow::ensure!(out.status.success(), "naive peer failed");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let posted = report["changes"].as_f64().unwrap_or(0.0);

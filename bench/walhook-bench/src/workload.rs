@@ -4,6 +4,7 @@
 //! organisation updates (events of about 500-700 bytes of JSON) in transactions
 //! of a chosen size; plus paced single-row writers for the live scenarios.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -63,12 +64,14 @@ pub struct Database {
     pub client: Client,
 }
 
-/// Create database `name` with the walhook schema, the example directory, the
-/// seed rows and `subscriptions` subscriptions to `receiver_url` (`/<i>`
-/// appended when more than one) using `retry_schedule` when given.
+/// Create database `name` with the walhook schema (`walhook migrate` of the
+/// binary under test), the example directory, the seed rows and `subscriptions`
+/// subscriptions to `receiver_url` (`/<i>` appended when more than one) using
+/// `retry_schedule` when given.
 pub async fn prepare(
     cluster: &LocalCluster,
     name: &str,
+    walhook: &Path,
     receiver_url: Option<&str>,
     subscriptions: usize,
     retry_schedule: Option<&str>,
@@ -78,9 +81,8 @@ pub async fn prepare(
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await?;
     let url = cluster.url(name);
-    let mut client = connect(&url).await?;
-    walhook::store::migrate::migrate(&mut client).await?;
-    walhook::store::keys::ensure_key(&client).await?;
+    crate::walhook_process::migrate(walhook, &url).await?;
+    let client = connect(&url).await?;
     client
         .batch_execute(include_str!("../../../sql/examples/directory.sql"))
         .await?;
@@ -107,16 +109,21 @@ pub async fn prepare(
     Ok(Database { url, client })
 }
 
+/// A plain loopback connection (the bench's own; walhook makes its own).
 pub async fn connect(url: &str) -> anyhow::Result<Client> {
-    Ok(walhook::store::connect(&walhook::tls::Database::parse(url)?).await?)
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
 }
 
-/// Write `total` changes in transactions of `per_txn` rows (server-side).
-pub async fn write_backlog(db: &Database, total: usize, per_txn: usize) -> anyhow::Result<()> {
+/// Write `total` changes in transactions of `per_txn` rows (server-side);
+/// returns the rate PostgreSQL wrote them at, in changes/s.
+pub async fn write_backlog(db: &Database, total: usize, per_txn: usize) -> anyhow::Result<f64> {
+    let started = Instant::now();
     db.client
         .batch_execute(&format!("CALL bench_write({total}, {per_txn})"))
         .await?;
-    Ok(())
+    Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Single-row commits from `writers` connections for `duration` at `rate`
@@ -127,6 +134,10 @@ pub async fn write_live(
     rate: Option<f64>,
     duration: Duration,
 ) -> anyhow::Result<u64> {
+    // every call writes values of its own: an update that changes nothing
+    // yields no event, and a database may see more than one call
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
     let written = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -149,7 +160,9 @@ pub async fn write_live(
                 if k.is_multiple_of(2) {
                     client.execute(&insert, &[&n]).await?;
                 } else {
-                    client.execute(&update, &[&n, &k.to_string()]).await?;
+                    client
+                        .execute(&update, &[&n, &format!("{call}-{k}")])
+                        .await?;
                 }
                 written.fetch_add(1, Ordering::Relaxed);
                 k += 1;
@@ -188,4 +201,26 @@ pub async fn events(client: &Client) -> anyhow::Result<i64> {
         .query_one("SELECT count(*) FROM walhook.events", &[])
         .await?
         .get(0))
+}
+
+/// The pid of the PostgreSQL process serving `client`.
+pub async fn backend_pid(client: &Client) -> anyhow::Result<u32> {
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await?
+        .get(0);
+    Ok(u32::try_from(pid)?)
+}
+
+/// Delivery attempts recorded per walhook instance, largest first.
+pub async fn attempts_per_instance(client: &Client) -> anyhow::Result<Vec<i64>> {
+    Ok(client
+        .query(
+            "SELECT count(*) FROM walhook.delivery_attempts GROUP BY instance_id ORDER BY 1 DESC",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }

@@ -1,0 +1,255 @@
+//! Backlog drains: changes written while walhook is stopped (their write rate is
+//! the first reference), then walhook started and timed until the receiver has
+//! every delivery and every delivery is recorded `succeeded`. One instance (100-
+//! and 1-row transactions), ten subscriptions (fan-out), and two instances on
+//! one slot (the standby claims backlog with `FOR UPDATE SKIP LOCKED`).
+
+use std::time::{Duration, Instant};
+
+use super::{Bench, finish, wait_for};
+use crate::cpu::{CpuMeter, CpuUse};
+use crate::receiver::Receiver;
+use crate::references;
+use crate::workload::{self, Database};
+
+/// What one timed drain measured.
+struct Drained {
+    seconds: f64,
+    /// The largest peak RSS of the instances, MiB.
+    peak_rss: f64,
+    cpu: CpuUse,
+}
+
+/// Start `instances` walhook processes on a written backlog and time them until
+/// the receiver has `total` distinct deliveries and all are recorded
+/// `succeeded`.
+async fn drain_backlog(
+    bench: &Bench<'_>,
+    db: &Database,
+    slot: &str,
+    receiver: &Receiver,
+    total: usize,
+    instances: usize,
+) -> anyhow::Result<Drained> {
+    let started = Instant::now();
+    let mut walhooks = Vec::new();
+    for _ in 0..instances {
+        walhooks.push(bench.spawn_walhook(db, slot)?.0);
+    }
+    let meter = CpuMeter::start(bench.postmaster, walhooks.iter().map(|w| w.pid()).collect());
+    let all_alive = || {
+        anyhow::ensure!(
+            walhooks.iter().all(|w| w.alive()),
+            "walhook exited during the drain"
+        );
+        Ok(())
+    };
+    wait_for(
+        "every delivery received",
+        Duration::from_secs(900),
+        || async {
+            all_alive()?;
+            Ok(receiver.distinct() >= total)
+        },
+    )
+    .await?;
+    wait_for(
+        "every delivery recorded",
+        Duration::from_secs(300),
+        || async {
+            all_alive()?;
+            Ok(workload::succeeded(&db.client).await? >= total as i64)
+        },
+    )
+    .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = meter.stop();
+    let peak_rss = walhooks
+        .iter()
+        .map(|w| w.peak_rss_mib())
+        .fold(0.0, f64::max);
+    for walhook in walhooks {
+        walhook.stop().await;
+    }
+    Ok(Drained {
+        seconds,
+        peak_rss,
+        cpu,
+    })
+}
+
+/// CPU per delivered event (µs) of walhook, PostgreSQL (all its processes) and
+/// the bench's receiver, and the average load of the first two (% of a core).
+fn add_cpu(bench: &mut Bench<'_>, scenario: &str, cpu: &CpuUse, events: usize) {
+    let per_event = |seconds: f64| seconds * 1e6 / events as f64;
+    bench.add(
+        scenario,
+        "walhook CPU per event",
+        per_event(cpu.walhook),
+        "µs",
+    );
+    bench.add(
+        scenario,
+        "PostgreSQL CPU per event",
+        per_event(cpu.postgres),
+        "µs",
+    );
+    bench.add(
+        scenario,
+        "receiver CPU per event",
+        per_event(cpu.bench),
+        "µs",
+    );
+    bench.add(
+        scenario,
+        "walhook CPU",
+        100.0 * cpu.walhook / cpu.wall,
+        "% of a core",
+    );
+    bench.add(
+        scenario,
+        "PostgreSQL CPU",
+        100.0 * cpu.postgres / cpu.wall,
+        "% of a core",
+    );
+}
+
+/// A database with `subscriptions` subscriptions to `receiver`, walhook's slot
+/// created (walhook started and stopped), and `changes` changes written in
+/// `per_txn`-row transactions; returns it and PostgreSQL's write rate.
+async fn with_backlog(
+    bench: &Bench<'_>,
+    name: &str,
+    receiver: &Receiver,
+    subscriptions: usize,
+    changes: usize,
+    per_txn: usize,
+) -> anyhow::Result<(Database, f64)> {
+    let db = workload::prepare(
+        bench.cluster,
+        name,
+        &bench.binary.path,
+        Some(&receiver.url()),
+        subscriptions,
+        None,
+    )
+    .await?;
+    bench.start_walhook(&db, name).await?.stop().await; // creates the slot
+    let write_rate = workload::write_backlog(&db, changes, per_txn).await?;
+    Ok((db, write_rate))
+}
+
+pub async fn drain(bench: &mut Bench<'_>, name: &str, per_txn: usize) -> anyhow::Result<()> {
+    let scenario = format!("drain {per_txn}-row");
+    let total = bench.sizes.backlog;
+    eprintln!("-- {scenario}: {total} changes, {}", bench.binary.label);
+    let receiver = Receiver::start().await?;
+    let (db, write_rate) = with_backlog(bench, name, &receiver, 1, total, per_txn).await?;
+    let end_lsn = workload::current_lsn(&db.client).await?;
+
+    references::copy_slot(&db, name, "ceiling", "pgoutput").await?;
+    let ceiling = references::ceiling_seconds(bench.cluster, &db, "ceiling", &end_lsn).await?;
+    references::drop_slot(&db, "ceiling").await;
+    let ceiling_rate = total as f64 / ceiling;
+
+    let naive_rate = match (&bench.options.python, per_txn) {
+        (Some(python), 100) => {
+            references::copy_slot(&db, name, "naive", "test_decoding").await?;
+            let naive_receiver = Receiver::start().await?;
+            let rate = references::naive_rate(
+                python,
+                &db,
+                "naive",
+                &naive_receiver.url(),
+                bench.sizes.naive_changes,
+            )
+            .await?;
+            references::drop_slot(&db, "naive").await;
+            Some(rate)
+        }
+        _ => None,
+    };
+
+    let drained = drain_backlog(bench, &db, name, &receiver, total, 1).await?;
+    let rate = total as f64 / drained.seconds;
+    bench.add(&scenario, "walhook / write rate", rate / write_rate, "x");
+    bench.add(&scenario, "walhook", rate, "events/s");
+    bench.add(
+        &scenario,
+        "write rate (walhook stopped)",
+        write_rate,
+        "changes/s",
+    );
+    bench.add(
+        &scenario,
+        "pg_recvlogical ceiling",
+        ceiling_rate,
+        "changes/s",
+    );
+    bench.add(
+        &scenario,
+        "walhook / ceiling",
+        100.0 * rate / ceiling_rate,
+        "%",
+    );
+    if let Some(naive) = naive_rate {
+        bench.add(&scenario, "naive peer", naive, "changes/s");
+        bench.add(&scenario, "walhook / naive", rate / naive, "x");
+    }
+    add_cpu(bench, &scenario, &drained.cpu, total);
+    bench.add(&scenario, "peak RSS", drained.peak_rss, "MiB");
+    finish(bench.cluster, db, name).await
+}
+
+pub async fn fanout(bench: &mut Bench<'_>, name: &str) -> anyhow::Result<()> {
+    const SUBSCRIPTIONS: usize = 10;
+    let scenario = "fan-out x10";
+    let changes = bench.sizes.fanout_changes;
+    eprintln!("-- {scenario}: {changes} changes, {}", bench.binary.label);
+    let receiver = Receiver::start().await?;
+    let (db, _) = with_backlog(bench, name, &receiver, SUBSCRIPTIONS, changes, 100).await?;
+    let total = changes * SUBSCRIPTIONS;
+    let drained = drain_backlog(bench, &db, name, &receiver, total, 1).await?;
+    bench.add(
+        scenario,
+        "deliveries",
+        total as f64 / drained.seconds,
+        "deliveries/s",
+    );
+    add_cpu(bench, scenario, &drained.cpu, total);
+    bench.add(scenario, "peak RSS", drained.peak_rss, "MiB");
+    finish(bench.cluster, db, name).await
+}
+
+/// Two instances of the binary on one slot and one backlog of 100-row
+/// transactions: one streams and stores, both deliver (the standby claims the
+/// stored backlog with `FOR UPDATE SKIP LOCKED`).
+pub async fn two_instances(bench: &mut Bench<'_>, name: &str) -> anyhow::Result<()> {
+    let scenario = "two instances";
+    let total = bench.sizes.backlog;
+    eprintln!("-- {scenario}: {total} changes, {}", bench.binary.label);
+    let receiver = Receiver::start().await?;
+    let (db, _) = with_backlog(bench, name, &receiver, 1, total, 100).await?;
+    let drained = drain_backlog(bench, &db, name, &receiver, total, 2).await?;
+    let rate = total as f64 / drained.seconds;
+    bench.add(scenario, "deliveries", rate, "deliveries/s");
+    if let Some(one) = bench.earlier("drain 100-row", "walhook") {
+        bench.add(scenario, "two / one instance", rate / one, "x");
+    }
+    let attempts = workload::attempts_per_instance(&db.client).await?;
+    let all: i64 = attempts.iter().sum();
+    let fewer = if attempts.len() > 1 {
+        attempts[attempts.len() - 1]
+    } else {
+        0
+    };
+    bench.add(
+        scenario,
+        "attempts by the less busy instance",
+        100.0 * fewer as f64 / all.max(1) as f64,
+        "%",
+    );
+    add_cpu(bench, scenario, &drained.cpu, total);
+    bench.add(scenario, "peak RSS", drained.peak_rss, "MiB");
+    finish(bench.cluster, db, name).await
+}
