@@ -48,9 +48,13 @@ use crate::telemetry;
 
 /// How long shutdown waits for in-flight requests before parking them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// While claims find work, claim again after this many requests ended (or
-/// when nothing is left waiting in memory).
-const CLAIM_AFTER_ENDED: usize = 16;
+/// Claims come in chunks: while claims find work, claim again after this many
+/// requests ended (or when nothing is left waiting in memory), and only when
+/// at least this much room is free. A claim walks every subscription's due
+/// deliveries, so it is worth one query per chunk, not per freed slot: with
+/// 10 subscriptions, claiming whenever one slot freed held fan-out to ~450
+/// deliveries/s.
+const CLAIM_AFTER_ENDED: usize = 64;
 /// How often subscriptions are re-read.
 const RELOAD_EVERY: Duration = Duration::from_secs(2);
 
@@ -170,8 +174,10 @@ impl Dispatcher {
             if backlog && (ended_since_claim >= CLAIM_AFTER_ENDED || scheduler.queued_total == 0) {
                 claim_due = true;
             }
-            if claim_due && scheduler.free() > 0 {
-                let limit = (scheduler.free() as i64).min(self.config.batch);
+            let free = scheduler.free();
+            let held = scheduler.running_total + scheduler.queued_total;
+            if claim_due && free > 0 && (free >= CLAIM_AFTER_ENDED || held == 0) {
+                let limit = (free as i64).min(self.config.batch);
                 match deliveries::claim(&client, instance, limit, &scheduler.busy()).await {
                     Ok(claimed) => {
                         backlog = !claimed.is_empty();
