@@ -228,7 +228,8 @@ impl Admission {
 }
 
 /// Lease of a first attempt: long enough to wait behind the receiver's other
-/// requests (at most twice its `max_in_flight` are admitted) and make its own.
+/// requests (the rounds this instance holds: [`ROUNDS_HELD`] admitted, and
+/// claimed jobs may queue beside them) and make its own.
 fn lease_secs(target: &SubscriptionTarget) -> f64 {
-    3.0 * target.timeout.as_secs_f64() + LEASE_MARGIN_SECS
+    (ROUNDS_HELD + 1) as f64 * target.timeout.as_secs_f64() + LEASE_MARGIN_SECS
 }
