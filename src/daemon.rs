@@ -50,9 +50,10 @@ pub enum DaemonError {
     Other(String),
 }
 
-/// Deliveries whose first attempt may wait or run in memory at once; the rest
-/// wait in PostgreSQL for a claim.
-const FIRST_ATTEMPTS_IN_MEMORY: usize = 1_024;
+/// Deliveries whose first attempt may wait or run in memory at once (each
+/// holds its event's body, shared by the event's deliveries: a few MiB); the
+/// rest wait in the WAL or in PostgreSQL.
+const FIRST_ATTEMPTS_IN_MEMORY: usize = 4_096;
 
 /// Run until shutdown is requested or a fatal error occurs.
 pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<(), DaemonError> {
@@ -100,7 +101,6 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     let dispatch_config = crate::delivery::dispatcher::DispatcherConfig::new(database.clone());
     let targets = crate::delivery::targets::Targets::default();
     let (first_attempts, first_attempt_jobs) = crate::delivery::first_attempts::FirstAttempts::new(
-        dispatch_config.instance_id,
         targets.clone(),
         FIRST_ATTEMPTS_IN_MEMORY,
     );
@@ -144,7 +144,7 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
         database: database.clone(),
         client: crate::store::connect(&database).await?,
         system_id: system_id.clone(),
-        durable: durable_tx,
+        positions: crate::delivery::positions::Positions::new(durable_tx),
         first_attempts,
         wake,
         store_failed: store_failed.clone(),

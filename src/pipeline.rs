@@ -11,17 +11,21 @@
 //! published only after its commit), so a million-row transaction needs no
 //! more memory than one batch; ids make a replay of its chunks idempotent.
 //!
-//! Deliveries the dispatcher has room for are inserted leased to this
-//! instance and handed to it in memory once the batch commits (see
-//! [`crate::delivery::first_attempts`]): a first attempt starts right after
-//! the commit that made it durable, without a claim query.
+//! Deliveries the dispatcher has room for get no row yet: they are handed to
+//! it in memory once the batch's events commit (see
+//! [`crate::delivery::first_attempts`]), and the batch's position becomes
+//! durable only when their outcomes are recorded
+//! ([`crate::delivery::positions`]). A batch whose deliveries do not all fit
+//! is written in chunks, each handed over after its commit.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 use tokio_postgres::Client;
 
-use crate::delivery::first_attempts::FirstAttempts;
+use crate::delivery::first_attempts::{Admit, FirstAttempts};
+use crate::delivery::positions::Positions;
 use crate::mapping::Mapper;
 use crate::mapping::event::Event;
 use crate::replication::change::TxnBegin;
@@ -39,6 +43,10 @@ pub const MAX_BATCH: usize = 2_000;
 /// 1,024 keep the writer fed (it batches while the next rows arrive).
 pub const ITEMS_CAPACITY: usize = 1_024;
 
+/// How long the writer waits, per chunk, for room for a receiver that keeps
+/// up before leaving the rest of its work to claims.
+const ROOM_WAIT: Duration = Duration::from_secs(1);
+
 /// Changes to this table are subscription changes (`webhook.*` events).
 const SUBSCRIPTIONS_TABLE: &str = "walhook.subscriptions";
 
@@ -50,8 +58,9 @@ pub struct Writer {
     /// The cluster's system identifier, from IDENTIFY_SYSTEM (set by the slot loop
     /// before the first item).
     pub system_id: Arc<OnceLock<String>>,
-    /// Position up to which every event is stored.
-    pub durable: watch::Sender<Lsn>,
+    /// Positions of committed batches, durable once their first attempts
+    /// are recorded.
+    pub positions: Positions,
     /// Where first attempts go once their batch commits.
     pub first_attempts: FirstAttempts,
     /// Woken after a batch commits deliveries that were not handed over (they
@@ -93,19 +102,10 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if !self.flush(&mut batch).await {
+            if !self.flush(&mut batch, position.take()).await {
                 failed = true;
                 batch.clear();
-                position = None;
                 self.store_failed.notify_one();
-                continue;
-            }
-            if let Some(lsn) = position.take() {
-                self.durable.send_if_modified(|durable| {
-                    let moved = lsn > *durable;
-                    *durable = (*durable).max(lsn);
-                    moved
-                });
             }
         }
     }
@@ -163,12 +163,18 @@ impl Writer {
         }
     }
 
-    /// Store the batch. On failure the caller drops the session: nothing past
-    /// the durable position was confirmed, so the slot will replay it, while
+    /// Store the batch, in chunks when its first attempts do not all fit in
+    /// memory at once, and hand each chunk's first attempts over. `position`
+    /// (the end of the batch's last complete transaction) goes with the last
+    /// chunk. On failure the caller drops the session: nothing past the
+    /// durable position was confirmed, so the slot will replay it, while
     /// holding on would keep the replication connection (and a PostgreSQL
     /// shutdown waiting on it) hostage.
-    async fn flush(&mut self, batch: &mut Vec<Event>) -> bool {
+    async fn flush(&mut self, batch: &mut Vec<Event>, position: Option<Lsn>) -> bool {
         if batch.is_empty() {
+            if position.is_some() {
+                self.positions.committed(position, 0);
+            }
             return true;
         }
         if self.client.is_closed() {
@@ -188,33 +194,78 @@ impl Writer {
         {
             tracing::warn!(%error, "reloading subscriptions failed; this batch's deliveries wait for a claim");
         }
+        let mut start = 0;
+        while start < batch.len() {
+            let (admission, end) = self.admit_chunk(batch, start).await;
+            let chunk = &batch[start..end];
+            let written = match write_batch(&mut self.client, chunk, |i, subscription| {
+                admission.admitted(start + i, subscription)
+            })
+            .await
+            {
+                Ok(written) => written,
+                Err(error) => {
+                    tracing::warn!(%error, events = chunk.len(), "storing events failed; the stream restarts from the last confirmed position");
+                    return false;
+                }
+            };
+            for event in chunk {
+                telemetry::EVENTS
+                    .with_label_values(&[&event.event_type])
+                    .inc();
+                if event.error.is_some() {
+                    telemetry::EVENT_ERRORS.with_label_values(&["build"]).inc();
+                }
+            }
+            let last = end == batch.len();
+            let first_attempts = admission.count(&written.new_events, start);
+            let ticket = self
+                .positions
+                .committed(if last { position } else { None }, first_attempts);
+            admission.hand_over(chunk, start, &written.new_events, &ticket);
+            if written.pending > 0 {
+                self.wake.notify_one();
+            }
+            start = end;
+        }
+        batch.clear();
+        true
+    }
+
+    /// Admit the deliveries of `batch[start..]` until one does not fit while
+    /// this chunk holds places (the chunk then ends before its event: its
+    /// places free only once the chunk is handed over). A receiver that keeps
+    /// up is waited for, up to [`ROOM_WAIT`] per chunk; the rest wait in
+    /// PostgreSQL. Returns the admission and the chunk's end.
+    async fn admit_chunk(
+        &self,
+        batch: &[Event],
+        start: usize,
+    ) -> (crate::delivery::first_attempts::Admission, usize) {
         let mut admission = self.first_attempts.admission();
-        let instance = self.first_attempts.instance();
-        match write_batch(&mut self.client, batch, instance, |event, subscription| {
-            admission.admit(event, subscription)
-        })
-        .await
-        {
-            Ok(created) => {
-                for event in batch.iter() {
-                    telemetry::EVENTS
-                        .with_label_values(&[&event.event_type])
-                        .inc();
-                    if event.error.is_some() {
-                        telemetry::EVENT_ERRORS.with_label_values(&["build"]).inc();
+        let mut waited = Duration::ZERO;
+        for (i, event) in batch.iter().enumerate().skip(start) {
+            if event.body.is_none() {
+                continue;
+            }
+            for subscription in &event.subscriptions {
+                loop {
+                    match admission.admit(i, *subscription) {
+                        Admit::Yes | Admit::No => break,
+                        Admit::Full if admission.holds_before(i) => {
+                            admission.release(i);
+                            return (admission, i);
+                        }
+                        Admit::Full if waited < ROOM_WAIT => {
+                            let began = std::time::Instant::now();
+                            self.first_attempts.room(ROOM_WAIT - waited).await;
+                            waited += began.elapsed();
+                        }
+                        Admit::Full => break,
                     }
                 }
-                let handed_over = admission.hand_over(batch, &created);
-                if created.len() > handed_over {
-                    self.wake.notify_one();
-                }
-                batch.clear();
-                true
-            }
-            Err(error) => {
-                tracing::warn!(%error, events = batch.len(), "storing events failed; the stream restarts from the last confirmed position");
-                false
             }
         }
+        (admission, batch.len())
     }
 }

@@ -30,6 +30,17 @@ async fn count(db: &TestDb<'_>, sql: &str) -> i64 {
     db.client().await.query_one(sql, &[]).await.unwrap().get(0)
 }
 
+/// Whether the slot's confirmed position is still at or before the commit of
+/// every stored event (so a restart replays them all).
+async fn slot_holds_every_event(db: &TestDb<'_>) -> bool {
+    let sql = format!(
+        "SELECT count(*) FROM walhook.events e, pg_replication_slots s
+          WHERE s.slot_name = '{}' AND s.confirmed_flush_lsn > e.commit_lsn",
+        db.slot
+    );
+    count(db, &sql).await == 0
+}
+
 async fn wait_succeeded(db: &TestDb<'_>, n: i64) {
     let deadline = std::time::Instant::now() + WAIT;
     let sql = "SELECT count(*) FROM walhook.deliveries WHERE status = 'succeeded'";
@@ -201,13 +212,16 @@ async fn sigkill_after_the_2xx_before_the_outcome_is_stored_delivers_again() {
         0,
         "the outcome must not have been stored before the kill"
     );
+    // a first attempt's row is written once, with its outcome: until then the
+    // slot position holds the obligation
     assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM walhook.deliveries WHERE status = 'pending'"
-        )
-        .await,
-        1
+        count(&db, "SELECT count(*) FROM walhook.deliveries").await,
+        0,
+        "no outcome stored, so no delivery row yet"
+    );
+    assert!(
+        slot_holds_every_event(&db).await,
+        "the slot must not be confirmed past a delivery whose outcome is not stored"
     );
     let _second = start(&db);
     wait_succeeded(&db, 1).await;
@@ -225,16 +239,17 @@ async fn sigkill_after_the_2xx_before_the_outcome_is_stored_delivers_again() {
     );
 }
 
-/// The crash window between storing events (their deliveries leased to this
-/// instance for a first attempt from memory) and the first attempt: after a
-/// restart every event is delivered.
+/// The crash window between storing events (their deliveries waiting in
+/// memory for a first attempt, with no row yet) and the first attempt: the
+/// slot is not confirmed past them, and after a restart every event is
+/// delivered.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_after_events_are_stored_before_their_first_attempt_delivers_after_restart() {
     let db = Cluster::shared().new_database();
     prepare(&db);
     let receiver = Receiver::start().await;
-    // one request at a time, and the first one hangs: the next delivery waits
-    // in memory, leased, not yet attempted
+    // one request at a time, and the first one hangs: the next deliveries wait
+    // in memory, not yet attempted
     receiver.push([Reply::Hang]);
     db.psql(&format!(
         "INSERT INTO walhook.subscriptions (url, timeout_ms, max_in_flight) VALUES ('{}', 2000, 1)",
@@ -246,16 +261,17 @@ async fn sigkill_after_events_are_stored_before_their_first_attempt_delivers_aft
         (receiver.count() == 1).then_some(())
     })
     .await;
-    let leased = count(
-        &db,
-        "SELECT count(*) FROM walhook.deliveries WHERE lease_owner IS NOT NULL AND attempts = 0",
-    )
-    .await;
+    let rows = count(&db, "SELECT count(*) FROM walhook.deliveries").await;
+    let held = slot_holds_every_event(&db).await;
     first.kill_9();
     assert_eq!(receiver.count(), 1);
+    assert_eq!(
+        rows, 0,
+        "one delivery in flight and two waiting in memory, none recorded yet"
+    );
     assert!(
-        leased >= 2,
-        "one delivery in flight and at least one leased, waiting in memory ({leased})"
+        held,
+        "the slot must not be confirmed past events whose deliveries are not recorded"
     );
     assert_eq!(
         count(&db, "SELECT count(*) FROM walhook.events").await,

@@ -6,10 +6,10 @@
 //!  wake / LISTEN walhook_deliveries / poll ──▶ claim ──▶ per-subscription queues
 //!                     (retries, overflow; lease, SKIP LOCKED)  │ global + max_in_flight
 //!        ▲                                                     ▼
-//!        └──── recorder (batched UPDATE + INSERT) ◀── attempt tasks (sign, POST)
+//!        └──── recorder (batched UPDATE / INSERT) ◀── attempt tasks (sign, POST)
 //! ```
 //!
-//! First attempts arrive from the writer already leased to this instance (see
+//! First attempts arrive from the writer before their delivery rows exist (see
 //! [`super::first_attempts`]); everything else (retries, work that did not fit
 //! in memory, other instances' expired leases) is claimed from PostgreSQL with
 //! `FOR UPDATE SKIP LOCKED`, so any number of instances share a backlog.
@@ -17,9 +17,10 @@
 //! One task owns the scheduling state: jobs wait in per-subscription queues
 //! and start while the instance has a free request slot (`global_max_in_flight`)
 //! and the subscription is under its `max_in_flight` (enforced per instance).
-//! The claim asks only for what room remains (twice the request slots, and
-//! twice each subscription's `max_in_flight`, so a freed slot finds its next
-//! job waiting), and under a backlog claims in chunks as requests end; memory
+//! The claim asks only for what room claimed work has left (twice the request
+//! slots, and twice each subscription's `max_in_flight`, so a freed slot finds
+//! its next job waiting; first attempts have bounds of their own), and under a
+//! backlog claims in chunks as requests end; memory
 //! is bounded by that room plus the first-attempt bound: a dead receiver
 //! leaves its backlog in PostgreSQL. A slot frees when its request ends; the lease keeps the
 //! delivery from being claimed again until its outcome is recorded, so
@@ -39,10 +40,10 @@ use uuid::Uuid;
 use super::KeyRing;
 use super::client::Clients;
 use super::first_attempts::{Job, JobReceiver};
-use super::recorder::{self, Unrecorded};
+use super::recorder::{self, Finished, Unrecorded};
 use super::targets::Targets;
 use super::task::AttemptTask;
-use crate::store::deliveries::{self, AttemptRecord, ROUNDS_HELD};
+use crate::store::deliveries::{self, ROUNDS_HELD};
 use crate::store::settings::Settings;
 use crate::telemetry;
 
@@ -129,7 +130,7 @@ impl Dispatcher {
             shutdown.clone(),
         ));
         let unrecorded: Unrecorded = Arc::default();
-        let (records_tx, records_rx) = mpsc::channel::<AttemptRecord>(1024);
+        let (records_tx, records_rx) = mpsc::channel::<Finished>(1024);
         let recorder = tokio::spawn(recorder::run(
             self.config.database.clone(),
             instance,
@@ -147,6 +148,8 @@ impl Dispatcher {
             running: HashMap::new(),
             running_total: 0,
             queued_total: 0,
+            claimed: HashMap::new(),
+            claimed_total: 0,
             max_running: self.config.global_max_in_flight,
             tasks: JoinSet::new(),
             task_subscription: HashMap::new(),
@@ -175,7 +178,7 @@ impl Dispatcher {
                 claim_due = true;
             }
             let free = scheduler.free();
-            let held = scheduler.running_total + scheduler.queued_total;
+            let held = scheduler.claimed_total;
             if claim_due && free > 0 && (free >= CLAIM_AFTER_ENDED || held == 0) {
                 let limit = (free as i64).min(self.config.batch);
                 match deliveries::claim(&client, instance, limit, &scheduler.busy()).await {
@@ -224,8 +227,8 @@ impl Dispatcher {
                         Ok((id, _)) => id,
                         Err(error) => error.id(),
                     };
-                    if let Some(subscription) = scheduler.task_subscription.remove(&id) {
-                        scheduler.finished(subscription);
+                    if let Some((subscription, claimed)) = scheduler.task_subscription.remove(&id) {
+                        scheduler.finished(subscription, claimed);
                     }
                     ended_since_claim += 1;
                 }
@@ -276,7 +279,7 @@ impl Dispatcher {
 pub(super) struct AttemptContext {
     pub clients: Clients,
     pub keys: KeyRing,
-    pub records: mpsc::Sender<AttemptRecord>,
+    pub records: mpsc::Sender<Finished>,
     /// `walhook.settings` as the daemon's one reader last saw them.
     pub settings: watch::Receiver<Settings>,
 }
@@ -290,11 +293,15 @@ struct Scheduler {
     running: HashMap<Uuid, usize>,
     running_total: usize,
     queued_total: usize,
+    /// Claimed jobs held (running or queued), per subscription and in total:
+    /// what the claim's room is measured against.
+    claimed: HashMap<Uuid, usize>,
+    claimed_total: usize,
     max_running: usize,
     tasks: JoinSet<()>,
-    /// The subscription of each running task (a task that panicked still
-    /// frees its slot).
-    task_subscription: HashMap<tokio::task::Id, Uuid>,
+    /// The subscription of each running task, and whether it was claimed (a
+    /// task that panicked still frees its slot).
+    task_subscription: HashMap<tokio::task::Id, (Uuid, bool)>,
     /// Leases to give back: jobs that could not start in time.
     expired: Vec<i64>,
     context: Arc<AttemptContext>,
@@ -302,40 +309,55 @@ struct Scheduler {
 }
 
 impl Scheduler {
-    /// Room for more jobs: the instance holds at most `ROUNDS_HELD` times its
-    /// request slots (running plus waiting), so a freed slot finds its next
-    /// job ready.
+    /// Room for more claimed jobs: the instance holds at most `ROUNDS_HELD`
+    /// times its request slots of them (running plus waiting), so a freed
+    /// slot finds its next job ready. First attempts have their own bounds
+    /// (see [`super::first_attempts`]).
     fn free(&self) -> usize {
-        (ROUNDS_HELD as usize * self.max_running)
-            .saturating_sub(self.running_total + self.queued_total)
+        (ROUNDS_HELD as usize * self.max_running).saturating_sub(self.claimed_total)
     }
 
-    /// Per subscription, this instance's requests running or queued (the
-    /// claim takes only up to each one's `max_in_flight` minus this).
+    /// Per subscription, this instance's claimed deliveries running or queued
+    /// (the claim takes only up to `ROUNDS_HELD` times each one's
+    /// `max_in_flight` minus this).
     fn busy(&self) -> Vec<(Uuid, i64)> {
-        let mut busy: HashMap<Uuid, i64> = HashMap::new();
-        for (id, n) in &self.running {
-            *busy.entry(*id).or_default() += *n as i64;
+        self.claimed
+            .iter()
+            .map(|(id, n)| (*id, *n as i64))
+            .collect()
+    }
+
+    /// A claimed job left the scheduler (ended, or handed back).
+    fn claimed_ended(&mut self, subscription: Uuid) {
+        self.claimed_total -= 1;
+        if let Some(n) = self.claimed.get_mut(&subscription) {
+            *n -= 1;
+            if *n == 0 {
+                self.claimed.remove(&subscription);
+            }
         }
-        for (id, queue) in &self.queues {
-            *busy.entry(*id).or_default() += queue.len() as i64;
-        }
-        busy.into_iter().collect()
     }
 
     fn enqueue(&mut self, job: Job) {
         let subscription = job.claimed.subscription_id;
-        self.unrecorded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(job.claimed.delivery_id);
+        if job.first.is_none() {
+            self.unrecorded
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(job.claimed.delivery_id);
+            *self.claimed.entry(subscription).or_default() += 1;
+            self.claimed_total += 1;
+        }
         self.queues.entry(subscription).or_default().push_back(job);
         self.queued_total += 1;
         self.pump(subscription);
     }
 
     /// A request of `subscription` ended.
-    fn finished(&mut self, subscription: Uuid) {
+    fn finished(&mut self, subscription: Uuid, claimed: bool) {
+        if claimed {
+            self.claimed_ended(subscription);
+        }
         self.running_total -= 1;
         if let Some(n) = self.running.get_mut(&subscription) {
             *n -= 1;
@@ -372,17 +394,20 @@ impl Scheduler {
             }
             let job = queue.pop_front().expect("front exists");
             self.queued_total -= 1;
-            if Instant::now() > job.start_by {
+            if job.start_by.is_some_and(|by| Instant::now() > by) {
                 self.expired.push(job.claimed.delivery_id);
+                self.claimed_ended(subscription);
                 continue;
             }
+            let claimed = job.first.is_none();
             *self.running.entry(subscription).or_default() += 1;
             self.running_total += 1;
             let context = self.context.clone();
             let task = self
                 .tasks
                 .spawn(async move { AttemptTask::new(job, context).run(Utc::now()).await });
-            self.task_subscription.insert(task.id(), subscription);
+            self.task_subscription
+                .insert(task.id(), (subscription, claimed));
         }
     }
 

@@ -1,44 +1,64 @@
 //! First attempts straight from the writer's committed batch.
 //!
 //! ```text
-//!  writer: admit (memory bound, per-subscription bound) ─▶ insert deliveries
-//!          leased to this instance ─▶ commit ─▶ hand over ─▶ dispatcher queue
+//!  writer: admit (memory bounds) ─▶ store events (+ pending rows of the rest)
+//!          ─▶ commit ─▶ ticket ─▶ hand over ─▶ dispatcher queue ─▶ attempt
+//!          ─▶ recorder inserts the delivery row with its outcome ─▶ ticket done
 //! ```
 //!
-//! A delivery admitted here is inserted already leased to this instance, for
-//! long enough to wait in memory and make its request; so its first attempt
-//! needs no claim query and no lease update, and the outcome is the only other
-//! write. What is not admitted (memory bound reached, an `ordered`
-//! subscription, a receiver that already has twice its `max_in_flight` waiting)
-//! is inserted unleased and claimed from PostgreSQL as any retry is: work
-//! beyond the bound waits in PostgreSQL, not in RAM.
+//! A delivery admitted here is attempted before it has a row: the row is
+//! written once, with the outcome, and until then the slot position stays
+//! unconfirmed ([`super::positions`]), so a crash replays the batch and the
+//! delivery is then inserted `pending` and claimed. No claim, no lease, one
+//! row write per delivery.
 //!
-//! Contract: the writer hands over only deliveries of a committed batch; a job
-//! that cannot start before its lease could end mid-request is given back
-//! (its lease released) instead of attempted, so another instance never
-//! attempts a delivery this one is still attempting.
+//! What is not admitted waits in PostgreSQL and is claimed as any retry is:
+//! `ordered` and disabled subscriptions, and work over the memory bounds from
+//! a receiver that does not keep up. A receiver that keeps up (its oldest
+//! delivery in memory was admitted less than [`KEEPING_UP`] ago) makes the
+//! writer wait for room instead: the backlog then stays in the WAL, and
+//! delivering it costs no claim.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
+use super::positions::BatchTicket;
 use super::targets::Targets;
 use crate::mapping::event::Event;
-use crate::store::deliveries::{Claimed, LEASE_MARGIN_SECS, ROUNDS_HELD};
-use crate::store::events::CreatedDelivery;
+use crate::store::deliveries::{Claimed, LEASE_MARGIN_SECS, NewDelivery, ROUNDS_HELD};
 use crate::store::targets::SubscriptionTarget;
 
-/// A delivery this instance holds the lease of, ready to attempt.
+/// A receiver whose oldest delivery in memory is younger than this keeps up:
+/// the writer waits for room rather than leaving its work to claims.
+pub const KEEPING_UP: Duration = Duration::from_secs(1);
+
+/// Deliveries of one subscription in memory at most (the dispatcher still
+/// runs at most `max_in_flight` of them at once).
+pub const PER_SUBSCRIPTION: usize = 1_024;
+
+/// A delivery ready to attempt: claimed (this instance holds its lease), or a
+/// first attempt from memory (no row yet).
 pub struct Job {
     pub claimed: Claimed,
     pub target: Arc<SubscriptionTarget>,
-    /// The attempt must start before this, or its lease could end mid-request.
-    pub start_by: Instant,
-    /// Its place in the first-attempt memory bound, freed when the job ends.
+    /// A claimed delivery's attempt must start before this, or its lease
+    /// could end mid-request. None for a first attempt (it holds no lease).
+    pub start_by: Option<Instant>,
+    /// Set for a first attempt from memory.
+    pub first: Option<FirstDelivery>,
+    /// Its place in the first-attempt memory bounds, freed when the job ends.
     pub(super) _place: Option<Place>,
+}
+
+/// What a first attempt's record needs: the row to insert and the batch
+/// whose position waits for it.
+pub struct FirstDelivery {
+    pub new: NewDelivery,
+    pub ticket: Arc<BatchTicket>,
 }
 
 impl Job {
@@ -51,28 +71,31 @@ impl Job {
         Job {
             claimed,
             target,
-            start_by,
+            start_by: Some(start_by),
+            first: None,
             _place: None,
         }
     }
 }
 
-/// Deliveries admitted and not finished: in total and per subscription.
+/// Deliveries admitted and not finished, with their admission times (oldest
+/// first; jobs mostly end in the order they were admitted).
 #[derive(Debug, Default)]
 struct Held {
-    total: usize,
-    per_subscription: HashMap<Uuid, usize>,
+    all: VecDeque<Instant>,
+    per_subscription: HashMap<Uuid, VecDeque<Instant>>,
 }
 
 struct Shared {
-    instance: Uuid,
     targets: Targets,
     capacity: usize,
     held: Mutex<Held>,
+    /// Notified whenever a place frees.
+    freed: Notify,
     jobs: mpsc::UnboundedSender<Vec<Job>>,
 }
 
-/// A place in the memory bound; given back on drop.
+/// A place in the memory bounds; given back on drop.
 pub(super) struct Place {
     shared: Arc<Shared>,
     subscription: Uuid,
@@ -80,14 +103,17 @@ pub(super) struct Place {
 
 impl Drop for Place {
     fn drop(&mut self) {
-        let mut held = self.shared.held.lock().unwrap_or_else(|e| e.into_inner());
-        held.total = held.total.saturating_sub(1);
-        if let Some(n) = held.per_subscription.get_mut(&self.subscription) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                held.per_subscription.remove(&self.subscription);
+        {
+            let mut held = self.shared.held.lock().unwrap_or_else(|e| e.into_inner());
+            held.all.pop_front();
+            if let Some(times) = held.per_subscription.get_mut(&self.subscription) {
+                times.pop_front();
+                if times.is_empty() {
+                    held.per_subscription.remove(&self.subscription);
+                }
             }
         }
+        self.shared.freed.notify_one();
     }
 }
 
@@ -100,23 +126,29 @@ pub struct FirstAttempts {
 /// The dispatcher's end: batches of jobs from committed write batches.
 pub type JobReceiver = mpsc::UnboundedReceiver<Vec<Job>>;
 
+/// Whether a delivery is attempted from memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Yes: it holds a place now.
+    Yes,
+    /// No: it waits in PostgreSQL for a claim.
+    No,
+    /// Not now: the receiver keeps up, so room frees soon.
+    Full,
+}
+
 impl FirstAttempts {
     /// At most `capacity` deliveries wait or run in memory at once.
-    pub fn new(instance: Uuid, targets: Targets, capacity: usize) -> (FirstAttempts, JobReceiver) {
+    pub fn new(targets: Targets, capacity: usize) -> (FirstAttempts, JobReceiver) {
         let (jobs, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            instance,
             targets,
             capacity,
             held: Mutex::default(),
+            freed: Notify::new(),
             jobs,
         });
         (FirstAttempts { shared }, receiver)
-    }
-
-    /// The instance the admitted deliveries are leased to.
-    pub fn instance(&self) -> Uuid {
-        self.shared.instance
     }
 
     pub fn targets(&self) -> &Targets {
@@ -130,6 +162,19 @@ impl FirstAttempts {
             places: HashMap::new(),
         }
     }
+
+    /// Wait until a place frees, or `at_most`.
+    pub async fn room(&self, at_most: Duration) {
+        let _ = tokio::time::timeout(at_most, self.shared.freed.notified()).await;
+    }
+}
+
+/// An event's strings, shared by its deliveries.
+#[derive(Clone)]
+struct EventShared {
+    event_type: Arc<str>,
+    body: Arc<str>,
+    apiresource: Arc<str>,
 }
 
 /// Places taken for one write batch, by (event index, subscription). Dropped
@@ -141,71 +186,110 @@ pub struct Admission {
 
 impl Admission {
     /// Whether the delivery of event `event` (its index in the batch) to
-    /// `subscription` is attempted from memory; if so, for how many seconds
-    /// to lease it. Refused: unknown, disabled or `ordered` subscriptions (an
-    /// ordered resource's deliveries go one at a time through the claim), and
-    /// anything over the memory bound or over twice the receiver's
-    /// `max_in_flight` waiting.
-    pub fn admit(&mut self, event: usize, subscription: Uuid) -> Option<f64> {
-        let target = self.shared.targets.get(&subscription)?;
+    /// `subscription` is attempted from memory. Refused: unknown, disabled
+    /// or `ordered` subscriptions (an ordered resource's deliveries go one at
+    /// a time through the claim), and work over the memory bounds unless the
+    /// receiver keeps up ([`Admit::Full`]: wait for room).
+    pub fn admit(&mut self, event: usize, subscription: Uuid) -> Admit {
+        let Some(target) = self.shared.targets.get(&subscription) else {
+            return Admit::No;
+        };
         if target.ordered || target.disabled {
-            return None;
+            return Admit::No;
         }
         {
             let mut held = self.shared.held.lock().unwrap_or_else(|e| e.into_inner());
-            let mine = held
-                .per_subscription
-                .get(&subscription)
-                .copied()
-                .unwrap_or(0);
-            if held.total >= self.shared.capacity
-                || mine >= ROUNDS_HELD as usize * target.max_in_flight
-            {
-                return None;
+            let mine = held.per_subscription.get(&subscription);
+            let mine_full = mine.is_some_and(|t| t.len() >= PER_SUBSCRIPTION);
+            let all_full = held.all.len() >= self.shared.capacity;
+            if mine_full || all_full {
+                let oldest = if mine_full {
+                    mine.and_then(|t| t.front())
+                } else {
+                    held.all.front()
+                };
+                return match oldest {
+                    Some(t) if t.elapsed() < KEEPING_UP => Admit::Full,
+                    _ => Admit::No,
+                };
             }
-            held.total += 1;
-            *held.per_subscription.entry(subscription).or_default() += 1;
+            let now = Instant::now();
+            held.all.push_back(now);
+            held.per_subscription
+                .entry(subscription)
+                .or_default()
+                .push_back(now);
         }
         let place = Place {
             shared: self.shared.clone(),
             subscription,
         };
-        let lease = lease_secs(&target);
         self.places.insert((event, subscription), (place, target));
-        Some(lease)
+        Admit::Yes
     }
 
-    /// After the batch committed: hand the created, leased deliveries to the
-    /// dispatcher. Places of deliveries not created (they existed already: a
-    /// replayed change) are given back.
-    pub fn hand_over(mut self, events: &[Event], created: &[CreatedDelivery]) -> usize {
-        let now = Instant::now();
+    /// Whether the delivery of `event` to `subscription` was admitted.
+    pub fn admitted(&self, event: usize, subscription: Uuid) -> bool {
+        self.places.contains_key(&(event, subscription))
+    }
+
+    /// Whether places are held for events before `event`.
+    pub fn holds_before(&self, event: usize) -> bool {
+        self.places.keys().any(|(e, _)| *e < event)
+    }
+
+    /// Give back the places taken for `event` (it goes to the next chunk).
+    pub fn release(&mut self, event: usize) {
+        self.places.retain(|(e, _), _| *e != event);
+    }
+
+    /// Deliveries that will be handed over for `events` (the batch's events
+    /// from index `offset`; `new_events[i]`: stored for the first time).
+    pub fn count(&self, new_events: &[bool], offset: usize) -> usize {
+        self.places
+            .keys()
+            .filter(|(e, _)| e.checked_sub(offset).is_some_and(|i| new_events[i]))
+            .count()
+    }
+
+    /// After the chunk `events` (batch indices from `offset`) committed: hand
+    /// its admitted deliveries of new events to the dispatcher, each
+    /// recording into `ticket`. Places of replayed events are given back.
+    pub fn hand_over(
+        self,
+        events: &[Event],
+        offset: usize,
+        new_events: &[bool],
+        ticket: &Arc<BatchTicket>,
+    ) -> usize {
         let mut jobs = Vec::new();
-        let mut bodies: HashMap<usize, (Arc<str>, Arc<str>)> = HashMap::new();
-        for delivery in created.iter().filter(|d| d.leased) {
-            let Some((place, target)) = self
-                .places
-                .remove(&(delivery.event, delivery.subscription_id))
-            else {
+        let mut shared_by_event: HashMap<usize, EventShared> = HashMap::new();
+        for ((index, subscription), (place, target)) in self.places {
+            let Some(i) = index.checked_sub(offset) else {
                 continue;
             };
-            let Some(event) = events.get(delivery.event) else {
+            if !new_events.get(i).copied().unwrap_or(false) {
+                continue;
+            }
+            let Some(event) = events.get(i) else {
                 continue;
             };
-            let (event_type, body) = bodies
-                .entry(delivery.event)
-                .or_insert_with(|| {
-                    (
-                        Arc::from(event.event_type.as_str()),
-                        Arc::from(event.body.as_deref().unwrap_or_default()),
-                    )
+            let EventShared {
+                event_type,
+                body,
+                apiresource,
+            } = shared_by_event
+                .entry(i)
+                .or_insert_with(|| EventShared {
+                    event_type: Arc::from(event.event_type.as_str()),
+                    body: Arc::from(event.body.as_deref().unwrap_or_default()),
+                    apiresource: Arc::from(event.apiresource.as_str()),
                 })
                 .clone();
-            let lease = Duration::from_secs_f64(lease_secs(&target));
             jobs.push(Job {
                 claimed: Claimed {
-                    delivery_id: delivery.delivery_id,
-                    subscription_id: delivery.subscription_id,
+                    delivery_id: 0,
+                    subscription_id: subscription,
                     attempts: 0,
                     retry_base: 0,
                     event_id: event.id,
@@ -213,23 +297,32 @@ impl Admission {
                     body,
                     commit_time: event.commit_time,
                 },
-                start_by: now + lease.saturating_sub(target.timeout + Duration::from_secs(5)),
                 target,
+                start_by: None,
+                first: Some(FirstDelivery {
+                    new: NewDelivery {
+                        event_id: event.id,
+                        subscription_id: subscription,
+                        apiresource,
+                        commit_lsn: event.commit_lsn,
+                        seq: event.seq as i32,
+                    },
+                    ticket: ticket.clone(),
+                }),
                 _place: Some(place),
             });
         }
+        // in commit order, so a receiver sees a batch roughly as written
+        jobs.sort_by_key(|j| {
+            let new = &j.first.as_ref().expect("first attempt").new;
+            (new.commit_lsn, new.seq)
+        });
         let n = jobs.len();
         if n > 0 {
-            // a closed receiver means the dispatcher stopped: the leases expire
+            // a closed receiver means the dispatcher stopped: the position
+            // stays unconfirmed and the slot replays the batch
             let _ = self.shared.jobs.send(jobs);
         }
         n
     }
-}
-
-/// Lease of a first attempt: long enough to wait behind the receiver's other
-/// requests (the rounds this instance holds: [`ROUNDS_HELD`] admitted, and
-/// claimed jobs may queue beside them) and make its own.
-fn lease_secs(target: &SubscriptionTarget) -> f64 {
-    (ROUNDS_HELD + 1) as f64 * target.timeout.as_secs_f64() + LEASE_MARGIN_SECS
 }

@@ -3,6 +3,7 @@ pub mod attempt;
 pub mod client;
 pub mod dispatcher;
 pub mod first_attempts;
+pub mod positions;
 pub mod recorder;
 pub mod retry;
 pub mod signing;

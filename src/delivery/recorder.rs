@@ -2,7 +2,9 @@
 //!
 //! Attempts finish concurrently; their records queue here and are written
 //! together (one statement per batch: the deliveries' new state and one
-//! `walhook.delivery_attempts` row each). An outcome that cannot be written is
+//! `walhook.delivery_attempts` row each; a first attempt from memory inserts
+//! its delivery row here, and then tells its batch's ticket, so the slot
+//! position can move past it). An outcome that cannot be written is
 //! retried, with backoff, until it is stored: dropping it would let the lease
 //! expire and the delivery go out again with nobody knowing why. Every failed
 //! write is logged and counted (`walhook_outcome_store_failures_total`). Only
@@ -18,6 +20,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::positions::BatchTicket;
 use crate::store::deliveries::{self, AttemptRecord};
 use crate::telemetry;
 
@@ -29,37 +32,55 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Deliveries this instance holds leases on and has not yet recorded.
 pub type Unrecorded = Arc<Mutex<HashSet<i64>>>;
 
+/// An attempt's record, and for a first attempt from memory the ticket of the
+/// batch that waits for it.
+pub struct Finished {
+    pub record: AttemptRecord,
+    pub ticket: Option<Arc<BatchTicket>>,
+}
+
 /// Write records until the channel closes. After a batch with deliveries of
 /// `ordered` subscriptions, wake the claim loop: a resource's next delivery
 /// becomes claimable once this one is recorded.
 pub async fn run(
     database: crate::tls::Database,
     instance: Uuid,
-    mut records: mpsc::Receiver<AttemptRecord>,
+    mut records: mpsc::Receiver<Finished>,
     unrecorded: Unrecorded,
     wake: Arc<Notify>,
     stopping: CancellationToken,
 ) {
     let mut client: Option<tokio_postgres::Client> = None;
     let mut batch = Vec::with_capacity(BATCH);
+    let mut tickets = Vec::with_capacity(BATCH);
     while let Some(first) = records.recv().await {
-        batch.push(first);
+        batch.push(first.record);
+        tickets.extend(first.ticket);
         while batch.len() < BATCH {
             match records.try_recv() {
-                Ok(r) => batch.push(r),
+                Ok(r) => {
+                    batch.push(r.record);
+                    tickets.extend(r.ticket);
+                }
                 Err(_) => break,
             }
         }
         if store(&database, &mut client, instance, &batch, &stopping).await {
-            let mut set = unrecorded.lock().unwrap_or_else(|e| e.into_inner());
-            for r in &batch {
-                set.remove(&r.delivery_id);
+            {
+                let mut set = unrecorded.lock().unwrap_or_else(|e| e.into_inner());
+                for r in batch.iter().filter(|r| r.first.is_none()) {
+                    set.remove(&r.delivery_id);
+                }
+            }
+            for ticket in &tickets {
+                ticket.recorded();
             }
         }
         if batch.iter().any(|r| r.ordered) {
             wake.notify_one();
         }
         batch.clear();
+        tickets.clear();
     }
 }
 

@@ -12,6 +12,7 @@ use super::attempt::{self, AttemptOutcome, Decision};
 use super::client::check_literal_host;
 use super::dispatcher::AttemptContext;
 use super::first_attempts::Job;
+use super::recorder::Finished;
 use crate::store::deliveries::AttemptRecord;
 use crate::telemetry;
 
@@ -122,6 +123,7 @@ impl AttemptTask {
         }
         let record = AttemptRecord {
             delivery_id: c.delivery_id,
+            first: self.job.first.as_ref().map(|f| f.new.clone()),
             attempt,
             attempted_at: now,
             duration_ms: elapsed.as_millis().min(i32::MAX as u128) as i32,
@@ -132,7 +134,8 @@ impl AttemptTask {
             next_attempt_at,
             ordered: target.ordered,
         };
-        let _ = self.context.records.send(record).await;
+        let ticket = self.job.first.as_ref().map(|f| f.ticket.clone());
+        let _ = self.context.records.send(Finished { record, ticket }).await;
     }
 }
 

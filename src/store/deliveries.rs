@@ -4,16 +4,20 @@
 //! that selects due rows `FOR UPDATE SKIP LOCKED`, so two instances never claim
 //! one delivery. The lease outlives the request timeout; a lease that expires
 //! (its owner died) makes the delivery claimable again — that is the sweeper.
-//! First attempts need no claim: the writer inserts their rows already leased
-//! to its own instance (see [`super::events`]). Recording an attempt only
-//! updates a delivery whose lease this instance still holds, and attempts are
-//! unique per (delivery, attempt number).
+//! First attempts need no claim and no lease: their rows do not exist yet. A
+//! first attempt made from memory is recorded by inserting its delivery row
+//! once, with the outcome (until then the unconfirmed WAL makes it durable;
+//! see `delivery::positions`). Recording a claimed attempt only updates a
+//! delivery whose lease this instance still holds, and attempts are unique
+//! per (delivery, attempt number).
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 use uuid::Uuid;
+
+use crate::replication::lsn::Lsn;
 
 /// A delivery this instance holds the lease of, with what its attempt needs
 /// besides the subscription's settings ([`super::targets`]).
@@ -116,10 +120,24 @@ pub async fn claim(
         .collect()
 }
 
+/// A delivery attempted from memory before its row existed: what its row
+/// needs besides the outcome.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub event_id: Uuid,
+    pub subscription_id: Uuid,
+    pub apiresource: Arc<str>,
+    pub commit_lsn: Lsn,
+    pub seq: i32,
+}
+
 /// The result of one attempt, ready to record.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
+    /// The claimed delivery's row; unused for a first attempt from memory.
     pub delivery_id: i64,
+    /// Set for a first attempt from memory: its row is inserted with the outcome.
+    pub first: Option<NewDelivery>,
     pub attempt: i32,
     pub attempted_at: DateTime<Utc>,
     pub duration_ms: i32,
@@ -134,8 +152,9 @@ pub struct AttemptRecord {
     pub next_attempt_at: DateTime<Utc>,
 }
 
-/// Record finished attempts in one transaction. Deliveries whose lease this
-/// instance lost are left alone (another instance owns them now).
+/// Record finished attempts in one transaction: claimed deliveries are
+/// updated (those whose lease this instance lost are left alone: another
+/// instance owns them now), first attempts from memory insert their rows.
 pub async fn record(
     client: &mut Client,
     instance: Uuid,
@@ -144,6 +163,23 @@ pub async fn record(
     if records.is_empty() {
         return Ok(());
     }
+    let (first, claimed): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) =
+        records.iter().partition(|r| r.first.is_some());
+    let tx = client.transaction().await?;
+    if !claimed.is_empty() {
+        record_claimed(&tx, instance, &claimed).await?;
+    }
+    if !first.is_empty() {
+        record_first(&tx, instance, &first).await?;
+    }
+    tx.commit().await
+}
+
+async fn record_claimed(
+    tx: &tokio_postgres::Transaction<'_>,
+    instance: Uuid,
+    records: &[&AttemptRecord],
+) -> Result<u64, tokio_postgres::Error> {
     let ids: Vec<i64> = records.iter().map(|r| r.delivery_id).collect();
     let attempts: Vec<i32> = records.iter().map(|r| r.attempt).collect();
     let at: Vec<DateTime<Utc>> = records.iter().map(|r| r.attempted_at).collect();
@@ -153,7 +189,6 @@ pub async fn record(
     let bodies: Vec<Option<&str>> = records.iter().map(|r| r.response_body.as_deref()).collect();
     let statuses: Vec<&str> = records.iter().map(|r| r.new_status).collect();
     let next: Vec<DateTime<Utc>> = records.iter().map(|r| r.next_attempt_at).collect();
-    let tx = client.transaction().await?;
     tx.execute(
         "WITH owned AS (
              UPDATE walhook.deliveries d
@@ -174,8 +209,76 @@ pub async fn record(
          ON CONFLICT (delivery_id, attempt) DO NOTHING",
         &[&ids, &attempts, &at, &durations, &codes, &errors, &bodies, &statuses, &next, &instance],
     )
-    .await?;
-    tx.commit().await
+    .await
+}
+
+/// Insert the rows of first attempts made from memory, each with its outcome,
+/// and their attempt rows. A row that exists already was inserted `pending`
+/// by a replay of its batch (the process lost its session before this
+/// outcome was stored): it takes the outcome if nobody attempted it since.
+/// Subscriptions deleted and events expired meanwhile take their deliveries
+/// with them.
+async fn record_first(
+    tx: &tokio_postgres::Transaction<'_>,
+    instance: Uuid,
+    records: &[&AttemptRecord],
+) -> Result<u64, tokio_postgres::Error> {
+    let new = |r: &&AttemptRecord| r.first.clone().expect("partitioned on first");
+    let events: Vec<Uuid> = records.iter().map(|r| new(r).event_id).collect();
+    let subscriptions: Vec<Uuid> = records.iter().map(|r| new(r).subscription_id).collect();
+    let resources: Vec<String> = records
+        .iter()
+        .map(|r| new(r).apiresource.to_string())
+        .collect();
+    let lsns: Vec<String> = records
+        .iter()
+        .map(|r| new(r).commit_lsn.to_string())
+        .collect();
+    let seqs: Vec<i32> = records.iter().map(|r| new(r).seq).collect();
+    let attempts: Vec<i32> = records.iter().map(|r| r.attempt).collect();
+    let at: Vec<DateTime<Utc>> = records.iter().map(|r| r.attempted_at).collect();
+    let durations: Vec<i32> = records.iter().map(|r| r.duration_ms).collect();
+    let codes: Vec<Option<i32>> = records.iter().map(|r| r.status_code).collect();
+    let errors: Vec<Option<&str>> = records.iter().map(|r| r.error.as_deref()).collect();
+    let bodies: Vec<Option<&str>> = records.iter().map(|r| r.response_body.as_deref()).collect();
+    let statuses: Vec<&str> = records.iter().map(|r| r.new_status).collect();
+    let next: Vec<DateTime<Utc>> = records.iter().map(|r| r.next_attempt_at).collect();
+    tx.execute(
+        "WITH u AS (
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[],
+                                  $6::int4[], $7::timestamptz[], $8::int4[], $9::int4[],
+                                  $10::text[], $11::text[], $12::text[], $13::timestamptz[])
+                    AS u(event_id, subscription_id, apiresource, commit_lsn, seq, attempt, at,
+                         duration, code, error, body, status, next)
+         ), stored AS (
+             INSERT INTO walhook.deliveries AS d
+                    (event_id, subscription_id, apiresource, commit_lsn, seq, status, attempts,
+                     next_attempt_at, last_status_code, last_error, last_attempt_at)
+             SELECT u.event_id, u.subscription_id, u.apiresource, u.commit_lsn::pg_lsn, u.seq,
+                    u.status, u.attempt, u.next, u.code, u.error, u.at
+               FROM u
+               JOIN walhook.subscriptions s ON s.id = u.subscription_id
+              WHERE EXISTS (SELECT 1 FROM walhook.events e WHERE e.id = u.event_id)
+             ON CONFLICT (event_id, subscription_id) DO UPDATE
+                SET status = excluded.status, attempts = excluded.attempts,
+                    next_attempt_at = excluded.next_attempt_at,
+                    last_status_code = excluded.last_status_code,
+                    last_error = excluded.last_error, last_attempt_at = excluded.last_attempt_at
+              WHERE d.status = 'pending' AND d.attempts = 0 AND d.lease_owner IS NULL
+             RETURNING d.id, d.event_id, d.subscription_id
+         )
+         INSERT INTO walhook.delivery_attempts
+                (delivery_id, attempt, attempted_at, duration_ms, status_code, error, response_body, instance_id)
+         SELECT stored.id, u.attempt, u.at, u.duration, u.code, u.error, u.body, $14
+           FROM stored
+           JOIN u ON u.event_id = stored.event_id AND u.subscription_id = stored.subscription_id
+         ON CONFLICT (delivery_id, attempt) DO NOTHING",
+        &[
+            &events, &subscriptions, &resources, &lsns, &seqs, &attempts, &at, &durations, &codes,
+            &errors, &bodies, &statuses, &next, &instance,
+        ],
+    )
+    .await
 }
 
 /// Give back leases of deliveries this instance claimed but did not attempt.

@@ -2,14 +2,16 @@
 //!
 //! One batch is one transaction: the events (`ON CONFLICT (id) DO NOTHING`, so a
 //! replayed change is stored once) and one pending delivery per matching
-//! subscription. Only after that transaction commits may the caller treat the
-//! batch's positions as durable.
+//! subscription, except those the writing instance attempts from memory
+//! first. Only after that transaction commits may the caller treat the
+//! batch's events as stored.
 //!
-//! A delivery whose first attempt the writing instance will make from memory
-//! is inserted already leased to it (`lease_owner`, `lease_until`): the same
-//! single row write makes the obligation durable and keeps other instances off
-//! it until the lease ends. If the instance dies, the lease expires and any
-//! instance claims the delivery as it would any other.
+//! A delivery attempted from memory gets its row once, with its outcome (see
+//! [`super::deliveries::record`]); until then the unconfirmed WAL holds the
+//! obligation. That is only sound for an event this batch stored for the first
+//! time: an event that existed already is a replay, whose deliveries may have
+//! rows (or outcomes) from before, so they are inserted `pending`
+//! (`ON CONFLICT DO NOTHING`) and claimed.
 
 use std::collections::HashMap;
 
@@ -31,50 +33,39 @@ SELECT id, type, apiresource, revision, commit_lsn::pg_lsn, commit_time, source_
               $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::int4[])
        AS e(id, type, apiresource, revision, commit_lsn, commit_time, source_table, body, error,
             seq)
-ON CONFLICT (id) DO NOTHING";
+ON CONFLICT (id) DO NOTHING
+RETURNING id";
 
-/// Deliveries for subscriptions that still exist (one may have been deleted
-/// since the event's commit position when the WAL is replayed); a positive
-/// `lease_secs` leases the row to `$7` for a first attempt from memory. Rows
-/// that already existed (a replayed change) are not returned.
+/// Pending deliveries for subscriptions that still exist (one may have been
+/// deleted since the event's commit position when the WAL is replayed).
 const INSERT_DELIVERIES: &str = "
-WITH created AS (
-    INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq,
-                                    lease_owner, lease_until)
-    SELECT d.event_id, d.subscription_id, d.apiresource, d.commit_lsn::pg_lsn, d.seq,
-           CASE WHEN d.lease_secs > 0 THEN $7::uuid END,
-           CASE WHEN d.lease_secs > 0 THEN now() + make_interval(secs => d.lease_secs) END
-      FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[], $6::float8[])
-           AS d(event_id, subscription_id, apiresource, commit_lsn, seq, lease_secs)
-      JOIN walhook.subscriptions s ON s.id = d.subscription_id
-    ON CONFLICT (event_id, subscription_id) DO NOTHING
-    RETURNING id, event_id, subscription_id, lease_owner IS NOT NULL AS leased
-)
-SELECT id, event_id, subscription_id, leased FROM created";
+INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq)
+SELECT d.event_id, d.subscription_id, d.apiresource, d.commit_lsn::pg_lsn, d.seq
+  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[])
+       AS d(event_id, subscription_id, apiresource, commit_lsn, seq)
+  JOIN walhook.subscriptions s ON s.id = d.subscription_id
+ON CONFLICT (event_id, subscription_id) DO NOTHING";
 
-/// A delivery row the batch created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CreatedDelivery {
-    pub delivery_id: i64,
-    /// Index of its event in the batch.
-    pub event: usize,
-    pub subscription_id: Uuid,
-    /// Leased to the writing instance for a first attempt from memory.
-    pub leased: bool,
+/// What a batch stored.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Per event of the batch: stored now for the first time (not a replay).
+    pub new_events: Vec<bool>,
+    /// Pending delivery rows inserted (they wait for a claim).
+    pub pending: u64,
 }
 
-/// Store `events` (with their deliveries) in one transaction. `lease_secs`
-/// says, per (event index, subscription), how long to lease that delivery to
-/// `owner` for a first attempt from memory (`None`: not leased, claimed later).
-/// Returns the deliveries created.
+/// Store `events` (with their deliveries) in one transaction. `from_memory`
+/// says, per (event index, subscription), whether the writing instance will
+/// attempt that delivery from memory; for an event stored for the first time
+/// no row is inserted for it now.
 pub async fn write_batch(
     client: &mut Client,
     events: &[Event],
-    owner: Uuid,
-    mut lease_secs: impl FnMut(usize, Uuid) -> Option<f64>,
-) -> Result<Vec<CreatedDelivery>, StoreError> {
+    from_memory: impl Fn(usize, Uuid) -> bool,
+) -> Result<Written, StoreError> {
     if events.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Written::default());
     }
     let n = events.len();
     let mut ids = Vec::with_capacity(n);
@@ -87,30 +78,14 @@ pub async fn write_batch(
     let mut bodies = Vec::with_capacity(n);
     let mut errors = Vec::with_capacity(n);
     let mut seqs = Vec::with_capacity(n);
-    let mut d_event = Vec::new();
-    let mut d_sub = Vec::new();
-    let mut d_res = Vec::new();
-    let mut d_lsn = Vec::new();
-    let mut d_seq = Vec::new();
-    let mut d_lease = Vec::new();
-    let mut index: HashMap<Uuid, usize> = HashMap::new();
+    let mut index: HashMap<Uuid, usize> = HashMap::with_capacity(n);
     for (i, e) in events.iter().enumerate() {
-        let lsn = e.commit_lsn.to_string();
-        // an event that could not be built is stored with its error, not sent
-        for sub in e.subscriptions.iter().filter(|_| e.body.is_some()) {
-            d_event.push(e.id);
-            d_sub.push(*sub);
-            d_res.push(e.apiresource.as_str());
-            d_lsn.push(lsn.clone());
-            d_seq.push(e.seq as i32);
-            d_lease.push(lease_secs(i, *sub).unwrap_or(0.0));
-            index.insert(e.id, i);
-        }
+        index.insert(e.id, i);
         ids.push(e.id);
         types.push(e.event_type.as_str());
         apiresources.push(e.apiresource.as_str());
         revisions.push(e.revision);
-        lsns.push(lsn);
+        lsns.push(e.commit_lsn.to_string());
         times.push(e.commit_time);
         tables.push(e.source_table.as_str());
         bodies.push(e.body.as_deref());
@@ -118,43 +93,62 @@ pub async fn write_batch(
         seqs.push(e.seq as i32);
     }
     let tx = client.transaction().await?;
-    tx.execute(
-        INSERT_EVENTS,
-        &[
-            &ids,
-            &types,
-            &apiresources,
-            &revisions,
-            &lsns,
-            &times,
-            &tables,
-            &bodies,
-            &errors,
-            &seqs,
-        ],
-    )
-    .await?;
-    let rows = if d_event.is_empty() {
-        Vec::new()
+    let inserted = tx
+        .query(
+            INSERT_EVENTS,
+            &[
+                &ids,
+                &types,
+                &apiresources,
+                &revisions,
+                &lsns,
+                &times,
+                &tables,
+                &bodies,
+                &errors,
+                &seqs,
+            ],
+        )
+        .await?;
+    let mut new_events = vec![false; n];
+    for row in &inserted {
+        if let Some(&i) = index.get(&row.try_get::<_, Uuid>(0)?) {
+            new_events[i] = true;
+        }
+    }
+    let mut d_event = Vec::new();
+    let mut d_sub = Vec::new();
+    let mut d_res = Vec::new();
+    let mut d_lsn = Vec::new();
+    let mut d_seq = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        // an event that could not be built is stored with its error, not sent
+        if e.body.is_none() {
+            continue;
+        }
+        for sub in &e.subscriptions {
+            if new_events[i] && from_memory(i, *sub) {
+                continue;
+            }
+            d_event.push(e.id);
+            d_sub.push(*sub);
+            d_res.push(e.apiresource.as_str());
+            d_lsn.push(&lsns[i]);
+            d_seq.push(e.seq as i32);
+        }
+    }
+    let pending = if d_event.is_empty() {
+        0
     } else {
-        tx.query(
+        tx.execute(
             INSERT_DELIVERIES,
-            &[&d_event, &d_sub, &d_res, &d_lsn, &d_seq, &d_lease, &owner],
+            &[&d_event, &d_sub, &d_res, &d_lsn, &d_seq],
         )
         .await?
     };
-    let mut created = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let event_id: Uuid = row.try_get(1)?;
-        if let Some(&event) = index.get(&event_id) {
-            created.push(CreatedDelivery {
-                delivery_id: row.try_get(0)?,
-                event,
-                subscription_id: row.try_get(2)?,
-                leased: row.try_get(3)?,
-            });
-        }
-    }
     tx.commit().await?;
-    Ok(created)
+    Ok(Written {
+        new_events,
+        pending,
+    })
 }
