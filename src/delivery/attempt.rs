@@ -91,13 +91,7 @@ pub fn prepare(
     keys: &[SigningKey],
     now: DateTime<Utc>,
 ) -> Result<PreparedRequest, PrepareError> {
-    let mut url = url::Url::parse(&sub.url).map_err(|e| PrepareError::Url(e.to_string()))?;
-    if !sub.query_params.is_empty() {
-        let mut pairs = url.query_pairs_mut();
-        for (k, v) in &sub.query_params {
-            pairs.append_pair(k, v.as_str().unwrap_or_default());
-        }
-    }
+    let url = sub.request_url.clone().map_err(PrepareError::Url)?;
     let body = if sub.standard_envelope {
         format!(
             r#"{{"type":{},"timestamp":"{}","data":{}}}"#,

@@ -19,6 +19,9 @@ use uuid::Uuid;
 pub struct SubscriptionTarget {
     pub id: Uuid,
     pub url: String,
+    /// `url` parsed, with `query_params` appended: parsed once per load, not
+    /// per request (an error says why the url cannot be used).
+    pub request_url: Result<url::Url, String>,
     pub headers: serde_json::Map<String, serde_json::Value>,
     pub query_params: serde_json::Map<String, serde_json::Value>,
     pub auth_type: String,
@@ -54,6 +57,21 @@ impl SubscriptionTarget {
     }
 }
 
+/// The url a request goes to: `url` with `query_params` appended.
+pub fn request_url(
+    url: &str,
+    query_params: &serde_json::Map<String, serde_json::Value>,
+) -> Result<url::Url, String> {
+    let mut url = url::Url::parse(url).map_err(|e| e.to_string())?;
+    if !query_params.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for (k, v) in query_params {
+            pairs.append_pair(k, v.as_str().unwrap_or_default());
+        }
+    }
+    Ok(url)
+}
+
 const TARGETS: &str = "
 SELECT id, url, headers::text, query_params::text, auth_type, auth_token, auth_username,
        auth_password, secret, previous_secret, previous_secret_expires_at, timeout_ms,
@@ -76,11 +94,14 @@ pub async fn load(
             let previous: Option<String> = r.try_get(9)?;
             let previous_until: Option<DateTime<Utc>> = r.try_get(10)?;
             let schedule: Option<Vec<f64>> = r.try_get(12)?;
+            let url: String = r.try_get(1)?;
+            let query_params = object(r.try_get(3)?);
             let target = SubscriptionTarget {
                 id: r.try_get(0)?,
-                url: r.try_get(1)?,
+                request_url: request_url(&url, &query_params),
+                url,
                 headers: object(r.try_get(2)?),
-                query_params: object(r.try_get(3)?),
+                query_params,
                 auth_type: r.try_get(4)?,
                 auth_token: r.try_get(5)?,
                 auth_username: r.try_get(6)?,
