@@ -120,7 +120,7 @@ async fn store(
             if tokio::time::Instant::now() >= deadline {
                 tracing::error!(
                     outcomes = batch.len(),
-                    "stopping without storing these delivery outcomes: their deliveries will be attempted again when their leases end"
+                    "stopping without storing these delivery outcomes: claimed deliveries are attempted again when their leases end, first attempts when the slot replays their changes"
                 );
                 return false;
             }
