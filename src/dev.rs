@@ -38,7 +38,7 @@ pub async fn run(
     let cluster = tokio::task::spawn_blocking(|| {
         LocalCluster::start(&LocalClusterOptions {
             prefix: "walhook-dev",
-            extra_conf: Vec::new(),
+            ..Default::default()
         })
     })
     .await??;
