@@ -19,6 +19,7 @@ use crate::delivery::KeyRing;
 use crate::error::{Disposition, StatementError, during};
 use crate::http::{Health, StreamState};
 use crate::pipeline::{ITEMS_CAPACITY, Writer};
+use crate::reconnect::{Backoff, Tries};
 use crate::replication::conn::{ConnError, ReplicationConnection};
 use crate::replication::lsn::Lsn;
 use crate::replication::slot::{self, PreflightError, SlotState};
@@ -141,8 +142,10 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     );
     let writer = Writer {
         mapper,
-        database: database.clone(),
-        client: crate::store::connect(&database).await?,
+        client: crate::store::ReconnectingClient::connected(
+            database.clone(),
+            crate::store::connect(&database).await?,
+        ),
         system_id: system_id.clone(),
         durable: durable_tx,
         first_attempts,
@@ -189,13 +192,11 @@ async fn supervise_stream(
     health: &Health,
     shutdown: &CancellationToken,
 ) -> Result<(), DaemonError> {
-    let mut delay = Duration::from_millis(250);
     let mut standby_logged = false;
     let mut streak = FailureStreak::default();
-    loop {
-        if shutdown.is_cancelled() {
-            return Ok(());
-        }
+    let backoff = Backoff::doubling(Duration::from_millis(250), Duration::from_secs(30));
+    let mut tries = Tries::new(backoff, shutdown);
+    while tries.next().await {
         health.set_stream(StreamState::Connecting);
         let session = stream_session(
             options,
@@ -209,7 +210,7 @@ async fn supervise_stream(
             shutdown,
         )
         .await;
-        let retry = match session {
+        match session {
             Ok(()) => return Ok(()),
             Err(SessionError::Stream(StreamError::Shutdown)) => return Ok(()),
             Err(SessionError::Fatal(error)) => {
@@ -224,8 +225,7 @@ async fn supervise_stream(
                     tracing::info!(slot = %options.slot, "slot is active in another process; waiting as standby");
                     standby_logged = true;
                 }
-                delay = Duration::from_secs(1);
-                Duration::from_secs(1)
+                tries.restart_from(Duration::from_secs(1));
             }
             Err(SessionError::Stream(error)) => {
                 telemetry::REPLICATION_ERRORS
@@ -237,17 +237,12 @@ async fn supervise_stream(
                     shutdown.cancel();
                     return Err(error);
                 }
-                tracing::error!(%error, retry_in = ?delay, "replication stream failed; reconnecting");
+                tracing::error!(%error, retry_in = ?tries.delay(), "replication stream failed; reconnecting");
                 standby_logged = false;
-                delay
             }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(retry) => {}
-            _ = shutdown.cancelled() => return Ok(()),
         }
-        delay = (delay * 2).min(Duration::from_secs(30));
     }
+    Ok(())
 }
 
 enum SessionError {
@@ -341,7 +336,7 @@ async fn periodic_jobs(
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
-    let mut client: Option<tokio_postgres::Client> = None;
+    let mut client = crate::store::ReconnectingClient::new(database);
     let mut rounds: u64 = 0;
     let mut heartbeat_warned = false;
     loop {
@@ -350,10 +345,7 @@ async fn periodic_jobs(
             _ = shutdown.cancelled() => return,
         }
         rounds += 1;
-        if client.as_ref().is_none_or(|c| c.is_closed()) {
-            client = crate::store::connect(&database).await.ok();
-        }
-        let Some(c) = client.as_ref() else {
+        let Ok(c) = client.get().await else {
             health.set_database_ok(false);
             continue;
         };

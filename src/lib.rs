@@ -30,6 +30,7 @@ pub mod http;
 pub mod local_cluster;
 pub mod mapping;
 pub mod pipeline;
+pub mod reconnect;
 pub mod replication;
 pub mod status;
 pub mod store;

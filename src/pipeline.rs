@@ -19,7 +19,6 @@
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{Notify, mpsc, watch};
-use tokio_postgres::Client;
 
 use crate::delivery::first_attempts::FirstAttempts;
 use crate::mapping::Mapper;
@@ -27,6 +26,7 @@ use crate::mapping::event::Event;
 use crate::replication::change::TxnBegin;
 use crate::replication::lsn::Lsn;
 use crate::replication::stream::StreamItem;
+use crate::store::ReconnectingClient;
 use crate::store::events::write_batch;
 use crate::telemetry;
 
@@ -45,8 +45,8 @@ const SUBSCRIPTIONS_TABLE: &str = "walhook.subscriptions";
 /// Everything the writer needs.
 pub struct Writer {
     pub mapper: Mapper,
-    pub database: crate::tls::Database,
-    pub client: Client,
+    /// The connection events are written with (reconnected after it closed).
+    pub client: ReconnectingClient,
     /// The cluster's system identifier, from IDENTIFY_SYSTEM (set by the slot loop
     /// before the first item).
     pub system_id: Arc<OnceLock<String>>,
@@ -171,26 +171,24 @@ impl Writer {
         if batch.is_empty() {
             return true;
         }
-        if self.client.is_closed() {
-            match crate::store::connect(&self.database).await {
-                Ok(client) => self.client = client,
-                Err(error) => {
-                    tracing::warn!(%error, "reconnecting the event writer failed");
-                    return false;
-                }
+        let client = match self.client.get().await {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::warn!(%error, "reconnecting the event writer failed");
+                return false;
             }
-        }
+        };
         let subscriptions_changed = batch.iter().any(|e| e.source_table == SUBSCRIPTIONS_TABLE);
         let targets = self.first_attempts.targets();
         if (subscriptions_changed
             || !targets.knows_all(batch.iter().flat_map(|e| e.subscriptions.iter())))
-            && let Err(error) = targets.reload(&self.client).await
+            && let Err(error) = targets.reload(client).await
         {
             tracing::warn!(%error, "reloading subscriptions failed; this batch's deliveries wait for a claim");
         }
         let mut admission = self.first_attempts.admission();
         let instance = self.first_attempts.instance();
-        match write_batch(&mut self.client, batch, instance, |event, subscription| {
+        match write_batch(client, batch, instance, |event, subscription| {
             admission.admit(event, subscription)
         })
         .await

@@ -408,26 +408,26 @@ impl Scheduler {
     }
 }
 
-/// Connect, retrying until it works or shutdown.
+/// Connect, retrying every second until it works or shutdown.
 async fn connect_until(
     database: &crate::tls::Database,
     shutdown: &CancellationToken,
 ) -> Option<tokio_postgres::Client> {
-    loop {
+    let mut tries = crate::reconnect::Tries::new(RECONNECT, shutdown);
+    while tries.next().await {
         match crate::store::connect(database).await {
             Ok(client) => return Some(client),
             Err(error) => tracing::warn!(%error, "dispatcher cannot reach the database; retrying"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shutdown.cancelled() => return None,
-        }
     }
+    None
 }
 
-/// Wake the claim loop on `NOTIFY walhook_deliveries` (redeliveries, replays).
+/// Wake the claim loop on `NOTIFY walhook_deliveries` (redeliveries, replays);
+/// the session is opened again a second after it ends or fails.
 async fn listen(database: crate::tls::Database, wake: Arc<Notify>, shutdown: CancellationToken) {
-    while !shutdown.is_cancelled() {
+    let mut tries = crate::reconnect::Tries::new(RECONNECT, &shutdown);
+    while tries.next().await {
         if let Ok((client, mut notifications)) =
             crate::store::connect_with_notifications(&database).await
             && client
@@ -445,9 +445,9 @@ async fn listen(database: crate::tls::Database, wake: Arc<Notify>, shutdown: Can
                 }
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shutdown.cancelled() => return,
-        }
     }
 }
+
+/// The pace of the dispatcher's reconnects.
+const RECONNECT: crate::reconnect::Backoff =
+    crate::reconnect::Backoff::fixed(Duration::from_secs(1));

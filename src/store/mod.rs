@@ -52,6 +52,42 @@ pub async fn connect_with_notifications(
     Ok((open(database, Some(tx)).await?, rx))
 }
 
+/// A SQL connection for work done on a tick (gauges, settings, the event
+/// writer): opened on first use, and again on the first use after it closed, so
+/// the caller's tick paces the reconnects. Long-lived sessions reconnect with
+/// backoff instead ([`crate::reconnect`]).
+pub struct ReconnectingClient {
+    database: Database,
+    client: Option<tokio_postgres::Client>,
+}
+
+impl ReconnectingClient {
+    /// Not connected yet: the first [`ReconnectingClient::get`] connects.
+    pub fn new(database: Database) -> Self {
+        ReconnectingClient {
+            database,
+            client: None,
+        }
+    }
+
+    /// Starting with an open connection.
+    pub fn connected(database: Database, client: tokio_postgres::Client) -> Self {
+        ReconnectingClient {
+            database,
+            client: Some(client),
+        }
+    }
+
+    /// The open connection, connecting first when there is none or it closed.
+    pub async fn get(&mut self) -> Result<&mut tokio_postgres::Client, ConnectError> {
+        let client = match self.client.take().filter(|c| !c.is_closed()) {
+            Some(client) => client,
+            None => connect(&self.database).await?,
+        };
+        Ok(self.client.insert(client))
+    }
+}
+
 /// `NOTIFY` messages of a [`connect_with_notifications`] session.
 pub type Notifications = mpsc::UnboundedReceiver<tokio_postgres::Notification>;
 

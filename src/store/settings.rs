@@ -64,7 +64,7 @@ pub async fn watch(
     let (tx, rx) = watch::channel(load(client).await?);
     let database = database.clone();
     tokio::spawn(async move {
-        let mut client: Option<Client> = None;
+        let mut client = super::ReconnectingClient::new(database);
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -73,10 +73,7 @@ pub async fn watch(
                 _ = shutdown.cancelled() => return,
                 _ = tx.closed() => return,
             }
-            if client.as_ref().is_none_or(Client::is_closed) {
-                client = super::connect(&database).await.ok();
-            }
-            let Some(c) = client.as_ref() else { continue };
+            let Ok(c) = client.get().await else { continue };
             match load(c).await {
                 Ok(settings) => {
                     tx.send_if_modified(|current| {
