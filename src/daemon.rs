@@ -23,7 +23,7 @@ use crate::reconnect::{Backoff, Tries};
 use crate::replication::conn::{ConnError, ReplicationConnection};
 use crate::replication::lsn::Lsn;
 use crate::replication::slot::{self, PreflightError, SlotState};
-use crate::replication::stream::{FailureStreak, SlotStream, StreamError, StreamItem};
+use crate::replication::stream::{FailureStreak, SlotStream, StreamError, StreamItem, StreamLinks};
 use crate::store::migrate::{self, MigrateError};
 use crate::store::monitor;
 use crate::telemetry;
@@ -155,17 +155,17 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     };
     let writer = tokio::spawn(writer.run(items_rx));
 
-    let supervised = supervise_stream(
-        &options,
-        &database,
-        &replication,
-        items_tx,
-        durable_rx,
+    let supervised = supervise_stream(StreamContext {
+        options: &options,
+        database: &database,
+        replication: &replication,
+        items: items_tx,
+        durable: durable_rx,
         system_id,
         store_failed,
-        &health,
-        &shutdown,
-    )
+        health: &health,
+        shutdown: &shutdown,
+    })
     .await;
 
     // Stop order: the stream is down (items sender dropped), so the writer
@@ -180,36 +180,34 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     supervised
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn supervise_stream(
-    options: &CommonOptions,
-    database: &crate::tls::Database,
-    replication: &crate::tls::Database,
+/// What the slot loop works with, for as long as it runs. Dropping it (when
+/// the loop ends) drops the items sender, which lets the writer drain.
+struct StreamContext<'a> {
+    options: &'a CommonOptions,
+    database: &'a crate::tls::Database,
+    replication: &'a crate::tls::Database,
     items: mpsc::Sender<StreamItem>,
     durable: watch::Receiver<Lsn>,
     system_id: Arc<OnceLock<String>>,
     store_failed: Arc<Notify>,
-    health: &Health,
-    shutdown: &CancellationToken,
-) -> Result<(), DaemonError> {
+    health: &'a Health,
+    shutdown: &'a CancellationToken,
+}
+
+async fn supervise_stream(context: StreamContext<'_>) -> Result<(), DaemonError> {
+    let StreamContext {
+        options,
+        health,
+        shutdown,
+        ..
+    } = context;
     let mut standby_logged = false;
     let mut streak = FailureStreak::default();
     let backoff = Backoff::doubling(Duration::from_millis(250), Duration::from_secs(30));
     let mut tries = Tries::new(backoff, shutdown);
     while tries.next().await {
         health.set_stream(StreamState::Connecting);
-        let session = stream_session(
-            options,
-            database,
-            replication,
-            &items,
-            &durable,
-            &system_id,
-            &store_failed,
-            health,
-            shutdown,
-        )
-        .await;
+        let session = stream_session(&context).await;
         match session {
             Ok(()) => return Ok(()),
             Err(SessionError::Stream(StreamError::Shutdown)) => return Ok(()),
@@ -273,18 +271,14 @@ impl From<StreamError> for SessionError {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn stream_session(
-    options: &CommonOptions,
-    database: &crate::tls::Database,
-    replication: &crate::tls::Database,
-    items: &mpsc::Sender<StreamItem>,
-    durable: &watch::Receiver<Lsn>,
-    system_id: &OnceLock<String>,
-    store_failed: &Arc<Notify>,
-    health: &Health,
-    shutdown: &CancellationToken,
-) -> Result<(), SessionError> {
+async fn stream_session(context: &StreamContext<'_>) -> Result<(), SessionError> {
+    let StreamContext {
+        options,
+        database,
+        replication,
+        health,
+        ..
+    } = *context;
     let sql = crate::store::connect(database).await.map_err(|e| {
         health.set_database_ok(false);
         SessionError::Stream(StreamError::Conn(ConnError::Protocol(format!(
@@ -301,7 +295,7 @@ async fn stream_session(
     })?;
     let mut conn = ReplicationConnection::connect(replication).await?;
     let system = conn.identify_system().await?;
-    let _ = system_id.set(system.system_id.clone());
+    let _ = context.system_id.set(system.system_id.clone());
     let confirmed = match state {
         SlotState::Ready { confirmed_flush } => confirmed_flush,
         SlotState::Missing => {
@@ -315,10 +309,12 @@ async fn stream_session(
         &options.slot,
         &options.publication,
         confirmed,
-        items,
-        durable.clone(),
-        shutdown.clone(),
-        store_failed.clone(),
+        StreamLinks {
+            items: &context.items,
+            durable: context.durable.clone(),
+            shutdown: context.shutdown.clone(),
+            store_failed: context.store_failed.clone(),
+        },
     )
     .await?;
     health.set_stream(StreamState::Streaming);
