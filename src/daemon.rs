@@ -184,8 +184,8 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
 /// the loop ends) drops the items sender, which lets the writer drain.
 struct StreamContext<'a> {
     options: &'a CommonOptions,
-    database: &'a crate::tls::Database,
-    replication: &'a crate::tls::Database,
+    database: &'a crate::tls::ConnectConfig,
+    replication: &'a crate::tls::ConnectConfig,
     items: mpsc::Sender<StreamItem>,
     durable: watch::Receiver<Lsn>,
     system_id: Arc<OnceLock<String>>,
@@ -324,7 +324,7 @@ async fn stream_session(context: &StreamContext<'_>) -> Result<(), SessionError>
 
 /// Heartbeat, lag and pending gauges, key reload, retention; until shutdown.
 async fn periodic_jobs(
-    database: crate::tls::Database,
+    database: crate::tls::ConnectConfig,
     slot: String,
     keys: KeyRing,
     health: Arc<Health>,

@@ -64,7 +64,7 @@ async fn quickstart(
         cluster.port(),
         cluster.dir().display()
     );
-    let database = crate::tls::Database::parse(&url)?;
+    let database = crate::tls::ConnectConfig::parse(&url)?;
     let mut client = crate::store::connect(&database).await?;
     crate::store::migrate::migrate(&mut client).await?;
     crate::store::keys::ensure_key(&client).await?;

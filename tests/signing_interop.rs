@@ -218,7 +218,7 @@ fn rotated_keys_both_sign_and_the_old_one_still_verifies() {
 async fn signing_keys_in_postgres_rotate_and_retire() {
     use walhook::store::keys::{self, KeysError};
     let db = support::Cluster::shared().database();
-    let config = walhook::tls::Database::parse(&db.url()).unwrap();
+    let config = walhook::tls::ConnectConfig::parse(&db.url()).unwrap();
     let mut client = walhook::store::connect(&config).await.unwrap();
     walhook::store::migrate::migrate(&mut client).await.unwrap();
 

@@ -34,7 +34,7 @@ use axum::{Json, Router};
 use tokio_postgres::Transaction;
 
 use crate::store::{api_tokens, audit};
-use crate::tls::Database;
+use crate::tls::ConnectConfig;
 use error::ApiError;
 use pool::{Conn, Pool};
 
@@ -60,7 +60,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Actor {
 }
 
 /// The `/v1` routes, to be merged into the daemon's router.
-pub fn router(database: Database) -> Router {
+pub fn router(database: ConnectConfig) -> Router {
     let state = ApiState {
         pool: Pool::new(database),
     };

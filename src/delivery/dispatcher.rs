@@ -410,7 +410,7 @@ impl Scheduler {
 
 /// Connect, retrying every second until it works or shutdown.
 async fn connect_until(
-    database: &crate::tls::Database,
+    database: &crate::tls::ConnectConfig,
     shutdown: &CancellationToken,
 ) -> Option<tokio_postgres::Client> {
     let mut tries = crate::reconnect::Tries::new(RECONNECT, shutdown);
@@ -425,7 +425,11 @@ async fn connect_until(
 
 /// Wake the claim loop on `NOTIFY walhook_deliveries` (redeliveries, replays);
 /// the session is opened again a second after it ends or fails.
-async fn listen(database: crate::tls::Database, wake: Arc<Notify>, shutdown: CancellationToken) {
+async fn listen(
+    database: crate::tls::ConnectConfig,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
     let mut tries = crate::reconnect::Tries::new(RECONNECT, &shutdown);
     while tries.next().await {
         if let Ok((client, mut notifications)) =

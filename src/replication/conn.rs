@@ -28,7 +28,7 @@ use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 
 use crate::error::Disposition;
-use crate::tls::{Database, SslMode};
+use crate::tls::{ConnectConfig, SslMode};
 
 use super::lsn::Lsn;
 use super::protocol::{self, ReplicationMessage};
@@ -168,7 +168,7 @@ pub struct ReplicationConnection {
 
 impl ReplicationConnection {
     /// Connect and authenticate as a logical replication client.
-    pub async fn connect(database: &Database) -> Result<Self, ConnError> {
+    pub async fn connect(database: &ConnectConfig) -> Result<Self, ConnError> {
         let config = &database.config;
         let (socket, host) = open_socket(config).await?;
         let socket = match host {
@@ -474,7 +474,7 @@ impl ReplicationStream {
 /// server accepts.
 async fn negotiate_tls(
     mut socket: Box<dyn Socket>,
-    database: &Database,
+    database: &ConnectConfig,
     host: &str,
 ) -> Result<Box<dyn Socket>, ConnError> {
     let tls_error = |e: crate::tls::TlsError| ConnError::Config(e.to_string());

@@ -19,7 +19,7 @@ pub mod webhooks;
 use tokio::sync::mpsc;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::tls::{Database, TlsError};
+use crate::tls::{ConnectConfig, TlsError};
 
 /// A SQL connection could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -39,14 +39,14 @@ pub enum ConnectError {
 /// The session runs with `jit = off`: walhook's statements are short OLTP
 /// queries, and on a fresh backlog (stale statistics) the claim query's cost
 /// estimate crossed `jit_above_cost`, spending ~0.5 s compiling each claim.
-pub async fn connect(database: &Database) -> Result<tokio_postgres::Client, ConnectError> {
+pub async fn connect(database: &ConnectConfig) -> Result<tokio_postgres::Client, ConnectError> {
     open(database, None).await
 }
 
 /// Like [`connect`], also handing over the session's `NOTIFY` messages (for
 /// `LISTEN`). The receiver ends when the connection does.
 pub async fn connect_with_notifications(
-    database: &Database,
+    database: &ConnectConfig,
 ) -> Result<(tokio_postgres::Client, Notifications), ConnectError> {
     let (tx, rx) = mpsc::unbounded_channel();
     Ok((open(database, Some(tx)).await?, rx))
@@ -57,13 +57,13 @@ pub async fn connect_with_notifications(
 /// the caller's tick paces the reconnects. Long-lived sessions reconnect with
 /// backoff instead ([`crate::reconnect`]).
 pub struct ReconnectingClient {
-    database: Database,
+    database: ConnectConfig,
     client: Option<tokio_postgres::Client>,
 }
 
 impl ReconnectingClient {
     /// Not connected yet: the first [`ReconnectingClient::get`] connects.
-    pub fn new(database: Database) -> Self {
+    pub fn new(database: ConnectConfig) -> Self {
         ReconnectingClient {
             database,
             client: None,
@@ -71,7 +71,7 @@ impl ReconnectingClient {
     }
 
     /// Starting with an open connection.
-    pub fn connected(database: Database, client: tokio_postgres::Client) -> Self {
+    pub fn connected(database: ConnectConfig, client: tokio_postgres::Client) -> Self {
         ReconnectingClient {
             database,
             client: Some(client),
@@ -92,7 +92,7 @@ impl ReconnectingClient {
 pub type Notifications = mpsc::UnboundedReceiver<tokio_postgres::Notification>;
 
 async fn open(
-    database: &Database,
+    database: &ConnectConfig,
     notifications: Option<mpsc::UnboundedSender<tokio_postgres::Notification>>,
 ) -> Result<tokio_postgres::Client, ConnectError> {
     let mut config = database.config.clone();

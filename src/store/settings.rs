@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::Settings;
-use crate::tls::Database;
+use crate::tls::ConnectConfig;
 
 /// How often [`watch`] re-reads `walhook.settings`.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
@@ -56,7 +56,7 @@ pub async fn load(client: &Client) -> Result<Settings, tokio_postgres::Error> {
 /// publishes them when they change. A failed read keeps the last values (and
 /// is logged); the task reconnects on the next round.
 pub async fn watch(
-    database: &Database,
+    database: &ConnectConfig,
     client: &Client,
     every: Duration,
     shutdown: CancellationToken,

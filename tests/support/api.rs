@@ -73,7 +73,7 @@ impl ApiServer {
         migrate(&db.url());
         let token_name = "tester".to_owned();
         let token = create_token(&db.url(), &token_name);
-        let database = walhook::tls::Database::parse(&db.url()).expect("database url");
+        let database = walhook::tls::ConnectConfig::parse(&db.url()).expect("database url");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = walhook::api::router(database);
