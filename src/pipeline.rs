@@ -155,7 +155,7 @@ impl Writer {
                     *position = Some(position.map_or(lsn, |p| p.max(lsn)));
                 }
             }
-            StreamItem::Watermark { content, .. } => {
+            StreamItem::Watermark { content } => {
                 let Some(begin) = txn.as_ref() else { return };
                 batch.extend(self.backfill.watermark(&self.mapper, begin, &content));
             }

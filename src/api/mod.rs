@@ -15,12 +15,12 @@
 //! made here fires `webhook.created` through the replication stream like any
 //! subscription. `/v1/openapi.json` needs no token; every other route does.
 
-pub mod error;
-pub mod history;
-pub mod openapi;
-pub mod pagination;
-pub mod pool;
-pub mod webhooks;
+pub(crate) mod error;
+pub(crate) mod history;
+pub(crate) mod openapi;
+pub(crate) mod pagination;
+pub(crate) mod pool;
+pub(crate) mod webhooks;
 
 use std::sync::Arc;
 

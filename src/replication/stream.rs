@@ -59,7 +59,6 @@ pub enum StreamItem {
     /// A backfill watermark, inside its own transaction (between that
     /// transaction's Begin and Commit); `content` is the backfill's to read.
     Watermark {
-        lsn: Lsn,
         content: bytes::Bytes,
     },
     /// A new streaming session starts: the slot replays from its confirmed
@@ -439,11 +438,7 @@ impl<'a> SlotStream<'a> {
                 if !transactional && self.txn.is_none() && prefix == HEARTBEAT_PREFIX {
                     self.push(StreamItem::Position(message_lsn)).await?;
                 } else if transactional && self.txn.is_some() && prefix == BACKFILL_PREFIX {
-                    self.push(StreamItem::Watermark {
-                        lsn: message_lsn,
-                        content,
-                    })
-                    .await?;
+                    self.push(StreamItem::Watermark { content }).await?;
                 }
                 Ok(())
             }

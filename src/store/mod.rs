@@ -1,20 +1,20 @@
 //! Events, deliveries and attempts in PostgreSQL.
 
 pub mod api_tokens;
-pub mod audit;
-pub mod backfills;
-pub mod config;
-pub mod deliveries;
-pub mod events;
-pub mod history;
+pub(crate) mod audit;
+pub(crate) mod backfills;
+pub(crate) mod config;
+pub(crate) mod deliveries;
+pub(crate) mod events;
+pub(crate) mod history;
 pub mod keys;
 pub mod migrate;
-pub mod monitor;
+pub(crate) mod monitor;
 pub mod replay;
 pub mod retention;
 pub mod settings;
-pub mod targets;
-pub mod webhooks;
+pub(crate) mod targets;
+pub(crate) mod webhooks;
 
 use tokio::sync::mpsc;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -55,7 +55,7 @@ pub async fn connect_with_notifications(
 /// A SQL connection for work done on a tick (gauges, settings, the event
 /// writer): opened on first use, and again on the first use after it closed, so
 /// the caller's tick paces the reconnects. Long-lived sessions reconnect with
-/// backoff instead ([`crate::reconnect`]).
+/// backoff instead (`crate::reconnect`).
 pub struct ReconnectingClient {
     database: ConnectConfig,
     client: Option<tokio_postgres::Client>,

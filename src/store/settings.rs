@@ -1,6 +1,6 @@
 //! `walhook.settings`: runtime settings with their defaults (PRODUCT.md 3.2).
 //! Values are validated by the database when written; this is the one place
-//! that reads them. [`watch`] re-reads them every [`REFRESH_INTERVAL`] and
+//! that reads them. [`watch()`] re-reads them every [`REFRESH_INTERVAL`] and
 //! publishes each change, so every stage sees a new value within seconds and
 //! none needs a restart.
 
@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::config::Settings;
 use crate::tls::ConnectConfig;
 
-/// How often [`watch`] re-reads `walhook.settings`.
+/// How often [`watch()`] re-reads `walhook.settings`.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Read the settings; absent keys keep their defaults.
