@@ -1,5 +1,5 @@
 //! A throwaway local PostgreSQL cluster, for `walhook dev`, the benchmark and
-//! the integration tests (`tests/support/cluster.rs` is a thin layer on it).
+//! the integration tests (`tests/it/support/cluster.rs` is a thin layer on it).
 //!
 //! Built from the PostgreSQL binaries installed on the machine ([`bin_path`]:
 //! `$PG_BIN`, the newest `/usr/lib/postgresql/*/bin`, or `pg_config --bindir`):
