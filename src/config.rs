@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
 
-use crate::tls::Database;
+use crate::tls::ConnectConfig;
 
 /// walhook: committed PostgreSQL row changes in, signed webhooks out.
 #[derive(Debug, Parser)]
@@ -194,7 +194,7 @@ pub enum ConfigError {
 
 impl CommonOptions {
     /// The SQL connection configuration.
-    pub fn database(&self) -> Result<Database, ConfigError> {
+    pub fn database(&self) -> Result<ConnectConfig, ConfigError> {
         let url = self
             .database_url
             .as_deref()
@@ -203,7 +203,7 @@ impl CommonOptions {
     }
 
     /// The replication connection configuration.
-    pub fn replication(&self) -> Result<Database, ConfigError> {
+    pub fn replication(&self) -> Result<ConnectConfig, ConfigError> {
         match &self.replication_url {
             Some(url) => parse_database_url(url),
             None => self.database(),
@@ -211,9 +211,9 @@ impl CommonOptions {
     }
 }
 
-fn parse_database_url(url: &str) -> Result<Database, ConfigError> {
+fn parse_database_url(url: &str) -> Result<ConnectConfig, ConfigError> {
     let mut database =
-        Database::parse(url).map_err(|e| ConfigError::BadDatabaseUrl(e.to_string()))?;
+        ConnectConfig::parse(url).map_err(|e| ConfigError::BadDatabaseUrl(e.to_string()))?;
     if database.config.get_application_name().is_none() {
         database.config.application_name("walhook");
     }

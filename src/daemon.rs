@@ -19,10 +19,11 @@ use crate::delivery::KeyRing;
 use crate::error::{Disposition, StatementError, during};
 use crate::http::{Health, StreamState};
 use crate::pipeline::{ITEMS_CAPACITY, Writer};
+use crate::reconnect::{Backoff, Tries};
 use crate::replication::conn::{ConnError, ReplicationConnection};
 use crate::replication::lsn::Lsn;
 use crate::replication::slot::{self, PreflightError, SlotState};
-use crate::replication::stream::{FailureStreak, SlotStream, StreamError, StreamItem};
+use crate::replication::stream::{FailureStreak, SlotStream, StreamError, StreamItem, StreamLinks};
 use crate::store::migrate::{self, MigrateError};
 use crate::store::monitor;
 use crate::telemetry;
@@ -141,8 +142,10 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     );
     let writer = Writer {
         mapper,
-        database: database.clone(),
-        client: crate::store::connect(&database).await?,
+        client: crate::store::ReconnectingClient::connected(
+            database.clone(),
+            crate::store::connect(&database).await?,
+        ),
         system_id: system_id.clone(),
         positions: crate::delivery::positions::Positions::new(durable_tx),
         first_attempts,
@@ -152,17 +155,17 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     };
     let writer = tokio::spawn(writer.run(items_rx));
 
-    let supervised = supervise_stream(
-        &options,
-        &database,
-        &replication,
-        items_tx,
-        durable_rx,
+    let supervised = supervise_stream(StreamContext {
+        options: &options,
+        database: &database,
+        replication: &replication,
+        items: items_tx,
+        durable: durable_rx,
         system_id,
         store_failed,
-        &health,
-        &shutdown,
-    )
+        health: &health,
+        shutdown: &shutdown,
+    })
     .await;
 
     // Stop order: the stream is down (items sender dropped), so the writer
@@ -177,39 +180,35 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     supervised
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn supervise_stream(
-    options: &CommonOptions,
-    database: &crate::tls::Database,
-    replication: &crate::tls::Database,
+/// What the slot loop works with, for as long as it runs. Dropping it (when
+/// the loop ends) drops the items sender, which lets the writer drain.
+struct StreamContext<'a> {
+    options: &'a CommonOptions,
+    database: &'a crate::tls::ConnectConfig,
+    replication: &'a crate::tls::ConnectConfig,
     items: mpsc::Sender<StreamItem>,
     durable: watch::Receiver<Lsn>,
     system_id: Arc<OnceLock<String>>,
     store_failed: Arc<Notify>,
-    health: &Health,
-    shutdown: &CancellationToken,
-) -> Result<(), DaemonError> {
-    let mut delay = Duration::from_millis(250);
+    health: &'a Health,
+    shutdown: &'a CancellationToken,
+}
+
+async fn supervise_stream(context: StreamContext<'_>) -> Result<(), DaemonError> {
+    let StreamContext {
+        options,
+        health,
+        shutdown,
+        ..
+    } = context;
     let mut standby_logged = false;
     let mut streak = FailureStreak::default();
-    loop {
-        if shutdown.is_cancelled() {
-            return Ok(());
-        }
+    let backoff = Backoff::doubling(Duration::from_millis(250), Duration::from_secs(30));
+    let mut tries = Tries::new(backoff, shutdown);
+    while tries.next().await {
         health.set_stream(StreamState::Connecting);
-        let session = stream_session(
-            options,
-            database,
-            replication,
-            &items,
-            &durable,
-            &system_id,
-            &store_failed,
-            health,
-            shutdown,
-        )
-        .await;
-        let retry = match session {
+        let session = stream_session(&context).await;
+        match session {
             Ok(()) => return Ok(()),
             Err(SessionError::Stream(StreamError::Shutdown)) => return Ok(()),
             Err(SessionError::Fatal(error)) => {
@@ -224,8 +223,7 @@ async fn supervise_stream(
                     tracing::info!(slot = %options.slot, "slot is active in another process; waiting as standby");
                     standby_logged = true;
                 }
-                delay = Duration::from_secs(1);
-                Duration::from_secs(1)
+                tries.restart_from(Duration::from_secs(1));
             }
             Err(SessionError::Stream(error)) => {
                 telemetry::REPLICATION_ERRORS
@@ -237,17 +235,12 @@ async fn supervise_stream(
                     shutdown.cancel();
                     return Err(error);
                 }
-                tracing::error!(%error, retry_in = ?delay, "replication stream failed; reconnecting");
+                tracing::error!(%error, retry_in = ?tries.delay(), "replication stream failed; reconnecting");
                 standby_logged = false;
-                delay
             }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(retry) => {}
-            _ = shutdown.cancelled() => return Ok(()),
         }
-        delay = (delay * 2).min(Duration::from_secs(30));
     }
+    Ok(())
 }
 
 enum SessionError {
@@ -278,18 +271,14 @@ impl From<StreamError> for SessionError {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn stream_session(
-    options: &CommonOptions,
-    database: &crate::tls::Database,
-    replication: &crate::tls::Database,
-    items: &mpsc::Sender<StreamItem>,
-    durable: &watch::Receiver<Lsn>,
-    system_id: &OnceLock<String>,
-    store_failed: &Arc<Notify>,
-    health: &Health,
-    shutdown: &CancellationToken,
-) -> Result<(), SessionError> {
+async fn stream_session(context: &StreamContext<'_>) -> Result<(), SessionError> {
+    let StreamContext {
+        options,
+        database,
+        replication,
+        health,
+        ..
+    } = *context;
     let sql = crate::store::connect(database).await.map_err(|e| {
         health.set_database_ok(false);
         SessionError::Stream(StreamError::Conn(ConnError::Protocol(format!(
@@ -306,7 +295,7 @@ async fn stream_session(
     })?;
     let mut conn = ReplicationConnection::connect(replication).await?;
     let system = conn.identify_system().await?;
-    let _ = system_id.set(system.system_id.clone());
+    let _ = context.system_id.set(system.system_id.clone());
     let confirmed = match state {
         SlotState::Ready { confirmed_flush } => confirmed_flush,
         SlotState::Missing => {
@@ -320,10 +309,12 @@ async fn stream_session(
         &options.slot,
         &options.publication,
         confirmed,
-        items,
-        durable.clone(),
-        shutdown.clone(),
-        store_failed.clone(),
+        StreamLinks {
+            items: &context.items,
+            durable: context.durable.clone(),
+            shutdown: context.shutdown.clone(),
+            store_failed: context.store_failed.clone(),
+        },
     )
     .await?;
     health.set_stream(StreamState::Streaming);
@@ -333,7 +324,7 @@ async fn stream_session(
 
 /// Heartbeat, lag and pending gauges, key reload, retention; until shutdown.
 async fn periodic_jobs(
-    database: crate::tls::Database,
+    database: crate::tls::ConnectConfig,
     slot: String,
     keys: KeyRing,
     health: Arc<Health>,
@@ -341,7 +332,7 @@ async fn periodic_jobs(
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
-    let mut client: Option<tokio_postgres::Client> = None;
+    let mut client = crate::store::ReconnectingClient::new(database);
     let mut rounds: u64 = 0;
     let mut heartbeat_warned = false;
     loop {
@@ -350,10 +341,7 @@ async fn periodic_jobs(
             _ = shutdown.cancelled() => return,
         }
         rounds += 1;
-        if client.as_ref().is_none_or(|c| c.is_closed()) {
-            client = crate::store::connect(&database).await.ok();
-        }
-        let Some(c) = client.as_ref() else {
+        let Ok(c) = client.get().await else {
             health.set_database_ok(false);
             continue;
         };

@@ -38,7 +38,7 @@ pub async fn run(
     let cluster = tokio::task::spawn_blocking(|| {
         LocalCluster::start(&LocalClusterOptions {
             prefix: "walhook-dev",
-            extra_conf: Vec::new(),
+            ..Default::default()
         })
     })
     .await??;
@@ -64,7 +64,7 @@ async fn quickstart(
         cluster.port(),
         cluster.dir().display()
     );
-    let database = crate::tls::Database::parse(&url)?;
+    let database = crate::tls::ConnectConfig::parse(&url)?;
     let mut client = crate::store::connect(&database).await?;
     crate::store::migrate::migrate(&mut client).await?;
     crate::store::keys::ensure_key(&client).await?;

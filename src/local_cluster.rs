@@ -1,16 +1,27 @@
-//! A throwaway local PostgreSQL cluster, for `walhook dev` and the benchmark.
+//! A throwaway local PostgreSQL cluster, for `walhook dev`, the benchmark and
+//! the integration tests (`tests/it/support/cluster.rs` is a thin layer on it).
 //!
-//! Built from the PostgreSQL binaries installed on the machine: `initdb` into a
-//! folder it names, `wal_level=logical`, loopback only on a free port, trust
+//! Built from the PostgreSQL binaries installed on the machine ([`bin_path`]:
+//! `$PG_BIN`, the newest `/usr/lib/postgresql/*/bin`, or `pg_config --bindir`):
+//! `initdb` into a folder of its own, `wal_level=logical` (or what
+//! [`LocalClusterOptions::wal_level`] says), loopback only on a free port, trust
 //! authentication. PostgreSQL refuses to run as root, so when walhook runs as uid
 //! 0 the folder is given to the `postgres` OS user and the server runs as that
-//! user (`runuser`). The postmaster is started under a small watchdog shell that
-//! stops it and removes the folder if this process disappears without cleaning
-//! up (SIGKILL, abort), so nothing outlives the command that started it.
+//! user (`runuser`).
+//!
+//! The postmaster is started under a small watchdog shell that stops it and
+//! removes the folder if this process disappears without cleaning up (SIGKILL,
+//! abort, or a normal exit with the cluster in a `static` that is never
+//! dropped, as the tests' shared cluster is), so nothing outlives the process
+//! that started it. [`LocalCluster::restart`] stops and starts the server on
+//! the same port and data; [`LocalCluster::stop`] (or drop) stops it and removes
+//! the folder.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Why the local cluster could not be started.
@@ -40,10 +51,14 @@ pub enum LocalClusterError {
 /// Settings of a local cluster beyond the defaults.
 #[derive(Debug, Clone, Default)]
 pub struct LocalClusterOptions {
-    /// Folder name prefix under the temp dir.
+    /// Folder name prefix under the temp dir (`walhook` when empty).
     pub prefix: &'static str,
-    /// Extra `postgresql.conf` lines.
+    /// Overrides `wal_level` (default `logical`).
+    pub wal_level: Option<String>,
+    /// Extra `postgresql.conf` lines (after the defaults, so they win).
     pub extra_conf: Vec<String>,
+    /// `pg_hba.conf` lines placed before initdb's (the first match wins).
+    pub hba_first: Vec<String>,
 }
 
 /// A running cluster; stopped and removed on [`LocalCluster::stop`] or drop.
@@ -53,11 +68,18 @@ pub struct LocalCluster {
     bin: PathBuf,
     port: u16,
     as_postgres: bool,
-    stopped: bool,
+    stopped: AtomicBool,
 }
 
-/// The folder holding `initdb`, `postgres`, `pg_ctl` and `psql`.
-pub fn find_binaries() -> Option<PathBuf> {
+/// The folder holding `initdb`, `postgres`, `pg_ctl` and `psql`, looked up once.
+fn bin_dir() -> Result<&'static Path, LocalClusterError> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    DIR.get_or_init(find_binaries)
+        .as_deref()
+        .ok_or(LocalClusterError::NoBinaries)
+}
+
+fn find_binaries() -> Option<PathBuf> {
     let has_initdb = |dir: &Path| dir.join("initdb").is_file();
     if let Some(dir) = std::env::var_os("PG_BIN").map(PathBuf::from) {
         return has_initdb(&dir).then_some(dir);
@@ -81,6 +103,12 @@ pub fn find_binaries() -> Option<PathBuf> {
     has_initdb(&dir).then_some(dir)
 }
 
+/// Path of a PostgreSQL client or server binary (`psql`, `pg_recvlogical`, ...)
+/// of the installation clusters are started from.
+pub fn bin_path(name: &str) -> Result<PathBuf, LocalClusterError> {
+    Ok(bin_dir()?.join(name))
+}
+
 fn running_as_root() -> bool {
     // /proc/self belongs to the process's effective uid
     std::fs::metadata("/proc/self")
@@ -98,7 +126,18 @@ fn postgres_user_exists() -> bool {
         .unwrap_or(false)
 }
 
-fn free_port() -> Result<u16, LocalClusterError> {
+/// Give `path` to the `postgres` OS user when this process runs as root (the
+/// server runs as that user then, and must read its folder, keys and
+/// certificates); nothing otherwise.
+pub fn give_to_server_user(path: &Path) -> Result<(), LocalClusterError> {
+    if running_as_root() {
+        run("chown", Command::new("chown").arg("postgres:").arg(path))?;
+    }
+    Ok(())
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> Result<u16, LocalClusterError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -108,15 +147,43 @@ fn free_port() -> Result<u16, LocalClusterError> {
         })
 }
 
+/// A folder name of its own: `<prefix>-<pid>`, then `<prefix>-<pid>-<n>`.
+fn folder_name(prefix: &str) -> String {
+    static STARTED: AtomicU32 = AtomicU32::new(0);
+    match STARTED.fetch_add(1, Ordering::Relaxed) {
+        0 => format!("{prefix}-{}", std::process::id()),
+        n => format!("{prefix}-{}-{n}", std::process::id()),
+    }
+}
+
 /// Single-quote `s` for sh.
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// Run a tool to completion; its stderr is the error's detail.
+fn run(step: &'static str, cmd: &mut Command) -> Result<(), LocalClusterError> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| LocalClusterError::Step {
+            step,
+            detail: e.to_string(),
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(LocalClusterError::Step {
+            step,
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
+    }
+}
+
 impl LocalCluster {
     /// initdb, configure and start a cluster; returns once it accepts connections.
     pub fn start(options: &LocalClusterOptions) -> Result<LocalCluster, LocalClusterError> {
-        let bin = find_binaries().ok_or(LocalClusterError::NoBinaries)?;
+        let bin = bin_dir()?.to_owned();
         let as_postgres = running_as_root();
         if as_postgres && !postgres_user_exists() {
             return Err(LocalClusterError::NoServerUser);
@@ -126,26 +193,22 @@ impl LocalCluster {
         } else {
             options.prefix
         };
-        let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| LocalClusterError::Io { path, source }
-        };
+        let port = free_port()?;
+        let dir = std::env::temp_dir().join(folder_name(prefix));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        std::fs::create_dir_all(&dir).map_err(|source| LocalClusterError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         let cluster = LocalCluster {
             dir,
             bin,
-            port: free_port()?,
+            port,
             as_postgres,
-            stopped: false,
+            stopped: AtomicBool::new(false),
         };
-        if as_postgres {
-            cluster.run_tool(
-                "chown",
-                Command::new("chown").arg("postgres:").arg(&cluster.dir),
-            )?;
-        }
+        // from here on, drop removes the folder if a step fails
+        give_to_server_user(&cluster.dir)?;
         let data = cluster.data_dir();
         let mut initdb = cluster.server_command("initdb");
         initdb.arg("-D").arg(&data).args([
@@ -156,25 +219,34 @@ impl LocalCluster {
             "UTF8",
             "--locale=C",
         ]);
-        cluster.run_tool("initdb", &mut initdb)?;
+        run("initdb", &mut initdb)?;
         let mut conf = format!(
             "\n# walhook local cluster\nlisten_addresses = '127.0.0.1'\nport = {}\n\
-             unix_socket_directories = '{}'\nwal_level = logical\n\
+             unix_socket_directories = '{}'\nwal_level = {}\n\
              max_replication_slots = 16\nmax_wal_senders = 16\n",
             cluster.port,
-            cluster.dir.display()
+            cluster.dir.display(),
+            options.wal_level.as_deref().unwrap_or("logical"),
         );
         for line in &options.extra_conf {
             conf.push_str(line);
             conf.push('\n');
         }
         append(&data.join("postgresql.conf"), &conf)?;
+        let hba = data.join("pg_hba.conf");
         append(
-            &data.join("pg_hba.conf"),
-            "host replication all 127.0.0.1/32 trust\n",
+            &hba,
+            "host replication all 127.0.0.1/32 trust\nlocal replication all trust\n",
         )?;
-        cluster.spawn_under_watchdog()?;
-        cluster.wait_ready()?;
+        if !options.hba_first.is_empty() {
+            let io = |source| LocalClusterError::Io {
+                path: hba.clone(),
+                source,
+            };
+            let rest = std::fs::read_to_string(&hba).map_err(io)?;
+            std::fs::write(&hba, options.hba_first.join("\n") + "\n" + &rest).map_err(io)?;
+        }
+        cluster.start_server()?;
         Ok(cluster)
     }
 
@@ -201,7 +273,7 @@ impl LocalCluster {
         self.dir.join("server.log")
     }
 
-    fn data_dir(&self) -> PathBuf {
+    pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }
 
@@ -215,26 +287,16 @@ impl LocalCluster {
         }
     }
 
-    fn run_tool(&self, step: &'static str, cmd: &mut Command) -> Result<(), LocalClusterError> {
-        let out = cmd
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| LocalClusterError::Step {
-                step,
-                detail: e.to_string(),
-            })?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(LocalClusterError::Step {
-                step,
-                detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            })
-        }
+    /// Start the postmaster under the watchdog and wait until it accepts
+    /// connections.
+    fn start_server(&self) -> Result<(), LocalClusterError> {
+        self.spawn_under_watchdog()?;
+        self.wait_ready()
     }
 
     /// Start the postmaster under a shell that watches this process: if we die
     /// without stopping the cluster, it stops the server and removes the folder.
+    /// The watchdog itself ends when its postmaster does.
     fn spawn_under_watchdog(&self) -> Result<(), LocalClusterError> {
         let run_as = if self.as_postgres {
             "runuser -u postgres -- "
@@ -271,7 +333,8 @@ impl LocalCluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ready = Command::new(self.bin("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .args(["-q", "-h", "127.0.0.1", "-U", "postgres", "-p"])
+                .arg(self.port.to_string())
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
@@ -282,27 +345,43 @@ impl LocalCluster {
                 let log = std::fs::read_to_string(self.log_file()).unwrap_or_default();
                 return Err(LocalClusterError::Step {
                     step: "starting postgres",
-                    detail: format!("not ready after 30 s; server log:\n{log}"),
+                    detail: format!(
+                        "not ready on port {} after 30 s; server log:\n{log}",
+                        self.port
+                    ),
                 });
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
-    /// Stop the server (fast shutdown) and remove the folder.
-    pub fn stop(&mut self) {
-        if self.stopped {
-            return;
-        }
-        self.stopped = true;
+    /// Stop the server (fast shutdown), keeping its data.
+    fn stop_server(&self) {
         let _ = self
             .server_command("pg_ctl")
             .arg("-D")
             .arg(self.data_dir())
             .args(["-m", "fast", "-w", "stop"])
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+    }
+
+    /// Stop the server (fast shutdown) and start it again on the same port with
+    /// the same data; returns once it accepts connections.
+    pub fn restart(&self) -> Result<(), LocalClusterError> {
+        self.stop_server();
+        // the old watchdog exits once its postmaster is gone
+        self.start_server()
+    }
+
+    /// Stop the server (fast shutdown) and remove the folder; once.
+    pub fn stop(&self) {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.stop_server();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -22,7 +22,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
-use tokio_postgres::Client;
 
 use crate::delivery::first_attempts::{Admit, FirstAttempts};
 use crate::delivery::positions::Positions;
@@ -31,6 +30,7 @@ use crate::mapping::event::Event;
 use crate::replication::change::TxnBegin;
 use crate::replication::lsn::Lsn;
 use crate::replication::stream::StreamItem;
+use crate::store::ReconnectingClient;
 use crate::store::events::write_batch;
 use crate::telemetry;
 
@@ -53,8 +53,8 @@ const SUBSCRIPTIONS_TABLE: &str = "walhook.subscriptions";
 /// Everything the writer needs.
 pub struct Writer {
     pub mapper: Mapper,
-    pub database: crate::tls::Database,
-    pub client: Client,
+    /// The connection events are written with (reconnected after it closed).
+    pub client: ReconnectingClient,
     /// The cluster's system identifier, from IDENTIFY_SYSTEM (set by the slot loop
     /// before the first item).
     pub system_id: Arc<OnceLock<String>>,
@@ -177,28 +177,33 @@ impl Writer {
             }
             return true;
         }
-        if self.client.is_closed() {
-            match crate::store::connect(&self.database).await {
-                Ok(client) => self.client = client,
-                Err(error) => {
-                    tracing::warn!(%error, "reconnecting the event writer failed");
-                    return false;
-                }
+        let client = match self.client.get().await {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::warn!(%error, "reconnecting the event writer failed");
+                return false;
             }
-        }
+        };
         let subscriptions_changed = batch.iter().any(|e| e.source_table == SUBSCRIPTIONS_TABLE);
         let targets = self.first_attempts.targets();
         if (subscriptions_changed
             || !targets.knows_all(batch.iter().flat_map(|e| e.subscriptions.iter())))
-            && let Err(error) = targets.reload(&self.client).await
+            && let Err(error) = targets.reload(client).await
         {
             tracing::warn!(%error, "reloading subscriptions failed; this batch's deliveries wait for a claim");
         }
         let mut start = 0;
         while start < batch.len() {
-            let (admission, end) = self.admit_chunk(batch, start).await;
+            let (admission, end) = admit_chunk(&self.first_attempts, batch, start).await;
             let chunk = &batch[start..end];
-            let written = match write_batch(&mut self.client, chunk, |i, subscription| {
+            let client = match self.client.get().await {
+                Ok(client) => client,
+                Err(error) => {
+                    tracing::warn!(%error, "reconnecting the event writer failed");
+                    return false;
+                }
+            };
+            let written = match write_batch(client, chunk, |i, subscription| {
                 admission.admitted(start + i, subscription)
             })
             .await
@@ -231,41 +236,41 @@ impl Writer {
         batch.clear();
         true
     }
+}
 
-    /// Admit the deliveries of `batch[start..]` until one does not fit while
-    /// this chunk holds places (the chunk then ends before its event: its
-    /// places free only once the chunk is handed over). A receiver that keeps
-    /// up is waited for, up to [`ROOM_WAIT`] per chunk; the rest wait in
-    /// PostgreSQL. Returns the admission and the chunk's end.
-    async fn admit_chunk(
-        &self,
-        batch: &[Event],
-        start: usize,
-    ) -> (crate::delivery::first_attempts::Admission, usize) {
-        let mut admission = self.first_attempts.admission();
-        let mut waited = Duration::ZERO;
-        for (i, event) in batch.iter().enumerate().skip(start) {
-            if event.body.is_none() {
-                continue;
-            }
-            for subscription in &event.subscriptions {
-                loop {
-                    match admission.admit(i, *subscription) {
-                        Admit::Yes | Admit::No => break,
-                        Admit::Full if admission.holds_before(i) => {
-                            admission.release(i);
-                            return (admission, i);
-                        }
-                        Admit::Full if waited < ROOM_WAIT => {
-                            let began = std::time::Instant::now();
-                            self.first_attempts.room(ROOM_WAIT - waited).await;
-                            waited += began.elapsed();
-                        }
-                        Admit::Full => break,
+/// Admit the deliveries of `batch[start..]` until one does not fit while
+/// this chunk holds places (the chunk then ends before its event: its places
+/// free only once the chunk is handed over). A receiver that keeps up is
+/// waited for, up to [`ROOM_WAIT`] per chunk; the rest wait in PostgreSQL.
+/// Returns the admission and the chunk's end.
+async fn admit_chunk(
+    first_attempts: &FirstAttempts,
+    batch: &[Event],
+    start: usize,
+) -> (crate::delivery::first_attempts::Admission, usize) {
+    let mut admission = first_attempts.admission();
+    let mut waited = Duration::ZERO;
+    for (i, event) in batch.iter().enumerate().skip(start) {
+        if event.body.is_none() {
+            continue;
+        }
+        for subscription in &event.subscriptions {
+            loop {
+                match admission.admit(i, *subscription) {
+                    Admit::Yes | Admit::No => break,
+                    Admit::Full if admission.holds_before(i) => {
+                        admission.release(i);
+                        return (admission, i);
                     }
+                    Admit::Full if waited < ROOM_WAIT => {
+                        let began = std::time::Instant::now();
+                        first_attempts.room(ROOM_WAIT - waited).await;
+                        waited += began.elapsed();
+                    }
+                    Admit::Full => break,
                 }
             }
         }
-        (admission, batch.len())
     }
+    (admission, batch.len())
 }

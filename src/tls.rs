@@ -6,7 +6,7 @@
 //! acts as `verify-ca`, as libpq does); `verify-ca` checks the
 //! chain against `sslrootcert` (or the Mozilla roots when absent); `verify-full`
 //! also checks that the certificate names the host. tokio-postgres parses
-//! neither `verify-*` nor `sslrootcert`, so [`Database::parse`] takes them out
+//! neither `verify-*` nor `sslrootcert`, so [`ConnectConfig::parse`] takes them out
 //! of the URL before handing the rest to it.
 
 use std::path::PathBuf;
@@ -28,9 +28,15 @@ pub enum SslMode {
     VerifyFull,
 }
 
-/// A database to connect to: tokio-postgres's settings plus TLS.
+/// How to connect to PostgreSQL, parsed from a `--database-url` or
+/// `--replication-url`: tokio-postgres's settings (host, port, user, database,
+/// ...) plus libpq's full `sslmode` and `sslrootcert`, which tokio-postgres
+/// lacks. Both the SQL connections and the replication client open theirs from
+/// one of these.
 #[derive(Debug, Clone)]
-pub struct Database {
+pub struct ConnectConfig {
+    /// Everything but TLS verification (its `ssl_mode` says only whether to
+    /// encrypt).
     pub config: tokio_postgres::Config,
     pub ssl_mode: SslMode,
     pub root_cert: Option<PathBuf>,
@@ -47,10 +53,10 @@ pub enum TlsError {
     Url(String),
 }
 
-impl Database {
+impl ConnectConfig {
     /// Parse a libpq URL (`postgres://...?sslmode=verify-full&sslrootcert=ca.pem`)
     /// or key=value string.
-    pub fn parse(url: &str) -> Result<Database, TlsError> {
+    pub fn parse(url: &str) -> Result<ConnectConfig, TlsError> {
         let (rest, mode, root_cert) =
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 split_url(url)?
@@ -75,7 +81,7 @@ impl Database {
             SslMode::Prefer => WireMode::Prefer,
             _ => WireMode::Require,
         });
-        Ok(Database {
+        Ok(ConnectConfig {
             config,
             ssl_mode,
             root_cert: root_cert.map(PathBuf::from),
@@ -280,7 +286,7 @@ mod tests {
 
     #[test]
     fn tls_options_leave_the_url_and_the_rest_stays() {
-        let db = Database::parse(
+        let db = ConnectConfig::parse(
             "postgres://u:p@db.example:6543/app?sslmode=verify-full&sslrootcert=/ca.pem&application_name=x",
         )
         .unwrap();
@@ -288,21 +294,21 @@ mod tests {
         assert_eq!(db.root_cert, Some(PathBuf::from("/ca.pem")));
         assert_eq!(db.config.get_application_name(), Some("x"));
         assert_eq!(db.config.get_ssl_mode(), WireMode::Require);
-        let kv = Database::parse("host=db user=u sslmode=disable").unwrap();
+        let kv = ConnectConfig::parse("host=db user=u sslmode=disable").unwrap();
         assert_eq!(kv.ssl_mode, SslMode::Disable);
         assert_eq!(kv.config.get_user(), Some("u"));
         assert_eq!(
-            Database::parse("postgres://u@h/d").unwrap().ssl_mode,
+            ConnectConfig::parse("postgres://u@h/d").unwrap().ssl_mode,
             SslMode::Prefer
         );
         assert_eq!(
-            Database::parse("postgres://u@h/d?sslmode=require&sslrootcert=ca.pem")
+            ConnectConfig::parse("postgres://u@h/d?sslmode=require&sslrootcert=ca.pem")
                 .unwrap()
                 .ssl_mode,
             SslMode::VerifyCa
         );
         assert!(matches!(
-            Database::parse("postgres://u@h/d?sslmode=sometimes"),
+            ConnectConfig::parse("postgres://u@h/d?sslmode=sometimes"),
             Err(TlsError::BadMode(_))
         ));
     }

@@ -12,7 +12,7 @@
 -- resource would clash with the directory example's):
 --   createdb iam && walhook migrate --database-url postgres:///iam
 --   psql -v ON_ERROR_STOP=1 -d iam -f sql/examples/iam.sql
--- Used by `walhook dev --example iam` and tests/iam_events.rs.
+-- Used by `walhook dev --example iam` and tests/it/iam_events.rs.
 --
 -- Credential columns (password hashes, client secrets, reset tokens, SMTP
 -- password) are in exclude_columns: never sent, and changing only them yields

@@ -15,12 +15,12 @@
 //! made here fires `webhook.created` through the replication stream like any
 //! subscription. `/v1/openapi.json` needs no token; every other route does.
 
-pub mod error;
-pub mod history;
-pub mod openapi;
-pub mod pagination;
-pub mod pool;
-pub mod webhooks;
+pub(crate) mod error;
+pub(crate) mod history;
+pub(crate) mod openapi;
+pub(crate) mod pagination;
+pub(crate) mod pool;
+pub(crate) mod webhooks;
 
 use std::sync::Arc;
 
@@ -34,7 +34,7 @@ use axum::{Json, Router};
 use tokio_postgres::Transaction;
 
 use crate::store::{api_tokens, audit};
-use crate::tls::Database;
+use crate::tls::ConnectConfig;
 use error::ApiError;
 use pool::{Conn, Pool};
 
@@ -60,7 +60,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Actor {
 }
 
 /// The `/v1` routes, to be merged into the daemon's router.
-pub fn router(database: Database) -> Router {
+pub fn router(database: ConnectConfig) -> Router {
     let state = ApiState {
         pool: Pool::new(database),
     };

@@ -10,12 +10,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::Client;
 
 use crate::store::ConnectError;
-use crate::tls::Database;
+use crate::tls::ConnectConfig;
 
 pub const MAX_CONNECTIONS: usize = 4;
 
 pub struct Pool {
-    database: Database,
+    database: ConnectConfig,
     idle: Mutex<Vec<Client>>,
     permits: Arc<Semaphore>,
 }
@@ -28,7 +28,7 @@ pub struct Conn {
 }
 
 impl Pool {
-    pub fn new(database: Database) -> Arc<Pool> {
+    pub fn new(database: ConnectConfig) -> Arc<Pool> {
         Arc::new(Pool {
             database,
             idle: Mutex::new(Vec::new()),

@@ -32,7 +32,7 @@
 
 pub mod progress;
 mod window;
-pub mod worker;
+pub(crate) mod worker;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

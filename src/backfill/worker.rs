@@ -39,7 +39,7 @@ const POLL: Duration = Duration::from_secs(1);
 
 /// Everything the task needs.
 pub struct Worker {
-    pub database: crate::tls::Database,
+    pub database: crate::tls::ConnectConfig,
     pub chunks: Arc<Chunks>,
     /// The writer's durable position.
     pub durable: watch::Receiver<Lsn>,
@@ -422,7 +422,7 @@ async fn read_chunk(
 }
 
 /// A SQL session whose text output matches what pgoutput sends (ISO dates).
-async fn connect(database: &crate::tls::Database) -> Option<Client> {
+async fn connect(database: &crate::tls::ConnectConfig) -> Option<Client> {
     let client = match crate::store::connect(database).await {
         Ok(client) => client,
         Err(error) => {

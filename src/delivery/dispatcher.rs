@@ -61,7 +61,7 @@ const RELOAD_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct DispatcherConfig {
-    pub database: crate::tls::Database,
+    pub database: crate::tls::ConnectConfig,
     pub instance_id: Uuid,
     /// Requests in flight across all subscriptions.
     pub global_max_in_flight: usize,
@@ -72,7 +72,7 @@ pub struct DispatcherConfig {
 }
 
 impl DispatcherConfig {
-    pub fn new(database: crate::tls::Database) -> Self {
+    pub fn new(database: crate::tls::ConnectConfig) -> Self {
         DispatcherConfig {
             database,
             instance_id: Uuid::new_v4(),
@@ -433,26 +433,30 @@ impl Scheduler {
     }
 }
 
-/// Connect, retrying until it works or shutdown.
+/// Connect, retrying every second until it works or shutdown.
 async fn connect_until(
-    database: &crate::tls::Database,
+    database: &crate::tls::ConnectConfig,
     shutdown: &CancellationToken,
 ) -> Option<tokio_postgres::Client> {
-    loop {
+    let mut tries = crate::reconnect::Tries::new(RECONNECT, shutdown);
+    while tries.next().await {
         match crate::store::connect(database).await {
             Ok(client) => return Some(client),
             Err(error) => tracing::warn!(%error, "dispatcher cannot reach the database; retrying"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shutdown.cancelled() => return None,
-        }
     }
+    None
 }
 
-/// Wake the claim loop on `NOTIFY walhook_deliveries` (redeliveries, replays).
-async fn listen(database: crate::tls::Database, wake: Arc<Notify>, shutdown: CancellationToken) {
-    while !shutdown.is_cancelled() {
+/// Wake the claim loop on `NOTIFY walhook_deliveries` (redeliveries, replays);
+/// the session is opened again a second after it ends or fails.
+async fn listen(
+    database: crate::tls::ConnectConfig,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut tries = crate::reconnect::Tries::new(RECONNECT, &shutdown);
+    while tries.next().await {
         if let Ok((client, mut notifications)) =
             crate::store::connect_with_notifications(&database).await
             && client
@@ -470,9 +474,9 @@ async fn listen(database: crate::tls::Database, wake: Arc<Notify>, shutdown: Can
                 }
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shutdown.cancelled() => return,
-        }
     }
 }
+
+/// The pace of the dispatcher's reconnects.
+const RECONNECT: crate::reconnect::Backoff =
+    crate::reconnect::Backoff::fixed(Duration::from_secs(1));

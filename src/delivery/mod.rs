@@ -1,13 +1,13 @@
 //! Events -> HTTP: the client, signatures, retry policy and dispatch workers.
-pub mod attempt;
-pub mod client;
-pub mod dispatcher;
-pub mod first_attempts;
-pub mod positions;
-pub mod recorder;
-pub mod retry;
+pub(crate) mod attempt;
+pub(crate) mod client;
+pub(crate) mod dispatcher;
+pub(crate) mod first_attempts;
+pub(crate) mod positions;
+pub(crate) mod recorder;
+pub(crate) mod retry;
 pub mod signing;
-pub mod targets;
+pub(crate) mod targets;
 mod task;
 pub mod verifier;
 

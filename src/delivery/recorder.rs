@@ -43,7 +43,7 @@ pub struct Finished {
 /// `ordered` subscriptions, wake the claim loop: a resource's next delivery
 /// becomes claimable once this one is recorded.
 pub async fn run(
-    database: crate::tls::Database,
+    database: crate::tls::ConnectConfig,
     instance: Uuid,
     mut records: mpsc::Receiver<Finished>,
     unrecorded: Unrecorded,
@@ -87,7 +87,7 @@ pub async fn run(
 /// Store one batch, retrying with backoff (capped at 5 s) until it is stored,
 /// or until `STOP_GRACE` after `stopping`. Returns whether it was stored.
 async fn store(
-    database: &crate::tls::Database,
+    database: &crate::tls::ConnectConfig,
     client: &mut Option<tokio_postgres::Client>,
     instance: Uuid,
     batch: &[AttemptRecord],

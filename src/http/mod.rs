@@ -90,7 +90,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     health: Arc<Health>,
     keys: KeyRing,
-    database: crate::tls::Database,
+    database: crate::tls::ConnectConfig,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = router(health, keys).merge(crate::api::router(database));

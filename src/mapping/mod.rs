@@ -46,6 +46,15 @@ enum Staged {
     RemoveSubscription(Uuid),
 }
 
+/// Where an event comes from: the change, its transaction and the cluster.
+/// Together they give the event its id, position and commit time.
+#[derive(Clone, Copy)]
+struct Origin<'a> {
+    system_id: &'a str,
+    txn: &'a TxnBegin,
+    change: &'a Change,
+}
+
 /// Routes and subscription filters as of the current stream position.
 pub struct Mapper {
     routes: HashMap<u32, Route>,
@@ -151,29 +160,18 @@ impl Mapper {
                 .map(|b| format!("{}.{b}", route.resource)),
             _ => None,
         };
+        let origin = Origin {
+            system_id,
+            txn,
+            change,
+        };
         let Some(bulk_type) = bulk_type else {
-            return vec![self.build(
-                system_id,
-                txn,
-                change,
-                event_type,
-                apiresource,
-                payload,
-                revision,
-            )];
+            return vec![self.build(&origin, event_type, apiresource, payload, revision)];
         };
         if let Some(group) = self.deletes.iter_mut().find(|g| g.oid == rel.oid) {
             group.push(apiresource, revision, payload);
         } else {
-            let first = self.build(
-                system_id,
-                txn,
-                change,
-                event_type,
-                apiresource,
-                payload.clone(),
-                revision,
-            );
+            let first = self.build(&origin, event_type, apiresource, payload.clone(), revision);
             self.deletes.push(DeleteGroup::new(
                 rel.oid,
                 bulk_type,
@@ -270,10 +268,13 @@ impl Mapper {
             .filter(|(k, _)| !REDACTED_COLUMNS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        vec![self.build(
+        let origin = Origin {
             system_id,
             txn,
             change,
+        };
+        vec![self.build(
+            &origin,
             format!("webhook.{suffix}"),
             format!("/webhooks/{id}"),
             Value::Object(redacted),
@@ -281,17 +282,19 @@ impl Mapper {
         )]
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn build(
         &self,
-        system_id: &str,
-        txn: &TxnBegin,
-        change: &Change,
+        origin: &Origin<'_>,
         event_type: String,
         apiresource: String,
         payload: Value,
         revision: i64,
     ) -> Event {
+        let Origin {
+            system_id,
+            txn,
+            change,
+        } = *origin;
         let event = Event {
             id: event_id(system_id, txn.commit_lsn, change.ordinal),
             event_type,

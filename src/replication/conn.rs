@@ -14,7 +14,6 @@
 //! The session runs with `TimeZone=UTC` and `DateStyle=ISO`, so timestamps in
 //! pgoutput's text values have one known form.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
@@ -28,7 +27,7 @@ use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 
 use crate::error::Disposition;
-use crate::tls::{Database, SslMode};
+use crate::tls::{ConnectConfig, SslMode};
 
 use super::lsn::Lsn;
 use super::protocol::{self, ReplicationMessage};
@@ -88,9 +87,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Socket for T {}
 #[derive(Debug, Clone)]
 pub struct SystemInfo {
     pub system_id: String,
-    pub timeline: u32,
-    pub xlogpos: Lsn,
-    pub dbname: Option<String>,
 }
 
 /// Buffered framing over the socket, shared by both connection phases.
@@ -163,12 +159,11 @@ impl Wire {
 /// A connection in the command phase (before `START_REPLICATION`).
 pub struct ReplicationConnection {
     wire: Wire,
-    parameters: HashMap<String, String>,
 }
 
 impl ReplicationConnection {
     /// Connect and authenticate as a logical replication client.
-    pub async fn connect(database: &Database) -> Result<Self, ConnError> {
+    pub async fn connect(database: &ConnectConfig) -> Result<Self, ConnError> {
         let config = &database.config;
         let (socket, host) = open_socket(config).await?;
         let socket = match host {
@@ -204,18 +199,10 @@ impl ReplicationConnection {
             &mut wire.write,
         )?;
         wire.flush().await?;
-        let mut conn = ReplicationConnection {
-            wire,
-            parameters: HashMap::new(),
-        };
+        let mut conn = ReplicationConnection { wire };
         conn.authenticate(&user, config.get_password()).await?;
         conn.read_until_ready().await?;
         Ok(conn)
-    }
-
-    /// A server parameter reported at startup (e.g. `server_version`).
-    pub fn parameter(&self, name: &str) -> Option<&str> {
-        self.parameters.get(name).map(String::as_str)
     }
 
     async fn authenticate(&mut self, user: &str, password: Option<&[u8]>) -> Result<(), ConnError> {
@@ -309,7 +296,7 @@ impl ReplicationConnection {
         }
     }
 
-    /// Read until ReadyForQuery, collecting parameters; the first server error
+    /// Read until ReadyForQuery, collecting data rows; the first server error
     /// is returned after the server is ready again.
     async fn read_until_ready(&mut self) -> Result<Vec<Vec<Option<String>>>, ConnError> {
         let mut rows = Vec::new();
@@ -323,11 +310,6 @@ impl ReplicationConnection {
                 Message::NoticeResponse(body) => {
                     if let ConnError::Server { message, .. } = server_error(body.fields()) {
                         tracing::info!(notice = %message, "server notice");
-                    }
-                }
-                Message::ParameterStatus(body) => {
-                    if let (Ok(k), Ok(v)) = (body.name(), body.value()) {
-                        self.parameters.insert(k.to_owned(), v.to_owned());
                     }
                 }
                 Message::RowDescription(_) => rows.clear(),
@@ -351,15 +333,8 @@ impl ReplicationConnection {
             .first()
             .filter(|r| r.len() >= 3)
             .ok_or_else(|| ConnError::Protocol("IDENTIFY_SYSTEM returned no row".into()))?;
-        let text = |i: usize| row.get(i).cloned().flatten();
-        let xlogpos = text(2)
-            .and_then(|s| s.parse::<Lsn>().ok())
-            .ok_or_else(|| ConnError::Protocol("IDENTIFY_SYSTEM without xlogpos".into()))?;
         Ok(SystemInfo {
-            system_id: text(0).unwrap_or_default(),
-            timeline: text(1).and_then(|s| s.parse().ok()).unwrap_or(0),
-            xlogpos,
-            dbname: text(3),
+            system_id: row.first().cloned().flatten().unwrap_or_default(),
         })
     }
 
@@ -474,7 +449,7 @@ impl ReplicationStream {
 /// server accepts.
 async fn negotiate_tls(
     mut socket: Box<dyn Socket>,
-    database: &Database,
+    database: &ConnectConfig,
     host: &str,
 ) -> Result<Box<dyn Socket>, ConnError> {
     let tls_error = |e: crate::tls::TlsError| ConnError::Config(e.to_string());

@@ -1,10 +1,10 @@
 //! WAL -> decoded changes: the replication connection, the pgoutput decoder,
 //! typed values and the slot loop.
-pub mod change;
-pub mod conn;
-pub mod lsn;
+pub(crate) mod change;
+pub(crate) mod conn;
+pub(crate) mod lsn;
 pub mod pgoutput;
-pub mod protocol;
-pub mod slot;
-pub mod stream;
+pub(crate) mod protocol;
+pub(crate) mod slot;
+pub(crate) mod stream;
 pub mod values;

@@ -59,7 +59,6 @@ pub enum StreamItem {
     /// A backfill watermark, inside its own transaction (between that
     /// transaction's Begin and Commit); `content` is the backfill's to read.
     Watermark {
-        lsn: Lsn,
         content: bytes::Bytes,
     },
     /// A new streaming session starts: the slot replays from its confirmed
@@ -210,6 +209,17 @@ impl FailureStreak {
     }
 }
 
+/// How a streaming session is tied to the rest of `walhook run`.
+pub struct StreamLinks<'a> {
+    /// Where decoded items go, in WAL order (to the writer).
+    pub items: &'a mpsc::Sender<StreamItem>,
+    /// Position up to which every event is stored (from the writer).
+    pub durable: watch::Receiver<Lsn>,
+    pub shutdown: CancellationToken,
+    /// Signalled by the writer when it could not store events.
+    pub store_failed: Arc<tokio::sync::Notify>,
+}
+
 /// One streaming session on an open replication connection.
 pub struct SlotStream<'a> {
     stream: ReplicationStream,
@@ -228,17 +238,19 @@ pub struct SlotStream<'a> {
 
 impl<'a> SlotStream<'a> {
     /// Start replication on `conn` from the slot's confirmed position.
-    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         conn: ReplicationConnection,
         slot: &str,
         publication: &str,
         confirmed: Lsn,
-        items: &'a mpsc::Sender<StreamItem>,
-        durable: watch::Receiver<Lsn>,
-        shutdown: CancellationToken,
-        store_failed: Arc<tokio::sync::Notify>,
+        links: StreamLinks<'a>,
     ) -> Result<SlotStream<'a>, StreamError> {
+        let StreamLinks {
+            items,
+            durable,
+            shutdown,
+            store_failed,
+        } = links;
         let stream = conn.start_replication(slot, Lsn(0), publication).await?;
         let mut ticker = tokio::time::interval(STATUS_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -426,11 +438,7 @@ impl<'a> SlotStream<'a> {
                 if !transactional && self.txn.is_none() && prefix == HEARTBEAT_PREFIX {
                     self.push(StreamItem::Position(message_lsn)).await?;
                 } else if transactional && self.txn.is_some() && prefix == BACKFILL_PREFIX {
-                    self.push(StreamItem::Watermark {
-                        lsn: message_lsn,
-                        content,
-                    })
-                    .await?;
+                    self.push(StreamItem::Watermark { content }).await?;
                 }
                 Ok(())
             }

@@ -1,25 +1,25 @@
 //! Events, deliveries and attempts in PostgreSQL.
 
 pub mod api_tokens;
-pub mod audit;
-pub mod backfills;
-pub mod config;
-pub mod deliveries;
-pub mod events;
-pub mod history;
+pub(crate) mod audit;
+pub(crate) mod backfills;
+pub(crate) mod config;
+pub(crate) mod deliveries;
+pub(crate) mod events;
+pub(crate) mod history;
 pub mod keys;
 pub mod migrate;
-pub mod monitor;
+pub(crate) mod monitor;
 pub mod replay;
 pub mod retention;
 pub mod settings;
-pub mod targets;
-pub mod webhooks;
+pub(crate) mod targets;
+pub(crate) mod webhooks;
 
 use tokio::sync::mpsc;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::tls::{Database, TlsError};
+use crate::tls::{ConnectConfig, TlsError};
 
 /// A SQL connection could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -39,24 +39,60 @@ pub enum ConnectError {
 /// The session runs with `jit = off`: walhook's statements are short OLTP
 /// queries, and on a fresh backlog (stale statistics) the claim query's cost
 /// estimate crossed `jit_above_cost`, spending ~0.5 s compiling each claim.
-pub async fn connect(database: &Database) -> Result<tokio_postgres::Client, ConnectError> {
+pub async fn connect(database: &ConnectConfig) -> Result<tokio_postgres::Client, ConnectError> {
     open(database, None).await
 }
 
 /// Like [`connect`], also handing over the session's `NOTIFY` messages (for
 /// `LISTEN`). The receiver ends when the connection does.
 pub async fn connect_with_notifications(
-    database: &Database,
+    database: &ConnectConfig,
 ) -> Result<(tokio_postgres::Client, Notifications), ConnectError> {
     let (tx, rx) = mpsc::unbounded_channel();
     Ok((open(database, Some(tx)).await?, rx))
+}
+
+/// A SQL connection for work done on a tick (gauges, settings, the event
+/// writer): opened on first use, and again on the first use after it closed, so
+/// the caller's tick paces the reconnects. Long-lived sessions reconnect with
+/// backoff instead (`crate::reconnect`).
+pub struct ReconnectingClient {
+    database: ConnectConfig,
+    client: Option<tokio_postgres::Client>,
+}
+
+impl ReconnectingClient {
+    /// Not connected yet: the first [`ReconnectingClient::get`] connects.
+    pub fn new(database: ConnectConfig) -> Self {
+        ReconnectingClient {
+            database,
+            client: None,
+        }
+    }
+
+    /// Starting with an open connection.
+    pub fn connected(database: ConnectConfig, client: tokio_postgres::Client) -> Self {
+        ReconnectingClient {
+            database,
+            client: Some(client),
+        }
+    }
+
+    /// The open connection, connecting first when there is none or it closed.
+    pub async fn get(&mut self) -> Result<&mut tokio_postgres::Client, ConnectError> {
+        let client = match self.client.take().filter(|c| !c.is_closed()) {
+            Some(client) => client,
+            None => connect(&self.database).await?,
+        };
+        Ok(self.client.insert(client))
+    }
 }
 
 /// `NOTIFY` messages of a [`connect_with_notifications`] session.
 pub type Notifications = mpsc::UnboundedReceiver<tokio_postgres::Notification>;
 
 async fn open(
-    database: &Database,
+    database: &ConnectConfig,
     notifications: Option<mpsc::UnboundedSender<tokio_postgres::Notification>>,
 ) -> Result<tokio_postgres::Client, ConnectError> {
     let mut config = database.config.clone();

@@ -2,7 +2,7 @@
 //! same event ids.
 //!
 //! Which events match the subscription's patterns is decided by the same
-//! matcher as delivery creation ([`pattern_matches`]), applied to the distinct
+//! matcher as delivery creation (`mapping::subscriptions::pattern_matches`), applied to the distinct
 //! event types in the revision range; PostgreSQL then queues the events of the
 //! matching types in one statement. A replayed delivery keeps the event's
 //! position in its transaction (`seq`), so an `ordered` subscription gets the

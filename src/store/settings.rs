@@ -1,6 +1,6 @@
 //! `walhook.settings`: runtime settings with their defaults (PRODUCT.md 3.2).
 //! Values are validated by the database when written; this is the one place
-//! that reads them. [`watch`] re-reads them every [`REFRESH_INTERVAL`] and
+//! that reads them. [`watch()`] re-reads them every [`REFRESH_INTERVAL`] and
 //! publishes each change, so every stage sees a new value within seconds and
 //! none needs a restart.
 
@@ -11,9 +11,9 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::Settings;
-use crate::tls::Database;
+use crate::tls::ConnectConfig;
 
-/// How often [`watch`] re-reads `walhook.settings`.
+/// How often [`watch()`] re-reads `walhook.settings`.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Read the settings; absent keys keep their defaults.
@@ -56,7 +56,7 @@ pub async fn load(client: &Client) -> Result<Settings, tokio_postgres::Error> {
 /// publishes them when they change. A failed read keeps the last values (and
 /// is logged); the task reconnects on the next round.
 pub async fn watch(
-    database: &Database,
+    database: &ConnectConfig,
     client: &Client,
     every: Duration,
     shutdown: CancellationToken,
@@ -64,7 +64,7 @@ pub async fn watch(
     let (tx, rx) = watch::channel(load(client).await?);
     let database = database.clone();
     tokio::spawn(async move {
-        let mut client: Option<Client> = None;
+        let mut client = super::ReconnectingClient::new(database);
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -73,10 +73,7 @@ pub async fn watch(
                 _ = shutdown.cancelled() => return,
                 _ = tx.closed() => return,
             }
-            if client.as_ref().is_none_or(Client::is_closed) {
-                client = super::connect(&database).await.ok();
-            }
-            let Some(c) = client.as_ref() else { continue };
+            let Ok(c) = client.get().await else { continue };
             match load(c).await {
                 Ok(settings) => {
                     tx.send_if_modified(|current| {

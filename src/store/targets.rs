@@ -18,12 +18,10 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub struct SubscriptionTarget {
     pub id: Uuid,
-    pub url: String,
     /// `url` parsed, with `query_params` appended: parsed once per load, not
     /// per request (an error says why the url cannot be used).
     pub request_url: Result<url::Url, String>,
     pub headers: serde_json::Map<String, serde_json::Value>,
-    pub query_params: serde_json::Map<String, serde_json::Value>,
     pub auth_type: String,
     pub auth_token: Option<String>,
     pub auth_username: Option<String>,
@@ -99,9 +97,7 @@ pub async fn load(
             let target = SubscriptionTarget {
                 id: r.try_get(0)?,
                 request_url: request_url(&url, &query_params),
-                url,
                 headers: object(r.try_get(2)?),
-                query_params,
                 auth_type: r.try_get(4)?,
                 auth_token: r.try_get(5)?,
                 auth_username: r.try_get(6)?,

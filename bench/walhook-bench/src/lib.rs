@@ -119,6 +119,7 @@ pub async fn run(options: &Options) -> anyhow::Result<String> {
                 "max_wal_size = 4GB".into(),
                 "max_connections = 200".into(),
             ],
+            ..Default::default()
         })
     })
     .await??;

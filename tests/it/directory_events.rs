@@ -2,12 +2,10 @@
 //! reference shapes (tests/data/directory-events.json), status transitions,
 //! the suspension cascade, exclusions and route timing.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{Cluster, TestDb, migrate, stored_events, wait_until, walhook_streaming};
 use serde_json::Value;
-use support::{Cluster, TestDb, migrate, stored_events, wait_until, walhook_streaming};
 
 const WAIT: Duration = Duration::from_secs(60);
 const ORG: &str = "79b34d52-125b-4e5a-8b69-db93e737aa78";
@@ -135,7 +133,7 @@ async fn reference_payloads_cascade_and_status_transitions() {
         "the client_secret-only update yields no event"
     );
     let reference: Value =
-        serde_json::from_str(include_str!("data/directory-events.json")).unwrap();
+        serde_json::from_str(include_str!("../data/directory-events.json")).unwrap();
     let by_type = |t: &str| events.iter().find(|e| e.0 == t).unwrap();
     for (kind, idx) in [
         ("authorisation_server.created", 1),

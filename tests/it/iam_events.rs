@@ -3,15 +3,13 @@
 //! transaction (cascades included), `{changed}` and `{old.col}` in payloads,
 //! and the route checks on `event_names` and `bulk_delete_event`.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use support::{
+use crate::support::{
     Cluster, IAM_VOCABULARY, TestDb, migrate, stored_events, wait_until, walhook_streaming,
 };
+use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
 

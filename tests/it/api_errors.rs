@@ -2,12 +2,10 @@
 //! token, and 400s naming the parameter for bad bodies, ids, query parameters
 //! and every URL rule the database enforces.
 
-mod support;
-
+use crate::support::Cluster;
+use crate::support::api::ApiServer;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::Cluster;
-use support::api::ApiServer;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_token_or_a_wrong_one_is_a_401_and_openapi_needs_none() {

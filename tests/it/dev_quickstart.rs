@@ -1,8 +1,6 @@
 //! `walhook dev --once`: the README's first command, end to end, and its
 //! cleanup; and the message when no PostgreSQL binaries exist.
 
-mod support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -101,7 +99,7 @@ fn dev_example_iam_once_delivers_every_event_name_of_the_vocabulary() {
         .filter(|l| l.contains("signatures ok"))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    for event_type in support::IAM_VOCABULARY {
+    for event_type in crate::support::IAM_VOCABULARY {
         assert!(
             verified.contains(event_type),
             "{event_type} not verified:\n{stdout}"

@@ -4,13 +4,11 @@
 //! `tests/py/` in a virtualenv at `<crate>/target/test-venv` (created on first
 //! use from `tests/py/requirements.txt`; this needs network access once).
 
-mod support;
-
+use crate::support::python::verify as run;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use std::time::{SystemTime, UNIX_EPOCH};
-use support::python::verify as run;
 use walhook::delivery::signing::{RequestToSign, Schemes, SigningKey, jwks, sign};
 
 const URL: &str = "https://receiver.example/hooks/walhook?tenant=acme&v=2";
@@ -217,8 +215,8 @@ fn rotated_keys_both_sign_and_the_old_one_still_verifies() {
 #[tokio::test]
 async fn signing_keys_in_postgres_rotate_and_retire() {
     use walhook::store::keys::{self, KeysError};
-    let db = support::Cluster::shared().database();
-    let config = walhook::tls::Database::parse(&db.url()).unwrap();
+    let db = crate::support::Cluster::shared().database();
+    let config = walhook::tls::ConnectConfig::parse(&db.url()).unwrap();
     let mut client = walhook::store::connect(&config).await.unwrap();
     walhook::store::migrate::migrate(&mut client).await.unwrap();
 

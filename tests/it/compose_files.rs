@@ -4,17 +4,15 @@
 //! the compose `setup` script is run for real (twice) against a throwaway
 //! PostgreSQL database with the walhook binary and psql.
 
-mod support;
-
+use crate::support::Cluster;
+use crate::support::cluster::pg_bin;
+use crate::support::python::venv_python;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::Cluster;
-use support::cluster::pg_bin;
-use support::python::venv_python;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,14 +1,12 @@
 //! TLS to PostgreSQL on both connections: a cluster with a certificate signed
 //! by a test CA (made with the `openssl` CLI) that refuses plain connections.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::cluster::chown_to_server_user;
-use support::{Cluster, ClusterOptions, wait_until, walhook, walhook_run};
+use crate::support::cluster::chown_to_server_user;
+use crate::support::{Cluster, ClusterOptions, wait_until, walhook, walhook_run};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")

@@ -8,8 +8,6 @@
 //! here as a dev-dependency and run in-process with its command line, against
 //! this package's `walhook` binary.
 
-mod support;
-
 use clap::Parser;
 
 fn bench_options(args: &[&std::ffi::OsStr]) -> walhook_bench::Options {
@@ -31,8 +29,8 @@ fn has(figures: &[serde_json::Value], walhook: &str, scenario: &str, name: &str)
     })
 }
 
-// One test: the bench names its cluster's folder after the process, so two
-// bench runs in one test process must not overlap.
+// One test: the two bench runs go one after the other, each with a cluster of
+// its own.
 #[tokio::test(flavor = "multi_thread")]
 async fn benchmark_smoke_runs() {
     benchmark_smoke_run_produces_every_figure().await;
@@ -40,7 +38,7 @@ async fn benchmark_smoke_runs() {
 }
 
 async fn benchmark_smoke_run_produces_every_figure() {
-    let python = support::python::venv_python();
+    let python = crate::support::python::venv_python();
     let out = tempfile::tempdir().unwrap();
     let options = bench_options(&[
         "--smoke".as_ref(),

@@ -9,7 +9,6 @@ use super::{TestDb, migrate, walhook};
 pub struct ApiServer {
     pub base: String,
     pub token: String,
-    pub token_name: String,
     http: reqwest::Client,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -71,9 +70,8 @@ impl ApiServer {
     /// Migrate `db`, create a token and serve the API router on 127.0.0.1.
     pub async fn start(db: &TestDb<'_>) -> ApiServer {
         migrate(&db.url());
-        let token_name = "tester".to_owned();
-        let token = create_token(&db.url(), &token_name);
-        let database = walhook::tls::Database::parse(&db.url()).expect("database url");
+        let token = create_token(&db.url(), "tester");
+        let database = walhook::tls::ConnectConfig::parse(&db.url()).expect("database url");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = walhook::api::router(database);
@@ -83,18 +81,16 @@ impl ApiServer {
         ApiServer {
             base: format!("http://{addr}"),
             token,
-            token_name,
             http: reqwest::Client::new(),
             task: Some(task),
         }
     }
 
     /// A client of an API served elsewhere (a `walhook run` child).
-    pub fn connect(base: String, token: String, token_name: &str) -> ApiServer {
+    pub fn connect(base: String, token: String) -> ApiServer {
         ApiServer {
             base,
             token,
-            token_name: token_name.to_owned(),
             http: reqwest::Client::new(),
             task: None,
         }

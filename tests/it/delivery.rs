@@ -1,13 +1,11 @@
 //! Delivery end to end: a real PostgreSQL, the walhook binary, and real HTTP
 //! receivers on loopback.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::receiver::Reply;
+use crate::support::{ChildProcess, Cluster, Receiver, TestDb, migrate, wait_until, walhook_run};
 use serde_json::Value;
-use support::receiver::Reply;
-use support::{ChildProcess, Cluster, Receiver, TestDb, migrate, wait_until, walhook_run};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -150,7 +148,7 @@ async fn a_committed_row_arrives_signed_with_its_headers() {
         "verify_ed25519.py",
         "verify_rfc9421.py",
     ] {
-        support::python::verify(script, &input).unwrap_or_else(|e| panic!("{script}: {e}"));
+        crate::support::python::verify(script, &input).unwrap_or_else(|e| panic!("{script}: {e}"));
     }
 }
 
@@ -402,7 +400,8 @@ async fn key_rotation_publishes_both_keys_and_signs_with_the_new_one() {
         walhook.http_addr.as_ref().unwrap()
     );
     let old_kid: String = db.psql("SELECT kid FROM walhook.signing_keys");
-    let (status, out, err) = support::walhook(&["keys", "rotate", "--database-url", &db.url()]);
+    let (status, out, err) =
+        crate::support::walhook(&["keys", "rotate", "--database-url", &db.url()]);
     assert!(status.success(), "{err}");
     let new_kid = out.trim().rsplit(' ').next().unwrap().to_owned();
     assert_ne!(new_kid, old_kid);
@@ -434,10 +433,10 @@ async fn key_rotation_publishes_both_keys_and_signs_with_the_new_one() {
         "body_b64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &request.body),
         "secret": db.psql("SELECT secret FROM walhook.subscriptions"), "jwks": old_only,
     });
-    support::python::verify("verify_ed25519.py", &input).expect("old key still verifies");
+    crate::support::python::verify("verify_ed25519.py", &input).expect("old key still verifies");
     // retiring the old key removes it from the JWKS
     let (status, _, err) =
-        support::walhook(&["keys", "retire", &old_kid, "--database-url", &db.url()]);
+        crate::support::walhook(&["keys", "retire", &old_kid, "--database-url", &db.url()]);
     assert!(status.success(), "{err}");
     wait_until(WAIT, "old key gone from the JWKS", || async {
         let jwks: Value = reqwest::get(&jwks_url).await.unwrap().json().await.unwrap();

@@ -1,12 +1,10 @@
 //! Delivery under crashes, ordering constraints and concurrent instances.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use support::receiver::Reply;
-use support::{ChildProcess, Cluster, Receiver, TestDb, migrate, wait_until, walhook_run};
+use crate::support::receiver::Reply;
+use crate::support::{ChildProcess, Cluster, Receiver, TestDb, migrate, wait_until, walhook_run};
 
 const WAIT: Duration = Duration::from_secs(180);
 

@@ -1,12 +1,10 @@
 //! Failure paths of the CDC core: crashes, PostgreSQL restarts, malformed
 //! streams, a server without logical decoding, and schema versions.
 
-mod support;
-
 use std::time::Duration;
 
-use support::fake_peer::{FakePeer, begin, commit, insert, keepalive, relation, xlog_data};
-use support::{Cluster, ClusterOptions, TestDb, migrate, wait_until, walhook, walhook_run};
+use crate::support::fake_peer::{FakePeer, begin, commit, insert, keepalive, relation, xlog_data};
+use crate::support::{Cluster, ClusterOptions, TestDb, migrate, wait_until, walhook, walhook_run};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -53,7 +51,7 @@ async fn sigkill_mid_stream_loses_and_duplicates_nothing() {
     first.wait_for_log("streaming", WAIT);
     let url = db.url();
     let writer = std::thread::spawn(move || {
-        support::cluster::psql_url(&url, "CALL write_items(1, 20000, 100)");
+        crate::support::cluster::psql_url(&url, "CALL write_items(1, 20000, 100)");
     });
     wait_until(WAIT, "some events before the kill", || async {
         (count(&db, "SELECT count(*) FROM walhook.events").await > 1000).then_some(())
@@ -97,7 +95,7 @@ async fn postgres_restart_mid_stream_loses_nothing() {
 async fn malformed_stream(
     bad: &[u8],
     expect_in_log: &str,
-) -> (support::ChildProcess, FakePeer, TestDb<'static>) {
+) -> (crate::support::ChildProcess, FakePeer, TestDb<'static>) {
     let db = Cluster::shared().new_database();
     migrate(&db.url());
     let mut script: Vec<bytes::Bytes> = vec![

@@ -1,11 +1,11 @@
 //! Operating the daemon: metrics, health, status, graceful shutdown, standby.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{
+    ChildProcess, Cluster, Receiver, TestDb, migrate, wait_until, walhook, walhook_run,
+};
 use serde_json::Value;
-use support::{ChildProcess, Cluster, Receiver, TestDb, migrate, wait_until, walhook, walhook_run};
 
 const WAIT: Duration = Duration::from_secs(120);
 

@@ -1,12 +1,10 @@
 //! CDC core against a real PostgreSQL: typed values, every operation, TOAST,
 //! and the daemon's handling of a table altered mid-stream.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{Cluster, TestDb, migrate, wait_until, walhook_run};
 use serde_json::{Value, json};
-use support::{Cluster, TestDb, migrate, wait_until, walhook_run};
 
 const WAIT: Duration = Duration::from_secs(60);
 

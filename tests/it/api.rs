@@ -3,14 +3,12 @@
 //! an independent validator, and the daemon serving it all (deliveries,
 //! events, redelivery). Refusals (401, 400) are in `api_errors.rs`.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::api::{ApiServer, create_token};
+use crate::support::{Cluster, Receiver, migrate, wait_until, walhook_run};
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::api::{ApiServer, create_token};
-use support::{Cluster, Receiver, migrate, wait_until, walhook_run};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -302,11 +300,12 @@ async fn the_openapi_document_validates_and_covers_every_route() {
     ] {
         assert!(webhook[field].is_object(), "Webhook.{field} missing");
     }
-    support::python::verify("validate_openapi.py", &doc).expect("a valid OpenAPI 3.1 document");
+    crate::support::python::verify("validate_openapi.py", &doc)
+        .expect("a valid OpenAPI 3.1 document");
     let mut broken = doc.clone();
     broken["paths"]["/v1/audit"]["get"]["responses"] = json!("none");
     assert!(
-        support::python::verify("validate_openapi.py", &broken).is_err(),
+        crate::support::python::verify("validate_openapi.py", &broken).is_err(),
         "the validator rejects a broken document"
     );
 }
@@ -327,7 +326,7 @@ async fn the_daemon_serves_the_api_beside_its_open_endpoints() {
     let daemon = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
     daemon.wait_for_log("streaming", Duration::from_secs(60));
     let base = format!("http://{}", daemon.http_addr.as_ref().unwrap());
-    let api = ApiServer::connect(base.clone(), token, "ops");
+    let api = ApiServer::connect(base.clone(), token);
 
     for path in [
         "/metrics",

@@ -3,15 +3,13 @@
 //!
 //! Sizes are kept modest for CI time (20,000 rows, 4 writers); the issue's
 //! 1,000,000-row memory check is the ignored test at the end
-//! (`cargo test --test backfill -- --ignored`).
-
-mod support;
+//! (`cargo test --test it backfill:: -- --ignored`).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::support::{ChildProcess, Cluster, Receiver, TestDb, migrate, wait_until, walhook_run};
 use serde_json::{Value, json};
-use support::{ChildProcess, Cluster, Receiver, TestDb, migrate, wait_until, walhook_run};
 
 const WAIT: Duration = Duration::from_secs(180);
 
@@ -52,7 +50,7 @@ async fn backfill_cli(db: &TestDb<'_>, args: &[&str]) -> (bool, String, String) 
     all.extend(args.iter().map(|a| (*a).to_owned()));
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = all.iter().map(String::as_str).collect();
-        let (status, out, err) = support::walhook(&args);
+        let (status, out, err) = crate::support::walhook(&args);
         (status.success(), out, err)
     })
     .await
@@ -191,7 +189,7 @@ fn churn(
         .map(|_| {
             let url = db.url();
             let call = format!("CALL churn({n}, {max_id})");
-            std::thread::spawn(move || support::cluster::psql_url(&url, &call))
+            std::thread::spawn(move || crate::support::cluster::psql_url(&url, &call))
         })
         .collect()
 }
@@ -302,7 +300,7 @@ async fn concurrent_writers_every_row_ends_in_its_final_state() {
     );
     assert!(metrics.contains("walhook_backfills_running 0"), "{metrics}");
     let (status, out, _) =
-        support::walhook(&["status", "--database-url", &db.url(), "--slot", &db.slot]);
+        crate::support::walhook(&["status", "--database-url", &db.url(), "--slot", &db.slot]);
     assert!(status.success());
     assert!(
         out.contains(&id) && out.contains(&format!("done: {rows_sent} rows sent")),
@@ -514,7 +512,7 @@ fn refusals_name_their_cause() {
          VALUES ('{sub}', 'items', 'kind = ''a;b'' OR id > 3')"
     ));
     // the command line says the same and exits non-zero
-    let (status, out, err) = support::walhook(&[
+    let (status, out, err) = crate::support::walhook(&[
         "backfill",
         "--database-url",
         &db.url(),

@@ -112,18 +112,6 @@ impl Receiver {
     pub fn count(&self) -> usize {
         self.shared.received.lock().unwrap().len()
     }
-
-    /// Stop listening: connections are refused until [`Receiver::restart`].
-    pub fn stop(&self) {
-        self.task.abort();
-    }
-
-    /// Listen again on the same port, keeping what was received.
-    pub async fn restart(self) -> Receiver {
-        self.task.abort();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        Self::serve(self.addr, self.shared.clone()).await
-    }
 }
 
 impl Drop for Receiver {

@@ -1,7 +1,5 @@
 //! Shared test support: throwaway PostgreSQL clusters, the walhook process, a
-//! test receiver and polling helpers. Each test binary includes it with
-//! `mod support;`; not every binary uses every helper.
-#![allow(dead_code, unused_imports, unsafe_code)]
+//! test receiver and polling helpers, for every module of the test binary.
 
 pub mod api;
 pub mod cluster;

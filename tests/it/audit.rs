@@ -1,12 +1,10 @@
 //! API tokens (`walhook api-tokens`) and the audit log of configuration
 //! changes: actors, objects, redaction, and retention that keeps it.
 
-mod support;
-
+use crate::support::api::{ApiServer, create_token};
+use crate::support::{Cluster, migrate, walhook};
 use reqwest::Method;
 use serde_json::json;
-use support::api::{ApiServer, create_token};
-use support::{Cluster, migrate, walhook};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn api_tokens_are_created_once_listed_without_the_token_and_revoked() {

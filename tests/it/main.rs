@@ -1,0 +1,26 @@
+//! walhook's integration tests, as one test binary: each module below is what
+//! was a test binary of its own, and `support` (throwaway PostgreSQL clusters,
+//! the walhook process, a test receiver, polling helpers) is compiled once.
+//! One shared cluster serves every module; each test gets its own database.
+//!
+//! `cargo test` runs them all; `cargo test --test it delivery::` runs one
+//! module's.
+
+mod support;
+
+mod api;
+mod api_errors;
+mod audit;
+mod backfill;
+mod bench_smoke;
+mod cdc_core;
+mod cdc_faults;
+mod compose_files;
+mod delivery;
+mod delivery_faults;
+mod dev_quickstart;
+mod directory_events;
+mod iam_events;
+mod operations;
+mod signing_interop;
+mod tls;
