@@ -29,6 +29,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -172,6 +173,11 @@ impl Dispatcher {
         while !shutdown.is_cancelled() {
             if reloaded.elapsed() > RELOAD_EVERY {
                 let _ = self.targets.reload(&client).await;
+                if let Ok(others) = crate::store::presence::others(&client).await {
+                    self.first_attempts
+                        .peers
+                        .store(others.max(0) as usize, Ordering::Relaxed);
+                }
                 reloaded = Instant::now();
             }
             if backlog && (ended_since_claim >= CLAIM_AFTER_ENDED || scheduler.queued_total == 0) {
@@ -232,7 +238,7 @@ impl Dispatcher {
                     }
                     ended_since_claim += 1;
                 }
-                Some(jobs) = self.first_attempts.recv() => {
+                Some(jobs) = self.first_attempts.jobs.recv() => {
                     telemetry::DISPATCHED.with_label_values(&["first"]).inc_by(jobs.len() as u64);
                     for job in jobs {
                         scheduler.enqueue(job);
@@ -245,8 +251,8 @@ impl Dispatcher {
         // Shutdown: no new attempts; running ones finish within a bound; then
         // every lease this instance still holds without a recorded outcome is
         // given back, so another instance (or this one restarted) takes over.
-        self.first_attempts.close();
-        while self.first_attempts.recv().await.is_some() {}
+        self.first_attempts.jobs.close();
+        while self.first_attempts.jobs.recv().await.is_some() {}
         scheduler.queues.clear();
         let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while scheduler.tasks.join_next().await.is_some() {}
@@ -433,7 +439,9 @@ impl Scheduler {
     }
 }
 
-/// Connect, retrying every second until it works or shutdown.
+/// Connect, retrying every second until it works or shutdown; the session
+/// announces this instance as one that claims deliveries
+/// ([`crate::store::presence`]).
 async fn connect_until(
     database: &crate::tls::ConnectConfig,
     shutdown: &CancellationToken,
@@ -441,7 +449,12 @@ async fn connect_until(
     let mut tries = crate::reconnect::Tries::new(RECONNECT, shutdown);
     while tries.next().await {
         match crate::store::connect(database).await {
-            Ok(client) => return Some(client),
+            Ok(client) => {
+                if let Err(error) = crate::store::presence::announce(&client).await {
+                    tracing::warn!(%error, "announcing this instance failed; the others will not count it");
+                }
+                return Some(client);
+            }
             Err(error) => tracing::warn!(%error, "dispatcher cannot reach the database; retrying"),
         }
     }

@@ -13,13 +13,16 @@
 //! row write per delivery.
 //!
 //! What is not admitted waits in PostgreSQL and is claimed as any retry is:
-//! `ordered` and disabled subscriptions, and work over the memory bounds from
-//! a receiver that does not keep up. A receiver that keeps up (its oldest
-//! delivery in memory was admitted less than [`KEEPING_UP`] ago) makes the
-//! writer wait for room instead: the backlog then stays in the WAL, and
-//! delivering it costs no claim.
+//! `ordered` and disabled subscriptions, and work over the memory bounds,
+//! unless this is the only instance and the receiver keeps up (its oldest
+//! delivery in memory was admitted less than [`KEEPING_UP`] ago): then the
+//! writer waits for room instead, the backlog stays in the WAL, and
+//! delivering it costs no claim. With other instances running (the
+//! dispatcher counts them, see `store::presence`), work over the bounds goes
+//! to PostgreSQL at once, where they share it.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -92,6 +95,8 @@ struct Shared {
     held: Mutex<Held>,
     /// Notified whenever a place frees.
     freed: Notify,
+    /// Other instances that claim deliveries (as last counted).
+    peers: Arc<AtomicUsize>,
     jobs: mpsc::UnboundedSender<Vec<Job>>,
 }
 
@@ -123,8 +128,12 @@ pub struct FirstAttempts {
     shared: Arc<Shared>,
 }
 
-/// The dispatcher's end: batches of jobs from committed write batches.
-pub type JobReceiver = mpsc::UnboundedReceiver<Vec<Job>>;
+/// The dispatcher's end: batches of jobs from committed write batches, and
+/// where it keeps the count of other instances that claim deliveries.
+pub struct JobReceiver {
+    pub jobs: mpsc::UnboundedReceiver<Vec<Job>>,
+    pub peers: Arc<AtomicUsize>,
+}
 
 /// Whether a delivery is attempted from memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,14 +150,22 @@ impl FirstAttempts {
     /// At most `capacity` deliveries wait or run in memory at once.
     pub fn new(targets: Targets, capacity: usize) -> (FirstAttempts, JobReceiver) {
         let (jobs, receiver) = mpsc::unbounded_channel();
+        let peers = Arc::new(AtomicUsize::new(0));
         let shared = Arc::new(Shared {
             targets,
             capacity,
             held: Mutex::default(),
             freed: Notify::new(),
+            peers: peers.clone(),
             jobs,
         });
-        (FirstAttempts { shared }, receiver)
+        (
+            FirstAttempts { shared },
+            JobReceiver {
+                jobs: receiver,
+                peers,
+            },
+        )
     }
 
     pub fn targets(&self) -> &Targets {
@@ -188,8 +205,9 @@ impl Admission {
     /// Whether the delivery of event `event` (its index in the batch) to
     /// `subscription` is attempted from memory. Refused: unknown, disabled
     /// or `ordered` subscriptions (an ordered resource's deliveries go one at
-    /// a time through the claim), and work over the memory bounds unless the
-    /// receiver keeps up ([`Admit::Full`]: wait for room).
+    /// a time through the claim), and work over the memory bounds unless this
+    /// is the only instance and the receiver keeps up ([`Admit::Full`]: wait
+    /// for room).
     pub fn admit(&mut self, event: usize, subscription: Uuid) -> Admit {
         let Some(target) = self.shared.targets.get(&subscription) else {
             return Admit::No;
@@ -203,6 +221,9 @@ impl Admission {
             let mine_full = mine.is_some_and(|t| t.len() >= PER_SUBSCRIPTION);
             let all_full = held.all.len() >= self.shared.capacity;
             if mine_full || all_full {
+                if self.shared.peers.load(Ordering::Relaxed) > 0 {
+                    return Admit::No;
+                }
                 let oldest = if mine_full {
                     mine.and_then(|t| t.front())
                 } else {

@@ -231,14 +231,16 @@ async fn concurrent_writers_every_row_ends_in_its_final_state() {
         writer.join().unwrap();
     }
     db.psql("INSERT INTO items (id, name) VALUES (99999, 'sentinel')");
-    wait_until(WAIT, "the sentinel stored", || async {
-        (value(
-            &db,
-            "SELECT count(*) FROM walhook.events WHERE apiresource = '/items/99999'",
-        )
-        .await
-            == 1)
-            .then_some(())
+    // stored, and the slot confirmed past it: every event before it is stored
+    // with its deliveries (a first attempt's row is written with its outcome)
+    let sentinel_confirmed = format!(
+        "SELECT count(*) FROM walhook.events e, pg_replication_slots s
+          WHERE e.apiresource = '/items/99999'
+            AND s.slot_name = '{}' AND s.confirmed_flush_lsn > e.commit_lsn",
+        db.slot
+    );
+    wait_until(WAIT, "the sentinel stored and confirmed", || async {
+        (value(&db, &sentinel_confirmed).await == 1).then_some(())
     })
     .await;
     // the writers did write while the backfill ran
