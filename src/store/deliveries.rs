@@ -175,20 +175,40 @@ pub async fn record(
     tx.commit().await
 }
 
+/// The outcome columns of a batch of records, one array per column.
+struct Outcomes<'a> {
+    attempts: Vec<i32>,
+    at: Vec<DateTime<Utc>>,
+    durations: Vec<i32>,
+    codes: Vec<Option<i32>>,
+    errors: Vec<Option<&'a str>>,
+    bodies: Vec<Option<&'a str>>,
+    statuses: Vec<&'static str>,
+    next: Vec<DateTime<Utc>>,
+}
+
+impl<'a> Outcomes<'a> {
+    fn of(records: &[&'a AttemptRecord]) -> Self {
+        Outcomes {
+            attempts: records.iter().map(|r| r.attempt).collect(),
+            at: records.iter().map(|r| r.attempted_at).collect(),
+            durations: records.iter().map(|r| r.duration_ms).collect(),
+            codes: records.iter().map(|r| r.status_code).collect(),
+            errors: records.iter().map(|r| r.error.as_deref()).collect(),
+            bodies: records.iter().map(|r| r.response_body.as_deref()).collect(),
+            statuses: records.iter().map(|r| r.new_status).collect(),
+            next: records.iter().map(|r| r.next_attempt_at).collect(),
+        }
+    }
+}
+
 async fn record_claimed(
     tx: &tokio_postgres::Transaction<'_>,
     instance: Uuid,
     records: &[&AttemptRecord],
 ) -> Result<u64, tokio_postgres::Error> {
     let ids: Vec<i64> = records.iter().map(|r| r.delivery_id).collect();
-    let attempts: Vec<i32> = records.iter().map(|r| r.attempt).collect();
-    let at: Vec<DateTime<Utc>> = records.iter().map(|r| r.attempted_at).collect();
-    let durations: Vec<i32> = records.iter().map(|r| r.duration_ms).collect();
-    let codes: Vec<Option<i32>> = records.iter().map(|r| r.status_code).collect();
-    let errors: Vec<Option<&str>> = records.iter().map(|r| r.error.as_deref()).collect();
-    let bodies: Vec<Option<&str>> = records.iter().map(|r| r.response_body.as_deref()).collect();
-    let statuses: Vec<&str> = records.iter().map(|r| r.new_status).collect();
-    let next: Vec<DateTime<Utc>> = records.iter().map(|r| r.next_attempt_at).collect();
+    let o = Outcomes::of(records);
     tx.execute(
         "WITH owned AS (
              UPDATE walhook.deliveries d
@@ -207,7 +227,18 @@ async fn record_claimed(
                        $6::text[], $7::text[]) AS a(id, attempt, at, duration, code, error, body)
           WHERE a.id IN (SELECT id FROM owned)
          ON CONFLICT (delivery_id, attempt) DO NOTHING",
-        &[&ids, &attempts, &at, &durations, &codes, &errors, &bodies, &statuses, &next, &instance],
+        &[
+            &ids,
+            &o.attempts,
+            &o.at,
+            &o.durations,
+            &o.codes,
+            &o.errors,
+            &o.bodies,
+            &o.statuses,
+            &o.next,
+            &instance,
+        ],
     )
     .await
 }
@@ -235,14 +266,7 @@ async fn record_first(
         .map(|r| new(r).commit_lsn.to_string())
         .collect();
     let seqs: Vec<i32> = records.iter().map(|r| new(r).seq).collect();
-    let attempts: Vec<i32> = records.iter().map(|r| r.attempt).collect();
-    let at: Vec<DateTime<Utc>> = records.iter().map(|r| r.attempted_at).collect();
-    let durations: Vec<i32> = records.iter().map(|r| r.duration_ms).collect();
-    let codes: Vec<Option<i32>> = records.iter().map(|r| r.status_code).collect();
-    let errors: Vec<Option<&str>> = records.iter().map(|r| r.error.as_deref()).collect();
-    let bodies: Vec<Option<&str>> = records.iter().map(|r| r.response_body.as_deref()).collect();
-    let statuses: Vec<&str> = records.iter().map(|r| r.new_status).collect();
-    let next: Vec<DateTime<Utc>> = records.iter().map(|r| r.next_attempt_at).collect();
+    let o = Outcomes::of(records);
     tx.execute(
         "WITH u AS (
              SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[],
@@ -274,8 +298,20 @@ async fn record_first(
            JOIN u ON u.event_id = stored.event_id AND u.subscription_id = stored.subscription_id
          ON CONFLICT (delivery_id, attempt) DO NOTHING",
         &[
-            &events, &subscriptions, &resources, &lsns, &seqs, &attempts, &at, &durations, &codes,
-            &errors, &bodies, &statuses, &next, &instance,
+            &events,
+            &subscriptions,
+            &resources,
+            &lsns,
+            &seqs,
+            &o.attempts,
+            &o.at,
+            &o.durations,
+            &o.codes,
+            &o.errors,
+            &o.bodies,
+            &o.statuses,
+            &o.next,
+            &instance,
         ],
     )
     .await
