@@ -347,3 +347,71 @@ impl Admission {
         n
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(ordered: bool) -> SubscriptionTarget {
+        SubscriptionTarget {
+            id: Uuid::new_v4(),
+            request_url: Ok(url::Url::parse("https://receiver.example/hook").unwrap()),
+            headers: serde_json::Map::new(),
+            auth_type: "none".into(),
+            auth_token: None,
+            auth_username: None,
+            auth_password: None,
+            secret: "whsec_c2VjcmV0".into(),
+            previous_secret: None,
+            timeout: Duration::from_secs(5),
+            retry_schedule: Vec::new(),
+            standard_envelope: false,
+            signature_schemes: vec!["v1".into()],
+            ordered,
+            disabled: false,
+            max_in_flight: 1,
+        }
+    }
+
+    #[test]
+    fn over_the_bound_a_receiver_that_keeps_up_is_waited_for_unless_others_claim() {
+        let plain = target(false);
+        let ordered = target(true);
+        let (plain_id, ordered_id) = (plain.id, ordered.id);
+        let (first, receiver) = FirstAttempts::new(Targets::of([plain, ordered]), 2);
+        let mut admission = first.admission();
+        assert_eq!(
+            admission.admit(0, ordered_id),
+            Admit::No,
+            "ordered: claimed"
+        );
+        assert_eq!(admission.admit(0, Uuid::new_v4()), Admit::No, "unknown");
+        assert_eq!(admission.admit(0, plain_id), Admit::Yes);
+        assert_eq!(admission.admit(1, plain_id), Admit::Yes);
+        assert_eq!(
+            admission.admit(2, plain_id),
+            Admit::Full,
+            "the oldest is fresh: wait for room"
+        );
+        assert!(admission.holds_before(2) && !admission.holds_before(0));
+        receiver.peers.store(1, Ordering::Relaxed);
+        assert_eq!(
+            admission.admit(2, plain_id),
+            Admit::No,
+            "another instance claims the overflow"
+        );
+        receiver.peers.store(0, Ordering::Relaxed);
+        std::thread::sleep(KEEPING_UP + Duration::from_millis(100));
+        assert_eq!(
+            admission.admit(2, plain_id),
+            Admit::No,
+            "the oldest waited past KEEPING_UP: the receiver does not keep up"
+        );
+        drop(admission);
+        assert_eq!(
+            first.admission().admit(0, plain_id),
+            Admit::Yes,
+            "places are given back with the admission"
+        );
+    }
+}

@@ -49,3 +49,12 @@ impl Targets {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
+
+#[cfg(test)]
+impl Targets {
+    /// A cache holding `targets`, for unit tests.
+    pub(crate) fn of(targets: impl IntoIterator<Item = SubscriptionTarget>) -> Targets {
+        let map = targets.into_iter().map(|t| (t.id, Arc::new(t))).collect();
+        Targets(Arc::new(RwLock::new(Arc::new(map))))
+    }
+}
