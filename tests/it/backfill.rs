@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::support::{ChildProcess, Cluster, Receiver, TestDb, migrate, wait_until, walhook_run};
+use crate::support::{
+    ChildProcess, Cluster, Receiver, TestDb, migrate, subscribe, wait_until, walhook_run,
+};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -24,14 +26,6 @@ fn prepare(db: &TestDb<'_>, rows: i64) {
          INSERT INTO walhook.routes (source_table, resource, apiresource)
               VALUES ('items', 'item', '/items/{{id}}');"
     ));
-}
-
-/// Insert a subscription; returns its id.
-fn subscribe(db: &TestDb<'_>, url: &str, extra_cols: &str, extra_vals: &str) -> String {
-    db.psql(&format!(
-        "INSERT INTO walhook.subscriptions (url, retry_schedule{extra_cols})
-         VALUES ('{url}', '{{10ms,10ms,10ms}}'{extra_vals}) RETURNING id"
-    ))
 }
 
 fn start(db: &TestDb<'_>) -> ChildProcess {

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use crate::support::receiver::Reply;
-use crate::support::{ChildProcess, Cluster, Receiver, TestDb, migrate, wait_until, walhook_run};
+use crate::support::{
+    Cluster, Receiver, TestDb, migrate, subscribe, wait_until, walhook_streaming,
+};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -18,20 +20,6 @@ fn prepare(db: &TestDb<'_>) {
          INSERT INTO walhook.routes (source_table, resource, apiresource)
               VALUES ('items', 'item', '/items/{id}');",
     );
-}
-
-/// Insert a subscription; returns its id.
-fn subscribe(db: &TestDb<'_>, url: &str, extra_cols: &str, extra_vals: &str) -> String {
-    db.psql(&format!(
-        "INSERT INTO walhook.subscriptions (url, retry_schedule{extra_cols})
-         VALUES ('{url}', '{{10ms,10ms,10ms}}'{extra_vals}) RETURNING id"
-    ))
-}
-
-fn start(db: &TestDb<'_>) -> ChildProcess {
-    let walhook = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
-    walhook.wait_for_log("streaming", WAIT);
-    walhook
 }
 
 async fn rows(db: &TestDb<'_>, sql: &str) -> Vec<tokio_postgres::Row> {
@@ -65,7 +53,7 @@ async fn a_committed_row_arrives_signed_with_its_headers() {
         ", headers, query_params, auth_type, auth_token",
         r#", '{"x-tenant": "acme"}', '{"source": "walhook"}', 'bearer', 's3cret-token'"#,
     );
-    let walhook = start(&db);
+    let walhook = walhook_streaming(&db);
     db.psql("INSERT INTO items (id, name) VALUES (1, 'one')");
     wait_received(&receiver, 1).await;
     wait_status(&db, "succeeded", 1).await;
@@ -159,7 +147,7 @@ async fn failures_are_retried_then_succeed_with_every_attempt_recorded() {
     let receiver = Receiver::start().await;
     receiver.push([Reply::Status(500), Reply::Status(500)]);
     subscribe(&db, &receiver.url(), "", "");
-    let _walhook = start(&db);
+    let _walhook = walhook_streaming(&db);
     db.psql("INSERT INTO items (id) VALUES (1)");
     wait_status(&db, "succeeded", 1).await;
     let attempts: Vec<Option<i32>> = rows(
@@ -199,7 +187,7 @@ async fn always_failing_ends_failed_and_redeliver_sends_again() {
     let receiver = Receiver::start().await;
     receiver.set_default(Reply::Status(503));
     subscribe(&db, &receiver.url(), "", "");
-    let _walhook = start(&db);
+    let _walhook = walhook_streaming(&db);
     db.psql("INSERT INTO items (id) VALUES (1)");
     wait_status(&db, "failed", 1).await;
     assert_eq!(receiver.count(), 4, "one attempt and three retries");
@@ -230,7 +218,7 @@ async fn retry_after_is_honoured_and_timeouts_and_redirects_fail() {
          VALUES ('{}', '{{1s,10ms,10ms}}', 300)",
         receiver.url()
     ));
-    let _walhook = start(&db);
+    let _walhook = walhook_streaming(&db);
     db.psql("INSERT INTO items (id) VALUES (1)");
     wait_status(&db, "succeeded", 1).await;
     let got = receiver.received();
@@ -267,7 +255,7 @@ async fn loopback_targets_are_refused_without_the_setting() {
     let url = format!("http://localhost:{}/hook", receiver.addr.port());
     subscribe(&db, &url, "", "");
     db.psql("UPDATE walhook.settings SET value = 'false' WHERE key = 'allow_insecure_targets'");
-    let _walhook = start(&db);
+    let _walhook = walhook_streaming(&db);
     db.psql("INSERT INTO items (id) VALUES (1)");
     wait_status(&db, "failed", 1).await;
     assert_eq!(receiver.count(), 0, "no request is made");
@@ -291,7 +279,7 @@ async fn max_in_flight_bounds_concurrent_requests_to_a_receiver() {
         ", max_in_flight, timeout_ms",
         ", 3, 3000",
     );
-    let _walhook = start(&db);
+    let _walhook = walhook_streaming(&db);
     db.psql("INSERT INTO items (id) SELECT generate_series(1, 20)");
     wait_received(&receiver, 3).await;
     // every request hangs until its 3 s timeout: no fourth one may start before
@@ -321,7 +309,7 @@ async fn patterns_select_events_and_disabled_subscriptions_get_nothing() {
     subscribe(&db, &prefix.url(), ", events", ", '{item.*}'");
     subscribe(&db, &all.url(), ", events", ", '{*}'");
     subscribe(&db, &disabled.url(), ", disabled", ", true");
-    let _walhook = start(&db);
+    let _walhook = walhook_streaming(&db);
     db.psql("INSERT INTO items (id) VALUES (1); UPDATE items SET name = 'x' WHERE id = 1; INSERT INTO others VALUES (1)");
     wait_received(&all, 3).await;
     wait_received(&prefix, 2).await;
@@ -394,7 +382,7 @@ async fn key_rotation_publishes_both_keys_and_signs_with_the_new_one() {
     prepare(&db);
     let receiver = Receiver::start().await;
     subscribe(&db, &receiver.url(), "", "");
-    let walhook = start(&db);
+    let walhook = walhook_streaming(&db);
     let jwks_url = format!(
         "http://{}/.well-known/jwks.json",
         walhook.http_addr.as_ref().unwrap()
@@ -468,7 +456,7 @@ async fn signature_schemes_choose_the_signatures_sent() {
     subscribe(&db, &hmac_only.url(), ", signature_schemes", ", '{v1}'");
     subscribe(&db, &rfc_only.url(), ", signature_schemes", ", '{rfc9421}'");
     subscribe(&db, &all.url(), "", "");
-    let _walhook = start(&db);
+    let _walhook = walhook_streaming(&db);
     db.psql("INSERT INTO items (id) VALUES (1)");
     for receiver in [&hmac_only, &rfc_only, &all] {
         wait_received(receiver, 1).await;
@@ -550,7 +538,7 @@ fn non_ascii_hosts_are_stored_in_idna_form() {
 async fn max_payload_bytes_takes_effect_without_a_restart() {
     let db = Cluster::shared().new_database();
     prepare(&db);
-    let _walhook = start(&db);
+    let _walhook = walhook_streaming(&db);
     let big = "x".repeat(400);
     db.psql(&format!("INSERT INTO items (id, name) VALUES (0, '{big}')"));
     wait_until(WAIT, "the first event", || async {

@@ -4,7 +4,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crate::support::receiver::Reply;
-use crate::support::{ChildProcess, Cluster, Receiver, TestDb, migrate, wait_until, walhook_run};
+use crate::support::{
+    Cluster, Receiver, TestDb, migrate, wait_until, walhook_run, walhook_streaming,
+};
 
 const WAIT: Duration = Duration::from_secs(180);
 
@@ -16,12 +18,6 @@ fn prepare(db: &TestDb<'_>) {
          INSERT INTO walhook.routes (source_table, resource, apiresource)
               VALUES ('items', 'item', '/items/{id}');",
     );
-}
-
-fn start(db: &TestDb<'_>) -> ChildProcess {
-    let walhook = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
-    walhook.wait_for_log("streaming", Duration::from_secs(60));
-    walhook
 }
 
 async fn count(db: &TestDb<'_>, sql: &str) -> i64 {
@@ -72,7 +68,7 @@ async fn sigkill_during_delivery_still_delivers_everything() {
         "INSERT INTO walhook.subscriptions (url) VALUES ('{}')",
         receiver.url()
     ));
-    let mut first = start(&db);
+    let mut first = walhook_streaming(&db);
     db.psql("INSERT INTO items (id) SELECT generate_series(1, 10000)");
     wait_until(WAIT, "deliveries under way", || async {
         (receiver.count() > 1000).then_some(())
@@ -84,7 +80,7 @@ async fn sigkill_during_delivery_still_delivers_everything() {
         at_kill < 10000,
         "the kill must happen mid-delivery ({at_kill} received)"
     );
-    let _second = start(&db);
+    let _second = walhook_streaming(&db);
     wait_succeeded(&db, 10000).await;
     assert_eq!(
         count(&db, "SELECT count(*) FROM walhook.deliveries").await,
@@ -115,7 +111,7 @@ async fn ordered_subscriptions_keep_per_resource_order_under_retries() {
          VALUES ('{}', true, '{{10ms,10ms,10ms,10ms,10ms,10ms}}', 16)",
         receiver.url()
     ));
-    let _walhook = start(&db);
+    let _walhook = walhook_streaming(&db);
     db.psql("INSERT INTO items (id) SELECT generate_series(1, 5)");
     for _ in 0..10 {
         db.psql("UPDATE items SET n = n + 1");
@@ -148,7 +144,7 @@ async fn two_daemons_never_make_the_same_attempt_twice() {
          VALUES ('{}', '{{10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms}}')",
         receiver.url()
     ));
-    let _active = start(&db);
+    let _active = walhook_streaming(&db);
     let standby = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
     standby.wait_for_log("waiting as standby", Duration::from_secs(60));
     db.psql("INSERT INTO items (id) SELECT generate_series(1, 200)");
@@ -190,7 +186,7 @@ async fn sigkill_after_the_2xx_before_the_outcome_is_stored_delivers_again() {
         "INSERT INTO walhook.subscriptions (url, timeout_ms) VALUES ('{}', 1000)",
         receiver.url()
     ));
-    let mut first = start(&db);
+    let mut first = walhook_streaming(&db);
     // Outcomes insert into delivery_attempts: this lock holds them back.
     let locker = db.client().await;
     locker
@@ -221,7 +217,7 @@ async fn sigkill_after_the_2xx_before_the_outcome_is_stored_delivers_again() {
         slot_holds_every_event(&db).await,
         "the slot must not be confirmed past a delivery whose outcome is not stored"
     );
-    let _second = start(&db);
+    let _second = walhook_streaming(&db);
     wait_succeeded(&db, 1).await;
     let received = receiver.received();
     assert!(received.len() >= 2, "delivered again after the restart");
@@ -253,7 +249,7 @@ async fn sigkill_after_events_are_stored_before_their_first_attempt_delivers_aft
         "INSERT INTO walhook.subscriptions (url, timeout_ms, max_in_flight) VALUES ('{}', 2000, 1)",
         receiver.url()
     ));
-    let mut first = start(&db);
+    let mut first = walhook_streaming(&db);
     db.psql("INSERT INTO items (id) SELECT generate_series(1, 3)");
     wait_until(WAIT, "the first request", || async {
         (receiver.count() == 1).then_some(())
@@ -276,7 +272,7 @@ async fn sigkill_after_events_are_stored_before_their_first_attempt_delivers_aft
         3,
         "all events were stored before the kill"
     );
-    let _second = start(&db);
+    let _second = walhook_streaming(&db);
     wait_succeeded(&db, 3).await;
     let ids: HashSet<String> = receiver
         .received()

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::support::{
     ChildProcess, Cluster, Receiver, TestDb, migrate, wait_until, walhook, walhook_run,
+    walhook_streaming,
 };
 use serde_json::Value;
 
@@ -18,12 +19,6 @@ fn prepare(db: &TestDb<'_>, receiver: &Receiver) {
          INSERT INTO walhook.subscriptions (name, url) VALUES ('demo', '{}');",
         receiver.url()
     ));
-}
-
-fn start(db: &TestDb<'_>) -> ChildProcess {
-    let walhook = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
-    walhook.wait_for_log("streaming", Duration::from_secs(60));
-    walhook
 }
 
 async fn get(process: &ChildProcess, path: &str) -> (u16, String) {
@@ -50,7 +45,7 @@ async fn metrics_health_and_status_report_the_flow() {
     let db = Cluster::shared().new_database();
     let receiver = Receiver::start().await;
     prepare(&db, &receiver);
-    let daemon = start(&db);
+    let daemon = walhook_streaming(&db);
     assert_eq!(get(&daemon, "/healthz").await.0, 200);
     wait_until(WAIT, "ready", || async {
         (get(&daemon, "/readyz").await.0 == 200).then_some(())
@@ -163,7 +158,7 @@ async fn sigterm_under_load_exits_zero_and_parks_nothing_in_flight() {
     let db = Cluster::shared().new_database();
     let receiver = Receiver::start().await;
     prepare(&db, &receiver);
-    let mut walhook = start(&db);
+    let mut walhook = walhook_streaming(&db);
     db.psql("INSERT INTO items SELECT generate_series(1, 5000)");
     wait_until(WAIT, "deliveries under way", || async {
         (receiver.count() > 500).then_some(())
@@ -187,7 +182,7 @@ async fn sigterm_under_load_exits_zero_and_parks_nothing_in_flight() {
         0,
         "no delivery left in flight"
     );
-    let _again = start(&db);
+    let _again = walhook_streaming(&db);
     wait_until(
         Duration::from_secs(60),
         "every delivery succeeded",
@@ -213,7 +208,7 @@ async fn a_standby_takes_over_within_ten_seconds() {
     let db = Cluster::shared().new_database();
     let receiver = Receiver::start().await;
     prepare(&db, &receiver);
-    let mut active = start(&db);
+    let mut active = walhook_streaming(&db);
     let standby = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
     standby.wait_for_log("waiting as standby", Duration::from_secs(60));
     wait_until(WAIT, "standby ready", || async {

@@ -83,3 +83,12 @@ pub async fn stored_events(db: &TestDb<'_>) -> Vec<(String, String, serde_json::
         })
         .collect()
 }
+
+/// Insert a subscription retrying every 10 ms (three retries), with extra
+/// columns and values (each list starting with a comma); returns its id.
+pub fn subscribe(db: &TestDb<'_>, url: &str, extra_cols: &str, extra_vals: &str) -> String {
+    db.psql(&format!(
+        "INSERT INTO walhook.subscriptions (url, retry_schedule{extra_cols})
+         VALUES ('{url}', '{{10ms,10ms,10ms}}'{extra_vals}) RETURNING id"
+    ))
+}
