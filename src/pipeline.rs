@@ -223,11 +223,10 @@ impl Writer {
                 }
             }
             let last = end == batch.len();
-            let first_attempts = admission.count(&written.new_events, start);
-            let ticket = self
-                .positions
-                .committed(if last { position } else { None }, first_attempts);
-            admission.hand_over(chunk, start, &written.new_events, &ticket);
+            admission.hand_over(chunk, start, &written.new_events, |first_attempts| {
+                self.positions
+                    .committed(if last { position } else { None }, first_attempts)
+            });
             if written.pending > 0 {
                 self.wake.notify_one();
             }

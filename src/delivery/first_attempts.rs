@@ -264,37 +264,31 @@ impl Admission {
         self.places.retain(|(e, _), _| *e != event);
     }
 
-    /// Deliveries that will be handed over for `events` (the batch's events
-    /// from index `offset`; `new_events[i]`: stored for the first time).
-    pub fn count(&self, new_events: &[bool], offset: usize) -> usize {
-        self.places
-            .keys()
-            .filter(|(e, _)| e.checked_sub(offset).is_some_and(|i| new_events[i]))
-            .count()
-    }
-
     /// After the chunk `events` (batch indices from `offset`) committed: hand
-    /// its admitted deliveries of new events to the dispatcher, each
-    /// recording into `ticket`. Places of replayed events are given back.
+    /// its admitted deliveries of new events (`new_events[i]`: stored for the
+    /// first time) to the dispatcher, each recording into the ticket that
+    /// `ticket_for(n)` returns for their number. Places of replayed events are
+    /// given back.
     pub fn hand_over(
         self,
         events: &[Event],
         offset: usize,
         new_events: &[bool],
-        ticket: &Arc<BatchTicket>,
-    ) -> usize {
-        let mut jobs = Vec::new();
+        ticket_for: impl FnOnce(usize) -> Arc<BatchTicket>,
+    ) {
+        let handed: Vec<_> = self
+            .places
+            .into_iter()
+            .filter_map(|((index, subscription), held)| {
+                let i = index.checked_sub(offset)?;
+                let event = events.get(i).filter(|_| new_events[i])?;
+                Some((i, event, subscription, held))
+            })
+            .collect();
+        let ticket = ticket_for(handed.len());
+        let mut jobs = Vec::with_capacity(handed.len());
         let mut shared_by_event: HashMap<usize, EventShared> = HashMap::new();
-        for ((index, subscription), (place, target)) in self.places {
-            let Some(i) = index.checked_sub(offset) else {
-                continue;
-            };
-            if !new_events.get(i).copied().unwrap_or(false) {
-                continue;
-            }
-            let Some(event) = events.get(i) else {
-                continue;
-            };
+        for (i, event, subscription, (place, target)) in handed {
             let EventShared {
                 event_type,
                 body,
@@ -338,13 +332,11 @@ impl Admission {
             let new = &j.first.as_ref().expect("first attempt").new;
             (new.commit_lsn, new.seq)
         });
-        let n = jobs.len();
-        if n > 0 {
+        if !jobs.is_empty() {
             // a closed receiver means the dispatcher stopped: the position
             // stays unconfirmed and the slot replays the batch
             let _ = self.shared.jobs.send(jobs);
         }
-        n
     }
 }
 
