@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::replication::lsn::Lsn;
@@ -188,6 +189,22 @@ struct Outcomes<'a> {
 }
 
 impl<'a> Outcomes<'a> {
+    /// The columns as statement parameters, in this order: attempt, attempted
+    /// at, duration, status code, error, response body, new status, next
+    /// attempt at.
+    fn params(&self) -> [&(dyn ToSql + Sync); 8] {
+        [
+            &self.attempts,
+            &self.at,
+            &self.durations,
+            &self.codes,
+            &self.errors,
+            &self.bodies,
+            &self.statuses,
+            &self.next,
+        ]
+    }
+
     fn of(records: &[&'a AttemptRecord]) -> Self {
         Outcomes {
             attempts: records.iter().map(|r| r.attempt).collect(),
@@ -227,18 +244,7 @@ async fn record_claimed(
                        $6::text[], $7::text[]) AS a(id, attempt, at, duration, code, error, body)
           WHERE a.id IN (SELECT id FROM owned)
          ON CONFLICT (delivery_id, attempt) DO NOTHING",
-        &[
-            &ids,
-            &o.attempts,
-            &o.at,
-            &o.durations,
-            &o.codes,
-            &o.errors,
-            &o.bodies,
-            &o.statuses,
-            &o.next,
-            &instance,
-        ],
+        &[&[&ids as &(dyn ToSql + Sync)], &o.params()[..], &[&instance]].concat(),
     )
     .await
 }
@@ -298,21 +304,17 @@ async fn record_first(
            JOIN u ON u.event_id = stored.event_id AND u.subscription_id = stored.subscription_id
          ON CONFLICT (delivery_id, attempt) DO NOTHING",
         &[
-            &events,
-            &subscriptions,
-            &resources,
-            &lsns,
-            &seqs,
-            &o.attempts,
-            &o.at,
-            &o.durations,
-            &o.codes,
-            &o.errors,
-            &o.bodies,
-            &o.statuses,
-            &o.next,
-            &instance,
-        ],
+            &[
+                &events as &(dyn ToSql + Sync),
+                &subscriptions,
+                &resources,
+                &lsns,
+                &seqs,
+            ],
+            &o.params()[..],
+            &[&instance],
+        ]
+        .concat(),
     )
     .await
 }
