@@ -7,8 +7,12 @@
 //! `walhook.signing_keys.private_key`; it never leaves this type except through
 //! [`SigningKey::private_bytes`] for storage.
 
+use std::collections::VecDeque;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::Signer;
 use sha2::{Digest, Sha256};
 
 /// An Ed25519 signing key with its JWK thumbprint (`kid`).
@@ -65,6 +69,48 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
+/// The last Ed25519 signatures made, by key and exact message.
+///
+/// Ed25519 is deterministic (RFC 8032): one key over one message always gives
+/// the same signature, so a repeat is looked up instead of computed. Repeats
+/// are common: an event fanned out to several subscriptions within one second
+/// has the same `v1a` content (`{webhook-id}.{timestamp}.{body}`) for all of
+/// them, and the same RFC 9421 signature base for those sharing a URL. A
+/// signature costs tens of microseconds; a lookup hashes the message once.
+#[derive(Default)]
+pub struct SignatureMemo {
+    /// Oldest first: (hash of kid and message, kid, message, signature).
+    recent: VecDeque<(u64, String, Vec<u8>, [u8; 64])>,
+}
+
+impl SignatureMemo {
+    /// Signatures kept: more than any fan-out signs within the second the
+    /// content holds still.
+    const KEEP: usize = 64;
+
+    /// `key`'s Ed25519 signature over `message`.
+    pub fn sign(&mut self, key: &SigningKey, message: &[u8]) -> [u8; 64] {
+        let mut hasher = DefaultHasher::new();
+        key.kid.hash(&mut hasher);
+        message.hash(&mut hasher);
+        let hash = hasher.finish();
+        if let Some((.., signature)) = self
+            .recent
+            .iter()
+            .find(|(h, kid, m, _)| *h == hash && *kid == key.kid && m == message)
+        {
+            return *signature;
+        }
+        let signature = key.key.sign(message).to_bytes();
+        if self.recent.len() == Self::KEEP {
+            self.recent.pop_front();
+        }
+        self.recent
+            .push_back((hash, key.kid.clone(), message.to_vec(), signature));
+        signature
+    }
+}
+
 /// RFC 7638 thumbprint of an Ed25519 public key: SHA-256 over the canonical
 /// `{"crv":"Ed25519","kty":"OKP","x":"..."}`, base64url without padding.
 pub fn thumbprint(public: &[u8; 32]) -> String {
@@ -103,6 +149,32 @@ mod tests {
             SigningKey::from_private_bytes(&[0; 31]),
             Err(BadPrivateKey(31))
         ));
+    }
+
+    #[test]
+    fn memo_gives_the_signature_of_each_key_and_message() {
+        let (a, b) = (SigningKey::generate(), SigningKey::generate());
+        let mut memo = SignatureMemo::default();
+        for _ in 0..2 {
+            for key in [&a, &b] {
+                for message in [&b"one"[..], b"two", b""] {
+                    assert_eq!(
+                        memo.sign(key, message),
+                        key.key.sign(message).to_bytes(),
+                        "{key:?} over {message:?}"
+                    );
+                }
+            }
+        }
+        assert_eq!(memo.recent.len(), 6);
+        for n in 0..2 * SignatureMemo::KEEP {
+            let message = n.to_string();
+            assert_eq!(
+                memo.sign(&a, message.as_bytes()),
+                a.key.sign(message.as_bytes()).to_bytes()
+            );
+        }
+        assert_eq!(memo.recent.len(), SignatureMemo::KEEP);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::retry;
-use super::signing::{self, RequestToSign, Schemes, SigningKey};
+use super::signing::{self, RequestToSign, Schemes, SignatureMemo, SigningKey};
 use crate::store::deliveries::Claimed;
 use crate::store::targets::SubscriptionTarget;
 
@@ -75,21 +75,29 @@ impl PrepareError {
     }
 }
 
+/// Set a subscription's own header (its name checked here).
 fn header(map: &mut HeaderMap, name: &str, value: &str) -> Result<(), PrepareError> {
     let name =
         HeaderName::from_bytes(name.as_bytes()).map_err(|_| PrepareError::Header(name.into()))?;
+    fixed(map, name, value)
+}
+
+/// Set a header whose name walhook chooses (lowercase, known valid).
+fn fixed(map: &mut HeaderMap, name: HeaderName, value: &str) -> Result<(), PrepareError> {
     let value = HeaderValue::from_str(value).map_err(|_| PrepareError::Header(name.to_string()))?;
     map.insert(name, value);
     Ok(())
 }
 
-/// Build the request for attempt number `attempt` (1-based).
+/// Build the request for attempt number `attempt` (1-based); Ed25519
+/// signatures made recently over the same content come from `memo`.
 pub fn prepare(
     claimed: &Claimed,
     sub: &SubscriptionTarget,
     attempt: i32,
     keys: &[SigningKey],
     now: DateTime<Utc>,
+    memo: &mut SignatureMemo,
 ) -> Result<PreparedRequest, PrepareError> {
     let url = sub.request_url.clone().map_err(PrepareError::Url)?;
     let body = if sub.standard_envelope {
@@ -107,7 +115,7 @@ pub fn prepare(
     };
     let webhook_id = claimed.event_id.to_string();
     let timestamp = now.timestamp();
-    let mut headers = HeaderMap::new();
+    let mut headers = HeaderMap::with_capacity(16);
     for (k, v) in &sub.headers {
         header(&mut headers, k, v.as_str().unwrap_or_default())?;
     }
@@ -125,24 +133,61 @@ pub fn prepare(
         &secrets,
         keys,
         Schemes::from_names(&sub.signature_schemes),
+        memo,
     )?;
-    header(&mut headers, "content-type", content_type)?;
-    header(&mut headers, "webhook-id", &webhook_id)?;
-    header(&mut headers, "webhook-timestamp", &timestamp.to_string())?;
+    fixed(
+        &mut headers,
+        HeaderName::from_static("content-type"),
+        content_type,
+    )?;
+    fixed(
+        &mut headers,
+        HeaderName::from_static("webhook-id"),
+        &webhook_id,
+    )?;
+    fixed(
+        &mut headers,
+        HeaderName::from_static("webhook-timestamp"),
+        &timestamp.to_string(),
+    )?;
     if let Some(value) = &signed.webhook_signature {
-        header(&mut headers, "webhook-signature", value)?;
+        fixed(
+            &mut headers,
+            HeaderName::from_static("webhook-signature"),
+            value,
+        )?;
     }
-    header(&mut headers, "webhook-event-type", &claimed.event_type)?;
-    header(&mut headers, "webhook-attempt", &attempt.to_string())?;
+    fixed(
+        &mut headers,
+        HeaderName::from_static("webhook-event-type"),
+        &claimed.event_type,
+    )?;
+    fixed(
+        &mut headers,
+        HeaderName::from_static("webhook-attempt"),
+        &attempt.to_string(),
+    )?;
     if let Some(http) = &signed.http_signature {
-        header(&mut headers, "content-digest", &http.content_digest)?;
-        header(&mut headers, "signature-input", &http.signature_input)?;
-        header(&mut headers, "signature", &http.signature)?;
+        fixed(
+            &mut headers,
+            HeaderName::from_static("content-digest"),
+            &http.content_digest,
+        )?;
+        fixed(
+            &mut headers,
+            HeaderName::from_static("signature-input"),
+            &http.signature_input,
+        )?;
+        fixed(
+            &mut headers,
+            HeaderName::from_static("signature"),
+            &http.signature,
+        )?;
     }
     match sub.auth_type.as_str() {
-        "bearer" => header(
+        "bearer" => fixed(
             &mut headers,
-            "authorization",
+            HeaderName::from_static("authorization"),
             &format!("Bearer {}", sub.auth_token.as_deref().unwrap_or_default()),
         )?,
         "basic" => {
@@ -151,9 +196,9 @@ pub fn prepare(
                 sub.auth_username.as_deref().unwrap_or_default(),
                 sub.auth_password.as_deref().unwrap_or_default()
             );
-            header(
+            fixed(
                 &mut headers,
-                "authorization",
+                HeaderName::from_static("authorization"),
                 &format!("Basic {}", STANDARD.encode(credentials)),
             )?
         }

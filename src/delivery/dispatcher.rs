@@ -6,7 +6,8 @@
 //!  wake / LISTEN walhook_deliveries / poll ──▶ claim ──▶ per-subscription queues
 //!                     (retries, overflow; lease, SKIP LOCKED)  │ global + max_in_flight
 //!        ▲                                                     ▼
-//!        └──── recorder (batched UPDATE / INSERT) ◀── attempt tasks (sign, POST)
+//!        └──── recorder (batched UPDATE / INSERT) ◀── attempt tasks (POST; signed
+//!                                                      on the signing threads)
 //! ```
 //!
 //! First attempts arrive from the writer before their delivery rows exist (see
@@ -42,6 +43,7 @@ use super::KeyRing;
 use super::client::Clients;
 use super::first_attempts::{Job, JobReceiver};
 use super::recorder::{self, Finished, Unrecorded};
+use super::signers::Signers;
 use super::targets::Targets;
 use super::task::AttemptTask;
 use crate::store::deliveries::{self, ROUNDS_HELD};
@@ -88,6 +90,8 @@ impl DispatcherConfig {
 pub enum DeliveryError {
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error("cannot start the signing threads: {0}")]
+    Signers(std::io::Error),
 }
 
 pub struct Dispatcher {
@@ -121,6 +125,7 @@ impl Dispatcher {
     /// Run until `shutdown`; then finish or park in-flight attempts.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), DeliveryError> {
         let clients = Clients::new()?;
+        let signers = Signers::start().map_err(DeliveryError::Signers)?;
         let instance = self.config.instance_id;
         let Some(mut client) = connect_until(&self.config.database, &shutdown).await else {
             return Ok(());
@@ -157,6 +162,7 @@ impl Dispatcher {
             expired: Vec::new(),
             context: Arc::new(AttemptContext {
                 clients,
+                signers,
                 keys: self.keys.clone(),
                 records: records_tx,
                 settings: self.settings.clone(),
@@ -284,6 +290,8 @@ impl Dispatcher {
 /// What every attempt task shares.
 pub(super) struct AttemptContext {
     pub clients: Clients,
+    /// Where requests are built and signed.
+    pub signers: Signers,
     pub keys: KeyRing,
     pub records: mpsc::Sender<Finished>,
     /// `walhook.settings` as the daemon's one reader last saw them.

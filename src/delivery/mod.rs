@@ -6,6 +6,7 @@ pub(crate) mod first_attempts;
 pub(crate) mod positions;
 pub(crate) mod recorder;
 pub(crate) mod retry;
+pub(crate) mod signers;
 pub mod signing;
 pub(crate) mod targets;
 mod task;

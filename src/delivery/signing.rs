@@ -25,7 +25,7 @@ pub use http_signature::verify_http_signature;
 pub use jwk::parse_jwks;
 pub use standard_webhooks::{VerifiedSchemes, verify_standard_webhook};
 
-pub use crate::crypto::SigningKey;
+pub use crate::crypto::{SignatureMemo, SigningKey};
 
 /// What is signed: the request as it will be sent.
 pub struct RequestToSign<'a> {
@@ -160,12 +160,14 @@ pub type PublicKey = (String, [u8; 32]);
 
 /// Sign, for each scheme in `schemes`, with every symmetric secret
 /// (`whsec_...`, current first) and every unretired key (current first; RFC
-/// 9421 uses the current one).
+/// 9421 uses the current one). Ed25519 signatures made recently over the
+/// same content come from `memo`.
 pub fn sign(
     req: &RequestToSign<'_>,
     secrets: &[&str],
     keys: &[SigningKey],
     schemes: Schemes,
+    memo: &mut SignatureMemo,
 ) -> Result<SignedHeaders, SigningError> {
     let current = keys.first();
     if (schemes.v1a || schemes.rfc9421) && current.is_none() {
@@ -178,13 +180,14 @@ pub fn sign(
             req.body,
             if schemes.v1 { secrets } else { &[] },
             if schemes.v1a { keys } else { &[] },
+            memo,
         )?)
     } else {
         None
     };
     let http_signature = match current.filter(|_| schemes.rfc9421) {
         Some(key) => {
-            let (content_digest, signature_input, signature) = http_signature::sign(req, key);
+            let (content_digest, signature_input, signature) = http_signature::sign(req, key, memo);
             Some(HttpSignatureHeaders {
                 content_digest,
                 signature_input,
@@ -238,7 +241,14 @@ mod tests {
         let keys = [SigningKey::generate(), SigningKey::generate()];
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let body = br#"{"apiresource":"/organisations/1","revision":3}"#;
-        let h = sign(&request(body), &[secret], &keys, Schemes::ALL).unwrap();
+        let h = sign(
+            &request(body),
+            &[secret],
+            &keys,
+            Schemes::ALL,
+            &mut SignatureMemo::default(),
+        )
+        .unwrap();
         let parts: Vec<&str> = h.webhook_signature.as_deref().unwrap().split(' ').collect();
         assert_eq!(parts.len(), 3);
         assert!(parts[0].starts_with("v1,") && parts[1].starts_with("v1a,"));
@@ -266,13 +276,25 @@ mod tests {
     fn sign_without_keys_is_an_error_and_bad_secret_is_refused() {
         let body = b"{}";
         assert!(matches!(
-            sign(&request(body), &["whsec_AAAA"], &[], Schemes::ALL),
+            sign(
+                &request(body),
+                &["whsec_AAAA"],
+                &[],
+                Schemes::ALL,
+                &mut SignatureMemo::default()
+            ),
             Err(SigningError::NoSigningKey)
         ));
         let keys = [SigningKey::generate()];
         for bad in ["AAAA", "whsec_", "whsec_not base64!"] {
             assert!(matches!(
-                sign(&request(body), &[bad], &keys, Schemes::ALL),
+                sign(
+                    &request(body),
+                    &[bad],
+                    &keys,
+                    Schemes::ALL,
+                    &mut SignatureMemo::default()
+                ),
                 Err(SigningError::BadSecret)
             ));
         }
@@ -283,8 +305,10 @@ mod tests {
         let keys = [SigningKey::generate()];
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let body = b"{}";
-        let only = |names: &[&str]| {
-            sign(&request(body), &[secret], &keys, Schemes::from_names(names)).unwrap()
+        let mut memo = SignatureMemo::default();
+        let mut only = |names: &[&str]| {
+            let schemes = Schemes::from_names(names);
+            sign(&request(body), &[secret], &keys, schemes, &mut memo).unwrap()
         };
         let v1 = only(&["v1"]);
         assert!(v1.webhook_signature.as_deref().unwrap().starts_with("v1,"));
@@ -302,7 +326,14 @@ mod tests {
         assert!(rfc.webhook_signature.is_none());
         assert!(rfc.http_signature.is_some());
         // an HMAC-only subscription needs no signing key
-        let hmac_only = sign(&request(body), &[secret], &[], Schemes::from_names(&["v1"])).unwrap();
+        let hmac_only = sign(
+            &request(body),
+            &[secret],
+            &[],
+            Schemes::from_names(&["v1"]),
+            &mut SignatureMemo::default(),
+        )
+        .unwrap();
         assert!(hmac_only.webhook_signature.is_some());
         assert_eq!(Schemes::from_names::<&str>(&[]), Schemes::ALL);
     }

@@ -1,6 +1,7 @@
-//! One attempt of one delivery, start to finish: prepare -> send -> decide ->
-//! hand the record to the recorder. Runs as its own task on the dispatcher's
-//! behalf; the dispatcher frees the request slot when it ends.
+//! One attempt of one delivery, start to finish: prepare (on a signing
+//! thread, see [`super::signers`]) -> send -> decide -> hand the record to the
+//! recorder. Runs as its own task on the dispatcher's behalf; the dispatcher
+//! frees the request slot when it ends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,20 +37,29 @@ impl AttemptTask {
     }
 
     async fn attempt(self, now: DateTime<Utc>) {
-        let c = &self.job.claimed;
-        let target = &self.job.target;
-        let attempt = c.attempts + 1;
-        let keys = self
-            .context
+        let AttemptTask { job, context } = self;
+        let attempt = job.claimed.attempts + 1;
+        let keys = context
             .keys
             .read()
             .map(|k| Arc::clone(&k))
             .unwrap_or_default();
-        let allow_insecure_targets = self.context.settings.borrow().allow_insecure_targets;
-        let since_redelivery = (attempt - c.retry_base).max(1) as usize;
+        let allow_insecure_targets = context.settings.borrow().allow_insecure_targets;
         telemetry::IN_FLIGHT_REQUESTS.inc();
+        // built and signed on a signing thread; the job comes back with it
+        let (job, prepared) = context
+            .signers
+            .run(job.claimed.event_id, move |memo| {
+                let prepared =
+                    attempt::prepare(&job.claimed, &job.target, attempt, &keys, now, memo);
+                (job, prepared)
+            })
+            .await;
+        let c = &job.claimed;
+        let target = &job.target;
+        let since_redelivery = (attempt - c.retry_base).max(1) as usize;
         let mut unprepared = None;
-        let (outcome, elapsed) = match attempt::prepare(c, target, attempt, &keys, now) {
+        let (outcome, elapsed) = match prepared {
             Err(error) => {
                 let outcome = failure(error.to_string());
                 unprepared = Some(error);
@@ -64,8 +74,7 @@ impl AttemptTask {
                 match refused {
                     Err(error) => (failure(error), Duration::ZERO),
                     Ok(()) => {
-                        attempt::send(self.context.clients.get(allow_insecure_targets), request)
-                            .await
+                        attempt::send(context.clients.get(allow_insecure_targets), request).await
                     }
                 }
             }
@@ -123,7 +132,7 @@ impl AttemptTask {
         }
         let record = AttemptRecord {
             delivery_id: c.delivery_id,
-            first: self.job.first.as_ref().map(|f| f.new.clone()),
+            first: job.first.as_ref().map(|f| f.new.clone()),
             attempt,
             attempted_at: now,
             duration_ms: elapsed.as_millis().min(i32::MAX as u128) as i32,
@@ -134,8 +143,8 @@ impl AttemptTask {
             next_attempt_at,
             ordered: target.ordered,
         };
-        let ticket = self.job.first.as_ref().map(|f| f.ticket.clone());
-        let _ = self.context.records.send(Finished { record, ticket }).await;
+        let ticket = job.first.as_ref().map(|f| f.ticket.clone());
+        let _ = context.records.send(Finished { record, ticket }).await;
     }
 }
 

@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use std::time::{SystemTime, UNIX_EPOCH};
-use walhook::delivery::signing::{RequestToSign, Schemes, SigningKey, jwks, sign};
+use walhook::delivery::signing::{RequestToSign, Schemes, SignatureMemo, SigningKey, jwks, sign};
 
 const URL: &str = "https://receiver.example/hooks/walhook?tenant=acme&v=2";
 const VERIFIERS: [&str; 3] = [
@@ -62,7 +62,14 @@ fn delivery(
         timestamp: ts,
         body,
     };
-    let signed = sign(&req, &[secret], keys, Schemes::ALL).expect("sign");
+    let signed = sign(
+        &req,
+        &[secret],
+        keys,
+        Schemes::ALL,
+        &mut SignatureMemo::default(),
+    )
+    .expect("sign");
     let http = signed.http_signature.expect("rfc9421 signed");
     json!({
         "url": URL,

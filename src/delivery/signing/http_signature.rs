@@ -10,10 +10,9 @@
 //! digest matches the body and that `created` is fresh.
 
 use super::standard_webhooks::{check_timestamp, ed25519_ok};
-use super::{HeaderLookup, PublicKey, RequestToSign, SigningKey, VerifyError};
+use super::{HeaderLookup, PublicKey, RequestToSign, SignatureMemo, SigningKey, VerifyError};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ed25519_dalek::Signer;
 use sha2::{Digest, Sha256};
 
 /// The signature label walhook uses.
@@ -52,7 +51,11 @@ fn signature_base(lines: &[(&str, &str)], signature_params: &str) -> String {
 }
 
 /// `(content-digest, signature-input, signature)` for a request, signed by `key`.
-pub(super) fn sign(req: &RequestToSign<'_>, key: &SigningKey) -> (String, String, String) {
+pub(super) fn sign(
+    req: &RequestToSign<'_>,
+    key: &SigningKey,
+    memo: &mut SignatureMemo,
+) -> (String, String, String) {
     let digest = content_digest(req.body);
     let timestamp = req.timestamp.to_string();
     let params = signature_params(
@@ -70,11 +73,11 @@ pub(super) fn sign(req: &RequestToSign<'_>, key: &SigningKey) -> (String, String
         ("webhook-id", req.webhook_id),
         ("webhook-timestamp", timestamp.as_str()),
     ];
-    let signature = key.key.sign(signature_base(&lines, &params).as_bytes());
+    let signature = memo.sign(key, signature_base(&lines, &params).as_bytes());
     (
         digest,
         format!("{LABEL}={params}"),
-        format!("{LABEL}=:{}:", STANDARD.encode(signature.to_bytes())),
+        format!("{LABEL}=:{}:", STANDARD.encode(signature)),
     )
 }
 
@@ -228,6 +231,7 @@ pub fn verify_http_signature(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ed25519_dalek::Signer;
 
     #[test]
     fn reproduces_rfc9421_b26_ed25519() {
@@ -293,7 +297,7 @@ mod tests {
             timestamp: 1_700_000_000,
             body: BODY,
         };
-        let (digest, input, signature) = sign(&req, key);
+        let (digest, input, signature) = sign(&req, key, &mut SignatureMemo::default());
         [
             ("content-type", "application/json".to_owned()),
             ("content-digest", digest),

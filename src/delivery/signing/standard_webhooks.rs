@@ -6,10 +6,9 @@
 //! entries; a receiver accepts when any entry matches a credential it holds, which
 //! is what makes secret and key rotation seamless.
 
-use super::{HeaderLookup, PublicKey, SigningError, SigningKey, VerifyError};
+use super::{HeaderLookup, PublicKey, SignatureMemo, SigningError, SigningKey, VerifyError};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ed25519_dalek::Signer;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -53,6 +52,7 @@ pub(super) fn signature_header(
     body: &[u8],
     secrets: &[&str],
     keys: &[SigningKey],
+    memo: &mut SignatureMemo,
 ) -> Result<String, SigningError> {
     let content = signed_content(webhook_id, &timestamp.to_string(), body);
     let mut entries = Vec::with_capacity(secrets.len() + keys.len());
@@ -66,8 +66,8 @@ pub(super) fn signature_header(
         ));
     }
     for key in keys {
-        let sig = key.key.sign(&content);
-        entries.push(format!("v1a,{}", STANDARD.encode(sig.to_bytes())));
+        let sig = memo.sign(key, &content);
+        entries.push(format!("v1a,{}", STANDARD.encode(sig)));
     }
     Ok(entries.join(" "))
 }
@@ -199,7 +199,7 @@ mod tests {
     #[test]
     fn hmac_matches_the_spec_vector() {
         assert_eq!(
-            signature_header(ID, TS, BODY, &[SECRET], &[]).unwrap(),
+            signature_header(ID, TS, BODY, &[SECRET], &[], &mut SignatureMemo::default()).unwrap(),
             EXPECTED
         );
         let h = headers(ID, TS, EXPECTED);
@@ -214,7 +214,15 @@ mod tests {
     fn entries_are_ordered_secrets_then_keys_current_first() {
         let keys = [SigningKey::generate(), SigningKey::generate()];
         let other = "whsec_c2VjcmV0LW9mLWEtcm90YXRlZC1lbmRwb2ludA==";
-        let header = signature_header(ID, TS, BODY, &[SECRET, other], &keys).unwrap();
+        let header = signature_header(
+            ID,
+            TS,
+            BODY,
+            &[SECRET, other],
+            &keys,
+            &mut SignatureMemo::default(),
+        )
+        .unwrap();
         let entries: Vec<&str> = header.split(' ').collect();
         assert_eq!(entries.len(), 4);
         assert_eq!(entries[0], EXPECTED);
@@ -231,7 +239,15 @@ mod tests {
     fn tampering_staleness_and_wrong_credentials_fail() {
         let key = SigningKey::generate();
         let public = [(key.kid.clone(), key.public_bytes())];
-        let header = signature_header(ID, TS, BODY, &[SECRET], std::slice::from_ref(&key)).unwrap();
+        let header = signature_header(
+            ID,
+            TS,
+            BODY,
+            &[SECRET],
+            std::slice::from_ref(&key),
+            &mut SignatureMemo::default(),
+        )
+        .unwrap();
         let ok = headers(ID, TS, &header);
         verify_standard_webhook(&ok, BODY, Some(SECRET), &public, TS + 299, 300).unwrap();
 
