@@ -15,8 +15,9 @@
 //! What is not admitted waits in PostgreSQL and is claimed as any retry is:
 //! `ordered` and disabled subscriptions, and work over the memory bounds,
 //! unless this is the only instance and the receiver keeps up (its oldest
-//! delivery in memory was admitted less than [`KEEPING_UP`] ago): then the
-//! writer waits for room instead, the backlog stays in the WAL, and
+//! delivery in memory was admitted less than [`KEEPING_UP`] ago, or it is
+//! no more than [`AS_FAR_BEHIND`] times as far behind as the receiver least
+//! behind): then the writer waits for room instead, the backlog stays in the WAL, and
 //! delivering it costs no claim. With other instances running (the
 //! dispatcher counts them, see `store::presence`), work over the bounds goes
 //! to PostgreSQL at once, where they share it.
@@ -38,6 +39,16 @@ use crate::store::targets::SubscriptionTarget;
 /// A receiver whose oldest delivery in memory is younger than this keeps up:
 /// the writer waits for room rather than leaving its work to claims.
 pub const KEEPING_UP: Duration = Duration::from_secs(1);
+
+/// A receiver whose oldest delivery in memory is older than
+/// [`KEEPING_UP`] still keeps up when it is at most this many times as far
+/// behind as the receiver least behind: every receiver waits alike, so the
+/// limit is the machine (a fan-out of one backlog to many subscriptions), not
+/// this receiver, and the writer waits rather than paying for claims.
+pub const AS_FAR_BEHIND: u32 = 2;
+
+/// Beyond this, a receiver does not keep up whatever the others do.
+pub const KEEPING_UP_AT_MOST: Duration = Duration::from_secs(10);
 
 /// Deliveries of one subscription in memory at most (the dispatcher still
 /// runs at most `max_in_flight` of them at once).
@@ -186,6 +197,13 @@ impl FirstAttempts {
     }
 }
 
+/// Whether a receiver whose oldest delivery in memory waits for `behind`
+/// keeps up, when the receiver least behind waits for `least` (see
+/// [`KEEPING_UP`], [`AS_FAR_BEHIND`] and [`KEEPING_UP_AT_MOST`]).
+fn keeps_up(behind: Duration, least: Duration) -> bool {
+    behind < KEEPING_UP || (behind < KEEPING_UP_AT_MOST && behind <= least * AS_FAR_BEHIND)
+}
+
 /// An event's strings, shared by its deliveries.
 #[derive(Clone)]
 struct EventShared {
@@ -229,8 +247,14 @@ impl Admission {
                 } else {
                     held.all.front()
                 };
-                return match oldest {
-                    Some(t) if t.elapsed() < KEEPING_UP => Admit::Full,
+                let least_behind = held
+                    .per_subscription
+                    .values()
+                    .filter_map(|t| t.front())
+                    .map(Instant::elapsed)
+                    .min();
+                return match (oldest.map(Instant::elapsed), least_behind) {
+                    (Some(behind), Some(least)) if keeps_up(behind, least) => Admit::Full,
                     _ => Admit::No,
                 };
             }
@@ -393,17 +417,46 @@ mod tests {
             "another instance claims the overflow"
         );
         receiver.peers.store(0, Ordering::Relaxed);
-        std::thread::sleep(KEEPING_UP + Duration::from_millis(100));
-        assert_eq!(
-            admission.admit(2, plain_id),
-            Admit::No,
-            "the oldest waited past KEEPING_UP: the receiver does not keep up"
-        );
         drop(admission);
         assert_eq!(
             first.admission().admit(0, plain_id),
             Admit::Yes,
             "places are given back with the admission"
         );
+    }
+
+    #[test]
+    fn a_receiver_far_behind_the_others_is_left_to_claims() {
+        let (slow, fast) = (target(false), target(false));
+        let (slow_id, fast_id) = (slow.id, fast.id);
+        let (first, _receiver) =
+            FirstAttempts::new(Targets::of([slow, fast]), 2 * PER_SUBSCRIPTION);
+        let mut admission = first.admission();
+        for event in 0..PER_SUBSCRIPTION {
+            assert_eq!(admission.admit(event, slow_id), Admit::Yes);
+        }
+        std::thread::sleep(KEEPING_UP + Duration::from_millis(100));
+        assert_eq!(
+            admission.admit(PER_SUBSCRIPTION, slow_id),
+            Admit::Full,
+            "past KEEPING_UP, but no receiver is less behind: the machine is the limit"
+        );
+        assert_eq!(admission.admit(0, fast_id), Admit::Yes);
+        assert_eq!(
+            admission.admit(PER_SUBSCRIPTION, slow_id),
+            Admit::No,
+            "over twice as far behind as the fast receiver: it does not keep up"
+        );
+    }
+
+    #[test]
+    fn keeping_up_is_absolute_below_one_second_relative_up_to_ten() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        assert!(keeps_up(ms(900), ms(1)));
+        assert!(keeps_up(s(3), ms(1_500)));
+        assert!(!keeps_up(s(3), ms(1_400)));
+        assert!(keeps_up(ms(9_900), ms(9_900)));
+        assert!(!keeps_up(s(10), s(10)));
     }
 }
