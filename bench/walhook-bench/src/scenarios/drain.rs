@@ -18,6 +18,10 @@ struct Drained {
     /// The largest peak RSS of the instances, MiB.
     peak_rss: f64,
     cpu: CpuUse,
+    /// Of the attempts started, the share that took the claim path (stored
+    /// `pending`, claimed back) instead of going from memory, in %; None
+    /// when a binary does not export `walhook_dispatched_total`.
+    claimed_share: Option<f64>,
 }
 
 /// Start `instances` walhook processes on a written backlog and time them until
@@ -33,8 +37,11 @@ async fn drain_backlog(
 ) -> anyhow::Result<Drained> {
     let started = Instant::now();
     let mut walhooks = Vec::new();
+    let mut ports = Vec::new();
     for _ in 0..instances {
-        walhooks.push(bench.spawn_walhook(db, slot)?.0);
+        let (walhook, port) = bench.spawn_walhook(db, slot)?;
+        walhooks.push(walhook);
+        ports.push(port);
     }
     let meter = CpuMeter::start(bench.postmaster, walhooks.iter().map(|w| w.pid()).collect());
     let all_alive = || {
@@ -64,6 +71,7 @@ async fn drain_backlog(
     .await?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = meter.stop();
+    let claimed_share = claimed_share(&ports).await;
     let peak_rss = walhooks
         .iter()
         .map(|w| w.peak_rss_mib())
@@ -75,7 +83,42 @@ async fn drain_backlog(
         seconds,
         peak_rss,
         cpu,
+        claimed_share,
     })
+}
+
+/// `walhook_dispatched_total` of every instance, by `path`: the claimed
+/// share in %. The figure that explains a drain: a claimed delivery costs
+/// PostgreSQL about five row writes, one from memory two.
+async fn claimed_share(ports: &[u16]) -> Option<f64> {
+    let http = reqwest::Client::new();
+    let (mut first, mut claimed) = (0.0, 0.0);
+    for port in ports {
+        let text = http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        for line in text.lines() {
+            let value = || line.rsplit(' ').next()?.parse::<f64>().ok();
+            if line.starts_with("walhook_dispatched_total{path=\"first\"}") {
+                first += value()?;
+            } else if line.starts_with("walhook_dispatched_total{path=\"claimed\"}") {
+                claimed += value()?;
+            }
+        }
+    }
+    (first + claimed > 0.0).then(|| 100.0 * claimed / (first + claimed))
+}
+
+/// The claimed share as a figure of `scenario`, when the binary has it.
+fn add_claimed_share(bench: &mut Bench<'_>, scenario: &str, drained: &Drained) {
+    if let Some(share) = drained.claimed_share {
+        bench.add(scenario, "attempts via claims", share, "%");
+    }
 }
 
 /// CPU per delivered event (µs) of walhook, PostgreSQL (all its processes) and
@@ -197,6 +240,7 @@ pub async fn drain(bench: &mut Bench<'_>, name: &str, per_txn: usize) -> anyhow:
         bench.add(&scenario, "walhook / naive", rate / naive, "x");
     }
     add_cpu(bench, &scenario, &drained.cpu, total);
+    add_claimed_share(bench, &scenario, &drained);
     bench.add(&scenario, "peak RSS", drained.peak_rss, "MiB");
     finish(bench.cluster, db, name).await
 }
@@ -217,6 +261,7 @@ pub async fn fanout(bench: &mut Bench<'_>, name: &str) -> anyhow::Result<()> {
         "deliveries/s",
     );
     add_cpu(bench, scenario, &drained.cpu, total);
+    add_claimed_share(bench, scenario, &drained);
     bench.add(scenario, "peak RSS", drained.peak_rss, "MiB");
     finish(bench.cluster, db, name).await
 }
@@ -250,6 +295,7 @@ pub async fn two_instances(bench: &mut Bench<'_>, name: &str) -> anyhow::Result<
         "%",
     );
     add_cpu(bench, scenario, &drained.cpu, total);
+    add_claimed_share(bench, scenario, &drained);
     bench.add(scenario, "peak RSS", drained.peak_rss, "MiB");
     finish(bench.cluster, db, name).await
 }
