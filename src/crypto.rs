@@ -7,8 +7,7 @@
 //! `walhook.signing_keys.private_key`; it never leaves this type except through
 //! [`SigningKey::private_bytes`] for storage.
 
-use std::collections::VecDeque;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::{HashMap, VecDeque};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -69,44 +68,62 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
-/// The last Ed25519 signatures made, by key and exact message.
+/// The last Ed25519 signatures made, by key and message.
 ///
 /// Ed25519 is deterministic (RFC 8032): one key over one message always gives
 /// the same signature, so a repeat is looked up instead of computed. Repeats
 /// are common: an event fanned out to several subscriptions within one second
 /// has the same `v1a` content (`{webhook-id}.{timestamp}.{body}`) for all of
-/// them, and the same RFC 9421 signature base for those sharing a URL. A
-/// signature costs tens of microseconds; a lookup hashes the message once.
-#[derive(Default)]
+/// them, and the same RFC 9421 signature base for those sharing a URL. Their
+/// queues drift apart by up to a few thousand deliveries, hence the size. A
+/// signature is found by the SHA-256 of its kid and message (collision
+/// resistant, so no other message can take its place), which costs a few
+/// microseconds where signing costs tens.
 pub struct SignatureMemo {
-    /// Oldest first: (hash of kid and message, kid, message, signature).
-    recent: VecDeque<(u64, String, Vec<u8>, [u8; 64])>,
+    signatures: HashMap<[u8; 32], [u8; 64]>,
+    /// Oldest first, for eviction.
+    order: VecDeque<[u8; 32]>,
+    keep: usize,
+}
+
+impl Default for SignatureMemo {
+    fn default() -> Self {
+        Self::keeping(Self::KEEP)
+    }
 }
 
 impl SignatureMemo {
-    /// Signatures kept: more than any fan-out signs within the second the
-    /// content holds still.
-    const KEEP: usize = 64;
+    /// Signatures kept (about 100 bytes each).
+    const KEEP: usize = 4_096;
+
+    fn keeping(keep: usize) -> Self {
+        SignatureMemo {
+            signatures: HashMap::new(),
+            order: VecDeque::new(),
+            keep,
+        }
+    }
 
     /// `key`'s Ed25519 signature over `message`.
     pub fn sign(&mut self, key: &SigningKey, message: &[u8]) -> [u8; 64] {
-        let mut hasher = DefaultHasher::new();
-        key.kid.hash(&mut hasher);
-        message.hash(&mut hasher);
-        let hash = hasher.finish();
-        if let Some((.., signature)) = self
-            .recent
-            .iter()
-            .find(|(h, kid, m, _)| *h == hash && *kid == key.kid && m == message)
-        {
+        // the kid is base64url: a NUL cannot occur in it
+        let id: [u8; 32] = Sha256::new()
+            .chain_update(key.kid.as_bytes())
+            .chain_update([0])
+            .chain_update(message)
+            .finalize()
+            .into();
+        if let Some(signature) = self.signatures.get(&id) {
             return *signature;
         }
         let signature = key.key.sign(message).to_bytes();
-        if self.recent.len() == Self::KEEP {
-            self.recent.pop_front();
+        if self.order.len() == self.keep
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.signatures.remove(&oldest);
         }
-        self.recent
-            .push_back((hash, key.kid.clone(), message.to_vec(), signature));
+        self.order.push_back(id);
+        self.signatures.insert(id, signature);
         signature
     }
 }
@@ -154,7 +171,7 @@ mod tests {
     #[test]
     fn memo_gives_the_signature_of_each_key_and_message() {
         let (a, b) = (SigningKey::generate(), SigningKey::generate());
-        let mut memo = SignatureMemo::default();
+        let mut memo = SignatureMemo::keeping(8);
         for _ in 0..2 {
             for key in [&a, &b] {
                 for message in [&b"one"[..], b"two", b""] {
@@ -166,15 +183,16 @@ mod tests {
                 }
             }
         }
-        assert_eq!(memo.recent.len(), 6);
-        for n in 0..2 * SignatureMemo::KEEP {
+        assert_eq!(memo.signatures.len(), 6);
+        for n in 0..16 {
             let message = n.to_string();
             assert_eq!(
                 memo.sign(&a, message.as_bytes()),
                 a.key.sign(message.as_bytes()).to_bytes()
             );
         }
-        assert_eq!(memo.recent.len(), SignatureMemo::KEEP);
+        assert_eq!(memo.signatures.len(), 8);
+        assert_eq!(memo.order.len(), 8);
     }
 
     #[test]

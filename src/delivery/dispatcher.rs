@@ -124,7 +124,7 @@ impl Dispatcher {
 
     /// Run until `shutdown`; then finish or park in-flight attempts.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), DeliveryError> {
-        let clients = Clients::new()?;
+        let clients = Clients::new(self.config.global_max_in_flight)?;
         let signers = Signers::start().map_err(DeliveryError::Signers)?;
         let instance = self.config.instance_id;
         let Some(mut client) = connect_until(&self.config.database, &shutdown).await else {
