@@ -59,18 +59,22 @@ pub enum PrepareError {
     Signing(#[from] signing::SigningError),
     #[error("header {0} is invalid")]
     Header(String),
+    #[error(transparent)]
+    Panicked(#[from] super::signers::Panicked),
 }
 
 impl PrepareError {
     /// Whether another attempt of this delivery can succeed without anyone
-    /// touching it. Only a missing signing key can: keys are reloaded every few
-    /// seconds, and `walhook keys rotate` fixes every delivery at once. A bad
-    /// URL, secret or header fails the same way on every attempt,
-    /// so retrying on the schedule only hides it.
+    /// touching it. A missing signing key can: keys are reloaded every few
+    /// seconds, and `walhook keys rotate` fixes every delivery at once. So
+    /// can a panic, which is a bug that may depend on the moment (it follows
+    /// the schedule, each attempt recorded with the error). A bad URL, secret
+    /// or header fails the same way on every attempt, so retrying on the
+    /// schedule only hides it.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            PrepareError::Signing(signing::SigningError::NoSigningKey)
+            PrepareError::Signing(signing::SigningError::NoSigningKey) | PrepareError::Panicked(_)
         )
     }
 }
@@ -374,15 +378,23 @@ mod tests {
                 "{error}"
             );
         }
-        let missing_key = PrepareError::Signing(signing::SigningError::NoSigningKey);
-        assert!(matches!(
-            decide_unprepared(&missing_key, &schedule, 1, now, &mut rng),
-            Decision::RetryAt(_)
-        ));
-        assert_eq!(
-            decide_unprepared(&missing_key, &schedule, 3, now, &mut rng),
-            Decision::Failed
-        );
+        for retryable in [
+            PrepareError::Signing(signing::SigningError::NoSigningKey),
+            PrepareError::Panicked(super::super::signers::Panicked),
+        ] {
+            assert!(
+                matches!(
+                    decide_unprepared(&retryable, &schedule, 1, now, &mut rng),
+                    Decision::RetryAt(_)
+                ),
+                "{retryable}"
+            );
+            assert_eq!(
+                decide_unprepared(&retryable, &schedule, 3, now, &mut rng),
+                Decision::Failed,
+                "{retryable}: the schedule ends"
+            );
+        }
     }
 
     fn failed(retry_after: Option<Duration>) -> AttemptOutcome {

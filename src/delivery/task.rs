@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
-use super::attempt::{self, AttemptOutcome, Decision};
+use super::attempt::{self, AttemptOutcome, Decision, PrepareError};
 use super::client::check_literal_host;
 use super::dispatcher::AttemptContext;
 use super::first_attempts::Job;
@@ -46,15 +46,17 @@ impl AttemptTask {
             .unwrap_or_default();
         let allow_insecure_targets = context.settings.borrow().allow_insecure_targets;
         telemetry::IN_FLIGHT_REQUESTS.inc();
-        // built and signed on a signing thread; the job comes back with it
-        let (job, prepared) = context
+        // built and signed on a signing thread; a panic there is recorded
+        // as this attempt's failure, so the delivery is retried and its
+        // batch's position moves on
+        let (claimed, target) = (job.claimed.clone(), job.target.clone());
+        let prepared = context
             .signers
             .run(job.claimed.event_id, move |memo| {
-                let prepared =
-                    attempt::prepare(&job.claimed, &job.target, attempt, &keys, now, memo);
-                (job, prepared)
+                attempt::prepare(&claimed, &target, attempt, &keys, now, memo)
             })
-            .await;
+            .await
+            .unwrap_or_else(|panicked| Err(PrepareError::Panicked(panicked)));
         let c = &job.claimed;
         let target = &job.target;
         let since_redelivery = (attempt - c.retry_base).max(1) as usize;
