@@ -265,12 +265,34 @@ where
 async fn finish(cluster: &LocalCluster, db: Database, name: &str) -> anyhow::Result<()> {
     drop(db);
     let admin = workload::connect(&cluster.url("postgres")).await?;
-    admin
-        .execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1",
-            &[&name],
-        )
-        .await?;
+    // A walsender can outlive its stopped walhook for a while (one still
+    // decoding a 1M-row transaction notices the closed socket only when it
+    // next sends): end it, then drop the slot once it is released.
+    let mut tries = 0;
+    loop {
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
+                  WHERE database = $1 AND active_pid IS NOT NULL",
+                &[&name],
+            )
+            .await?;
+        match admin
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1",
+                &[&name],
+            )
+            .await
+        {
+            Ok(_) => break,
+            Err(error) if tries < 20 => {
+                tries += 1;
+                eprintln!("   (dropping the slot: {error}; again in 0.5 s)");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
     admin
         .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
         .await?;
