@@ -83,11 +83,16 @@ impl PrepareError {
 fn header(map: &mut HeaderMap, name: &str, value: &str) -> Result<(), PrepareError> {
     let name =
         HeaderName::from_bytes(name.as_bytes()).map_err(|_| PrepareError::Header(name.into()))?;
-    fixed(map, name, value)
+    insert(map, name, value)
 }
 
-/// Set a header whose name walhook chooses (lowercase, known valid).
-fn fixed(map: &mut HeaderMap, name: HeaderName, value: &str) -> Result<(), PrepareError> {
+/// Set a header whose name walhook chooses (lowercase, known valid: no
+/// parsing per request).
+fn fixed(map: &mut HeaderMap, name: &'static str, value: &str) -> Result<(), PrepareError> {
+    insert(map, HeaderName::from_static(name), value)
+}
+
+fn insert(map: &mut HeaderMap, name: HeaderName, value: &str) -> Result<(), PrepareError> {
     let value = HeaderValue::from_str(value).map_err(|_| PrepareError::Header(name.to_string()))?;
     map.insert(name, value);
     Ok(())
@@ -139,59 +144,23 @@ pub fn prepare(
         Schemes::from_names(&sub.signature_schemes),
         memo,
     )?;
-    fixed(
-        &mut headers,
-        HeaderName::from_static("content-type"),
-        content_type,
-    )?;
-    fixed(
-        &mut headers,
-        HeaderName::from_static("webhook-id"),
-        &webhook_id,
-    )?;
-    fixed(
-        &mut headers,
-        HeaderName::from_static("webhook-timestamp"),
-        &timestamp.to_string(),
-    )?;
+    fixed(&mut headers, "content-type", content_type)?;
+    fixed(&mut headers, "webhook-id", &webhook_id)?;
+    fixed(&mut headers, "webhook-timestamp", &timestamp.to_string())?;
     if let Some(value) = &signed.webhook_signature {
-        fixed(
-            &mut headers,
-            HeaderName::from_static("webhook-signature"),
-            value,
-        )?;
+        fixed(&mut headers, "webhook-signature", value)?;
     }
-    fixed(
-        &mut headers,
-        HeaderName::from_static("webhook-event-type"),
-        &claimed.event_type,
-    )?;
-    fixed(
-        &mut headers,
-        HeaderName::from_static("webhook-attempt"),
-        &attempt.to_string(),
-    )?;
+    fixed(&mut headers, "webhook-event-type", &claimed.event_type)?;
+    fixed(&mut headers, "webhook-attempt", &attempt.to_string())?;
     if let Some(http) = &signed.http_signature {
-        fixed(
-            &mut headers,
-            HeaderName::from_static("content-digest"),
-            &http.content_digest,
-        )?;
-        fixed(
-            &mut headers,
-            HeaderName::from_static("signature-input"),
-            &http.signature_input,
-        )?;
-        fixed(
-            &mut headers,
-            HeaderName::from_static("signature"),
-            &http.signature,
-        )?;
+        fixed(&mut headers, "content-digest", &http.content_digest)?;
+        fixed(&mut headers, "signature-input", &http.signature_input)?;
+        fixed(&mut headers, "signature", &http.signature)?;
     }
     match sub.auth_type.as_str() {
         "bearer" => fixed(
             &mut headers,
-            HeaderName::from_static("authorization"),
+            "authorization",
             &format!("Bearer {}", sub.auth_token.as_deref().unwrap_or_default()),
         )?,
         "basic" => {
@@ -202,7 +171,7 @@ pub fn prepare(
             );
             fixed(
                 &mut headers,
-                HeaderName::from_static("authorization"),
+                "authorization",
                 &format!("Basic {}", STANDARD.encode(credentials)),
             )?
         }
