@@ -196,7 +196,7 @@ impl Writer {
         while start < batch.len() {
             let (admission, end) = admit_chunk(&self.first_attempts, batch, start).await;
             let chunk = &batch[start..end];
-            let client = match self.client.get().await {
+            let client = match self.client.prepared().await {
                 Ok(client) => client,
                 Err(error) => {
                     tracing::warn!(%error, "reconnecting the event writer failed");

@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use super::positions::BatchTicket;
 use crate::store::deliveries::{self, AttemptRecord};
+use crate::store::prepared::PreparedClient;
 use crate::telemetry;
 
 /// Records written per statement, at most.
@@ -50,7 +51,7 @@ pub async fn run(
     wake: Arc<Notify>,
     stopping: CancellationToken,
 ) {
-    let mut client: Option<tokio_postgres::Client> = None;
+    let mut client: Option<PreparedClient> = None;
     let mut batch = Vec::with_capacity(BATCH);
     let mut tickets = Vec::with_capacity(BATCH);
     while let Some(first) = records.recv().await {
@@ -88,7 +89,7 @@ pub async fn run(
 /// or until `STOP_GRACE` after `stopping`. Returns whether it was stored.
 async fn store(
     database: &crate::tls::ConnectConfig,
-    client: &mut Option<tokio_postgres::Client>,
+    client: &mut Option<PreparedClient>,
     instance: Uuid,
     batch: &[AttemptRecord],
     stopping: &CancellationToken,
@@ -98,7 +99,7 @@ async fn store(
     loop {
         if client.as_ref().is_none_or(|c| c.is_closed()) {
             *client = match crate::store::connect(database).await {
-                Ok(c) => Some(c),
+                Ok(c) => Some(PreparedClient::new(c)),
                 Err(error) => {
                     tracing::warn!(%error, outcomes = batch.len(), "cannot reach the database to store delivery outcomes; retrying");
                     None

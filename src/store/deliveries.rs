@@ -14,10 +14,11 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, GenericClient, Statement};
 use uuid::Uuid;
 
+use super::prepared::PreparedClient;
 use crate::replication::lsn::Lsn;
 
 /// A delivery this instance holds the lease of, with what its attempt needs
@@ -156,24 +157,34 @@ pub struct AttemptRecord {
 /// Record finished attempts in one transaction: claimed deliveries are
 /// updated (those whose lease this instance lost are left alone: another
 /// instance owns them now), first attempts from memory insert their rows.
+/// A batch of one kind is one statement; a mixed batch wraps the two in a
+/// transaction block.
 pub async fn record(
-    client: &mut Client,
+    client: &mut PreparedClient,
     instance: Uuid,
     records: &[AttemptRecord],
 ) -> Result<(), tokio_postgres::Error> {
-    if records.is_empty() {
-        return Ok(());
-    }
     let (first, claimed): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) =
         records.iter().partition(|r| r.first.is_some());
-    let tx = client.transaction().await?;
-    if !claimed.is_empty() {
-        record_claimed(&tx, instance, &claimed).await?;
+    match (first.is_empty(), claimed.is_empty()) {
+        (true, true) => Ok(()),
+        (false, true) => {
+            let statement = client.statement(RECORD_FIRST).await?;
+            record_first(client.client(), &statement, instance, &first).await
+        }
+        (true, false) => {
+            let statement = client.statement(RECORD_CLAIMED).await?;
+            record_claimed(client.client(), &statement, instance, &claimed).await
+        }
+        (false, false) => {
+            let first_statement = client.statement(RECORD_FIRST).await?;
+            let claimed_statement = client.statement(RECORD_CLAIMED).await?;
+            let tx = client.client().transaction().await?;
+            record_claimed(&tx, &claimed_statement, instance, &claimed).await?;
+            record_first(&tx, &first_statement, instance, &first).await?;
+            tx.commit().await
+        }
     }
-    if !first.is_empty() {
-        record_first(&tx, instance, &first).await?;
-    }
-    tx.commit().await
 }
 
 /// The outcome columns of a batch of records, one array per column.
@@ -219,35 +230,81 @@ impl<'a> Outcomes<'a> {
     }
 }
 
+/// Outcomes of claimed attempts: the delivery's new state if this instance
+/// still holds its lease, and then its attempt row.
+const RECORD_CLAIMED: &str = "
+WITH owned AS (
+    UPDATE walhook.deliveries d
+       SET status = u.status, attempts = u.attempt, next_attempt_at = u.next,
+           last_status_code = u.code, last_error = u.error, last_attempt_at = u.at,
+           lease_owner = NULL, lease_until = NULL
+      FROM unnest($1::int8[], $2::int4[], $3::timestamptz[], $5::int4[], $6::text[],
+                  $8::text[], $9::timestamptz[])
+           AS u(id, attempt, at, code, error, status, next)
+     WHERE d.id = u.id AND d.lease_owner = $10
+    RETURNING d.id)
+INSERT INTO walhook.delivery_attempts
+       (delivery_id, attempt, attempted_at, duration_ms, status_code, error, response_body, instance_id)
+SELECT a.id, a.attempt, a.at, a.duration, a.code, a.error, a.body, $10
+  FROM unnest($1::int8[], $2::int4[], $3::timestamptz[], $4::int4[], $5::int4[],
+              $6::text[], $7::text[]) AS a(id, attempt, at, duration, code, error, body)
+ WHERE a.id IN (SELECT id FROM owned)
+ON CONFLICT (delivery_id, attempt) DO NOTHING";
+
 async fn record_claimed(
-    tx: &tokio_postgres::Transaction<'_>,
+    client: &impl GenericClient,
+    statement: &Statement,
     instance: Uuid,
     records: &[&AttemptRecord],
-) -> Result<u64, tokio_postgres::Error> {
+) -> Result<(), tokio_postgres::Error> {
     let ids: Vec<i64> = records.iter().map(|r| r.delivery_id).collect();
     let o = Outcomes::of(records);
-    tx.execute(
-        "WITH owned AS (
-             UPDATE walhook.deliveries d
-                SET status = u.status, attempts = u.attempt, next_attempt_at = u.next,
-                    last_status_code = u.code, last_error = u.error, last_attempt_at = u.at,
-                    lease_owner = NULL, lease_until = NULL
-               FROM unnest($1::int8[], $2::int4[], $3::timestamptz[], $5::int4[], $6::text[],
-                           $8::text[], $9::timestamptz[])
-                    AS u(id, attempt, at, code, error, status, next)
-              WHERE d.id = u.id AND d.lease_owner = $10
-             RETURNING d.id)
-         INSERT INTO walhook.delivery_attempts
-                (delivery_id, attempt, attempted_at, duration_ms, status_code, error, response_body, instance_id)
-         SELECT a.id, a.attempt, a.at, a.duration, a.code, a.error, a.body, $10
-           FROM unnest($1::int8[], $2::int4[], $3::timestamptz[], $4::int4[], $5::int4[],
-                       $6::text[], $7::text[]) AS a(id, attempt, at, duration, code, error, body)
-          WHERE a.id IN (SELECT id FROM owned)
-         ON CONFLICT (delivery_id, attempt) DO NOTHING",
-        &[&[&ids as &(dyn ToSql + Sync)], &o.params()[..], &[&instance]].concat(),
-    )
-    .await
+    client
+        .execute(
+            statement,
+            &[
+                &[&ids as &(dyn ToSql + Sync)],
+                &o.params()[..],
+                &[&instance],
+            ]
+            .concat(),
+        )
+        .await?;
+    Ok(())
 }
+
+/// First attempts from memory: their delivery rows with the outcome, and
+/// their attempt rows.
+const RECORD_FIRST: &str = "
+WITH u AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[],
+                         $6::int4[], $7::timestamptz[], $8::int4[], $9::int4[],
+                         $10::text[], $11::text[], $12::text[], $13::timestamptz[])
+           AS u(event_id, subscription_id, apiresource, commit_lsn, seq, attempt, at,
+                duration, code, error, body, status, next)
+), stored AS (
+    INSERT INTO walhook.deliveries AS d
+           (event_id, subscription_id, apiresource, commit_lsn, seq, status, attempts,
+            next_attempt_at, last_status_code, last_error, last_attempt_at)
+    SELECT u.event_id, u.subscription_id, u.apiresource, u.commit_lsn::pg_lsn, u.seq,
+           u.status, u.attempt, u.next, u.code, u.error, u.at
+      FROM u
+      JOIN walhook.subscriptions s ON s.id = u.subscription_id
+     WHERE EXISTS (SELECT 1 FROM walhook.events e WHERE e.id = u.event_id)
+    ON CONFLICT (event_id, subscription_id) DO UPDATE
+       SET status = excluded.status, attempts = excluded.attempts,
+           next_attempt_at = excluded.next_attempt_at,
+           last_status_code = excluded.last_status_code,
+           last_error = excluded.last_error, last_attempt_at = excluded.last_attempt_at
+     WHERE d.status = 'pending' AND d.attempts = 0 AND d.lease_owner IS NULL
+    RETURNING d.id, d.event_id, d.subscription_id
+)
+INSERT INTO walhook.delivery_attempts
+       (delivery_id, attempt, attempted_at, duration_ms, status_code, error, response_body, instance_id)
+SELECT stored.id, u.attempt, u.at, u.duration, u.code, u.error, u.body, $14
+  FROM stored
+  JOIN u ON u.event_id = stored.event_id AND u.subscription_id = stored.subscription_id
+ON CONFLICT (delivery_id, attempt) DO NOTHING";
 
 /// Insert the rows of first attempts made from memory, each with its outcome,
 /// and their attempt rows. A row that exists already was inserted `pending`
@@ -256,10 +313,11 @@ async fn record_claimed(
 /// Subscriptions deleted and events expired meanwhile take their deliveries
 /// with them.
 async fn record_first(
-    tx: &tokio_postgres::Transaction<'_>,
+    client: &impl GenericClient,
+    statement: &Statement,
     instance: Uuid,
     records: &[&AttemptRecord],
-) -> Result<u64, tokio_postgres::Error> {
+) -> Result<(), tokio_postgres::Error> {
     let new = |r: &&AttemptRecord| r.first.clone().expect("partitioned on first");
     let events: Vec<Uuid> = records.iter().map(|r| new(r).event_id).collect();
     let subscriptions: Vec<Uuid> = records.iter().map(|r| new(r).subscription_id).collect();
@@ -273,50 +331,24 @@ async fn record_first(
         .collect();
     let seqs: Vec<i32> = records.iter().map(|r| new(r).seq).collect();
     let o = Outcomes::of(records);
-    tx.execute(
-        "WITH u AS (
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[],
-                                  $6::int4[], $7::timestamptz[], $8::int4[], $9::int4[],
-                                  $10::text[], $11::text[], $12::text[], $13::timestamptz[])
-                    AS u(event_id, subscription_id, apiresource, commit_lsn, seq, attempt, at,
-                         duration, code, error, body, status, next)
-         ), stored AS (
-             INSERT INTO walhook.deliveries AS d
-                    (event_id, subscription_id, apiresource, commit_lsn, seq, status, attempts,
-                     next_attempt_at, last_status_code, last_error, last_attempt_at)
-             SELECT u.event_id, u.subscription_id, u.apiresource, u.commit_lsn::pg_lsn, u.seq,
-                    u.status, u.attempt, u.next, u.code, u.error, u.at
-               FROM u
-               JOIN walhook.subscriptions s ON s.id = u.subscription_id
-              WHERE EXISTS (SELECT 1 FROM walhook.events e WHERE e.id = u.event_id)
-             ON CONFLICT (event_id, subscription_id) DO UPDATE
-                SET status = excluded.status, attempts = excluded.attempts,
-                    next_attempt_at = excluded.next_attempt_at,
-                    last_status_code = excluded.last_status_code,
-                    last_error = excluded.last_error, last_attempt_at = excluded.last_attempt_at
-              WHERE d.status = 'pending' AND d.attempts = 0 AND d.lease_owner IS NULL
-             RETURNING d.id, d.event_id, d.subscription_id
-         )
-         INSERT INTO walhook.delivery_attempts
-                (delivery_id, attempt, attempted_at, duration_ms, status_code, error, response_body, instance_id)
-         SELECT stored.id, u.attempt, u.at, u.duration, u.code, u.error, u.body, $14
-           FROM stored
-           JOIN u ON u.event_id = stored.event_id AND u.subscription_id = stored.subscription_id
-         ON CONFLICT (delivery_id, attempt) DO NOTHING",
-        &[
+    client
+        .execute(
+            statement,
             &[
-                &events as &(dyn ToSql + Sync),
-                &subscriptions,
-                &resources,
-                &lsns,
-                &seqs,
-            ],
-            &o.params()[..],
-            &[&instance],
-        ]
-        .concat(),
-    )
-    .await
+                &[
+                    &events as &(dyn ToSql + Sync),
+                    &subscriptions,
+                    &resources,
+                    &lsns,
+                    &seqs,
+                ],
+                &o.params()[..],
+                &[&instance],
+            ]
+            .concat(),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Give back leases of deliveries this instance claimed but did not attempt.

@@ -1,10 +1,10 @@
 //! Writing events, and their deliveries, in batches.
 //!
-//! One batch is one transaction: the events (`ON CONFLICT (id) DO NOTHING`, so a
-//! replayed change is stored once) and one pending delivery per matching
-//! subscription, except those the writing instance attempts from memory
-//! first. Only after that transaction commits may the caller treat the
-//! batch's events as stored.
+//! One batch is one statement, so one transaction: the events
+//! (`ON CONFLICT (id) DO NOTHING`, so a replayed change is stored once) and one
+//! pending delivery per matching subscription, except those the writing
+//! instance attempts from memory first. Only after that statement returns may
+//! the caller treat the batch's events as stored.
 //!
 //! A delivery attempted from memory gets its row once, with its outcome (see
 //! [`super::deliveries::record`]); until then the unconfirmed WAL holds the
@@ -15,36 +15,47 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::Client;
 use uuid::Uuid;
 
+use super::prepared::PreparedClient;
 use crate::mapping::event::Event;
 
 #[derive(Debug, thiserror::Error)]
 #[error("could not store events: {0}")]
 pub struct StoreError(#[from] pub tokio_postgres::Error);
 
-const INSERT_EVENTS: &str = "
-INSERT INTO walhook.events (id, type, apiresource, revision, commit_lsn, commit_time,
-                            source_table, body, error, seq)
-SELECT id, type, apiresource, revision, commit_lsn::pg_lsn, commit_time, source_table,
-       body::json, error, seq
-  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[],
-              $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::int4[])
-       AS e(id, type, apiresource, revision, commit_lsn, commit_time, source_table, body, error,
-            seq)
-ON CONFLICT (id) DO NOTHING
-RETURNING id";
-
-/// Pending deliveries for subscriptions that still exist (one may have been
-/// deleted since the event's commit position when the WAL is replayed).
-const INSERT_DELIVERIES: &str = "
-INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq)
-SELECT d.event_id, d.subscription_id, d.apiresource, d.commit_lsn::pg_lsn, d.seq
-  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[])
-       AS d(event_id, subscription_id, apiresource, commit_lsn, seq)
-  JOIN walhook.subscriptions s ON s.id = d.subscription_id
-ON CONFLICT (event_id, subscription_id) DO NOTHING";
+/// The batch in one statement (one round trip, atomic without a transaction
+/// block): the events, then a pending delivery for each (event,
+/// subscription) that is not attempted from memory, for subscriptions that
+/// still exist (one may have been deleted since the event's commit position
+/// when the WAL is replayed). A delivery marked from memory gets a row here
+/// too when its event existed already (a replay). Returns the ids of the
+/// events stored now and the number of delivery rows inserted.
+const WRITE_BATCH: &str = "
+WITH stored AS (
+    INSERT INTO walhook.events (id, type, apiresource, revision, commit_lsn, commit_time,
+                                source_table, body, error, seq)
+    SELECT id, type, apiresource, revision, commit_lsn::pg_lsn, commit_time, source_table,
+           body::json, error, seq
+      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[],
+                  $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::int4[])
+           AS e(id, type, apiresource, revision, commit_lsn, commit_time, source_table, body,
+                error, seq)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), pending AS (
+    INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq)
+    SELECT d.event_id, d.subscription_id, d.apiresource, d.commit_lsn::pg_lsn, d.seq
+      FROM unnest($11::uuid[], $12::uuid[], $13::text[], $14::text[], $15::int4[],
+                  $16::bool[])
+           AS d(event_id, subscription_id, apiresource, commit_lsn, seq, from_memory)
+      JOIN walhook.subscriptions s ON s.id = d.subscription_id
+     WHERE NOT d.from_memory OR d.event_id NOT IN (SELECT id FROM stored)
+    ON CONFLICT (event_id, subscription_id) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT coalesce(array_agg(id), '{}') FROM stored),
+       (SELECT count(*) FROM pending)";
 
 /// What a batch stored.
 #[derive(Debug, Default)]
@@ -55,12 +66,12 @@ pub struct Written {
     pub pending: u64,
 }
 
-/// Store `events` (with their deliveries) in one transaction. `from_memory`
+/// Store `events` (with their deliveries) in one statement. `from_memory`
 /// says, per (event index, subscription), whether the writing instance will
 /// attempt that delivery from memory; for an event stored for the first time
 /// no row is inserted for it now.
 pub async fn write_batch(
-    client: &mut Client,
+    client: &mut PreparedClient,
     events: &[Event],
     from_memory: impl Fn(usize, Uuid) -> bool,
 ) -> Result<Written, StoreError> {
@@ -92,10 +103,31 @@ pub async fn write_batch(
         errors.push(e.error.as_deref());
         seqs.push(e.seq as i32);
     }
-    let tx = client.transaction().await?;
-    let inserted = tx
-        .query(
-            INSERT_EVENTS,
+    let mut d_event = Vec::new();
+    let mut d_sub = Vec::new();
+    let mut d_res = Vec::new();
+    let mut d_lsn = Vec::new();
+    let mut d_seq = Vec::new();
+    let mut d_memory = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        // an event that could not be built is stored with its error, not sent
+        if e.body.is_none() {
+            continue;
+        }
+        for sub in &e.subscriptions {
+            d_event.push(e.id);
+            d_sub.push(*sub);
+            d_res.push(e.apiresource.as_str());
+            d_lsn.push(&lsns[i]);
+            d_seq.push(e.seq as i32);
+            d_memory.push(from_memory(i, *sub));
+        }
+    }
+    let statement = client.statement(WRITE_BATCH).await?;
+    let row = client
+        .client()
+        .query_one(
+            &statement,
             &[
                 &ids,
                 &types,
@@ -107,48 +139,23 @@ pub async fn write_batch(
                 &bodies,
                 &errors,
                 &seqs,
+                &d_event,
+                &d_sub,
+                &d_res,
+                &d_lsn,
+                &d_seq,
+                &d_memory,
             ],
         )
         .await?;
     let mut new_events = vec![false; n];
-    for row in &inserted {
-        if let Some(&i) = index.get(&row.try_get::<_, Uuid>(0)?) {
+    for id in row.try_get::<_, Vec<Uuid>>(0)? {
+        if let Some(&i) = index.get(&id) {
             new_events[i] = true;
         }
     }
-    let mut d_event = Vec::new();
-    let mut d_sub = Vec::new();
-    let mut d_res = Vec::new();
-    let mut d_lsn = Vec::new();
-    let mut d_seq = Vec::new();
-    for (i, e) in events.iter().enumerate() {
-        // an event that could not be built is stored with its error, not sent
-        if e.body.is_none() {
-            continue;
-        }
-        for sub in &e.subscriptions {
-            if new_events[i] && from_memory(i, *sub) {
-                continue;
-            }
-            d_event.push(e.id);
-            d_sub.push(*sub);
-            d_res.push(e.apiresource.as_str());
-            d_lsn.push(&lsns[i]);
-            d_seq.push(e.seq as i32);
-        }
-    }
-    let pending = if d_event.is_empty() {
-        0
-    } else {
-        tx.execute(
-            INSERT_DELIVERIES,
-            &[&d_event, &d_sub, &d_res, &d_lsn, &d_seq],
-        )
-        .await?
-    };
-    tx.commit().await?;
     Ok(Written {
         new_events,
-        pending,
+        pending: row.try_get::<_, i64>(1)? as u64,
     })
 }

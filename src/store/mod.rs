@@ -10,6 +10,7 @@ pub(crate) mod history;
 pub mod keys;
 pub mod migrate;
 pub(crate) mod monitor;
+pub mod prepared;
 pub(crate) mod presence;
 pub mod replay;
 pub mod retention;
@@ -21,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::tls::{ConnectConfig, TlsError};
+use prepared::PreparedClient;
 
 /// A SQL connection could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +61,7 @@ pub async fn connect_with_notifications(
 /// backoff instead (`crate::reconnect`).
 pub struct ReconnectingClient {
     database: ConnectConfig,
-    client: Option<tokio_postgres::Client>,
+    client: Option<PreparedClient>,
 }
 
 impl ReconnectingClient {
@@ -75,15 +77,21 @@ impl ReconnectingClient {
     pub fn connected(database: ConnectConfig, client: tokio_postgres::Client) -> Self {
         ReconnectingClient {
             database,
-            client: Some(client),
+            client: Some(PreparedClient::new(client)),
         }
     }
 
     /// The open connection, connecting first when there is none or it closed.
     pub async fn get(&mut self) -> Result<&mut tokio_postgres::Client, ConnectError> {
+        Ok(self.prepared().await?.client())
+    }
+
+    /// The open connection with the statements prepared on it, connecting
+    /// first (with none prepared) when there is none or it closed.
+    pub async fn prepared(&mut self) -> Result<&mut PreparedClient, ConnectError> {
         let client = match self.client.take().filter(|c| !c.is_closed()) {
             Some(client) => client,
-            None => connect(&self.database).await?,
+            None => PreparedClient::new(connect(&self.database).await?),
         };
         Ok(self.client.insert(client))
     }
