@@ -7,6 +7,12 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use walhook::config::{ApiTokensCommand, Cli, Command, KeysCommand, LogFormat};
 
+/// jemalloc instead of glibc's allocator: events, requests and rows are
+/// allocated on one thread and freed on another, where glibc's arenas took a
+/// lock per free (about a fifth of walhook's CPU while draining, profiled).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // the quickstart prints its own story; the daemon's info logs would drown it
