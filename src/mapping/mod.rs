@@ -22,7 +22,8 @@ pub mod template;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Map, Value};
+use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -32,7 +33,7 @@ use bulk::{DeleteGroup, Grouped};
 use event::{Event, event_id};
 use routes::Route;
 use subscriptions::{REDACTED_COLUMNS, SubscriptionFilter};
-use template::{Source, render_text};
+use template::{Rendered, Source, render_text};
 
 /// A settings channel that never changes.
 fn fixed(settings: Settings) -> watch::Receiver<Settings> {
@@ -151,7 +152,6 @@ impl Mapper {
             .and_then(as_i64)
             .unwrap_or(change.lsn.0 as i64);
         let apiresource = render_text(&route.apiresource, &source, true);
-        let payload = route.payload.render(&source);
         let event_type = format!("{}.{suffix}", route.resource);
         let bulk_type = match change.op {
             Op::Delete => route
@@ -166,8 +166,13 @@ impl Mapper {
             change,
         };
         let Some(bulk_type) = bulk_type else {
+            let payload = Rendered {
+                template: &route.payload,
+                source: &source,
+            };
             return vec![self.build(&origin, event_type, apiresource, payload, revision)];
         };
+        let payload = route.payload.render(&source);
         if let Some(group) = self.deletes.iter_mut().find(|g| g.oid == rel.oid) {
             group.push(apiresource, revision, payload);
         } else {
@@ -287,7 +292,7 @@ impl Mapper {
         origin: &Origin<'_>,
         event_type: String,
         apiresource: String,
-        payload: Value,
+        payload: impl Serialize,
         revision: i64,
     ) -> Event {
         let Origin {
@@ -313,23 +318,20 @@ impl Mapper {
 
     /// Fill in the subscriptions matching the event's type and its body (or
     /// the error that stands in for the body).
-    fn complete(&self, mut event: Event, payload: Result<Value, String>) -> Event {
+    fn complete(&self, mut event: Event, payload: Result<impl Serialize, String>) -> Event {
         event.subscriptions = self
             .subscriptions
             .values()
             .filter(|s| s.matches(&event.event_type))
             .map(|s| s.id)
             .collect();
-        let body = payload.map(|payload| {
-            render_body(
+        (event.body, event.error) = match payload {
+            Ok(payload) => self.body(
                 &event.apiresource,
                 event.commit_time,
-                payload,
+                &payload,
                 event.revision,
-            )
-        });
-        (event.body, event.error) = match body {
-            Ok(body) => self.limit_body(body),
+            ),
             Err(error) => (None, Some(error)),
         };
         event
@@ -337,6 +339,23 @@ impl Mapper {
 }
 
 impl Mapper {
+    /// The event's body ([`render_body`]), or the error that replaces it.
+    fn body(
+        &self,
+        apiresource: &str,
+        commit_time: DateTime<Utc>,
+        payload: &impl Serialize,
+        revision: i64,
+    ) -> (Option<String>, Option<String>) {
+        match render_body(apiresource, commit_time, payload, revision) {
+            Ok(body) => self.limit_body(body),
+            Err(error) => (
+                None,
+                Some(format!("payload could not be written as JSON: {error}")),
+            ),
+        }
+    }
+
     /// The body, or the error that replaces it when it exceeds `max_payload_bytes`.
     fn limit_body(&self, body: String) -> (Option<String>, Option<String>) {
         let max_payload_bytes = self.settings.borrow().max_payload_bytes;
@@ -367,18 +386,22 @@ fn revision(route: &Route, row: &Row, fallback: crate::replication::lsn::Lsn) ->
 pub fn render_body(
     apiresource: &str,
     commit_time: DateTime<Utc>,
-    payload: Value,
+    payload: &impl Serialize,
     revision: i64,
-) -> String {
-    let mut body = Map::with_capacity(4);
-    body.insert("apiresource".into(), Value::String(apiresource.to_owned()));
-    body.insert(
-        "updatetimestamp".into(),
-        Value::String(commit_time.to_rfc3339_opts(SecondsFormat::Millis, true)),
-    );
-    body.insert("resourcepayload".into(), payload);
-    body.insert("revision".into(), Value::from(revision));
-    Value::Object(body).to_string()
+) -> Result<String, serde_json::Error> {
+    #[derive(Serialize)]
+    struct Body<'a, P> {
+        apiresource: &'a str,
+        updatetimestamp: String,
+        resourcepayload: P,
+        revision: i64,
+    }
+    serde_json::to_string(&Body {
+        apiresource,
+        updatetimestamp: commit_time.to_rfc3339_opts(SecondsFormat::Millis, true),
+        resourcepayload: payload,
+        revision,
+    })
 }
 
 fn as_i64(v: &Value) -> Option<i64> {

@@ -12,8 +12,8 @@
 use uuid::Uuid;
 
 use super::event::Event;
-use super::template::{Source, render_text};
-use super::{Mapper, render_body, revision};
+use super::template::{Rendered, Source, render_text};
+use super::{Mapper, revision};
 use crate::replication::change::{Row, TxnBegin};
 
 /// Namespace of snapshot event ids (UUIDv5 over backfill id and primary key).
@@ -62,13 +62,11 @@ impl Mapper {
                     changed: &[],
                 };
                 let apiresource = render_text(&route.apiresource, &source, true);
-                let body = render_body(
-                    &apiresource,
-                    low.commit_time,
-                    route.payload.render(&source),
-                    revision,
-                );
-                let (body, error) = self.limit_body(body);
+                let payload = Rendered {
+                    template: &route.payload,
+                    source: &source,
+                };
+                let (body, error) = self.body(&apiresource, low.commit_time, &payload, revision);
                 Event {
                     id: snapshot_event_id(backfill, key),
                     event_type: format!("{}.snapshot", route.resource),

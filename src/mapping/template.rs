@@ -13,6 +13,7 @@
 
 use std::borrow::Cow;
 
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value};
 
 use crate::replication::change::Row;
@@ -212,6 +213,49 @@ impl JsonTemplate {
     }
 }
 
+/// A template filled from a source as it is serialized: the same JSON as
+/// [`JsonTemplate::render`] gives, without building it as a `Value` first
+/// (for `"{*}"`, a copy of the whole row).
+pub struct Rendered<'t, 'a> {
+    pub template: &'t JsonTemplate,
+    pub source: &'t Source<'a>,
+}
+
+impl Serialize for Rendered<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let source = self.source;
+        match self.template {
+            JsonTemplate::Row => source.row.serialize(serializer),
+            JsonTemplate::Field(f) => source.get(f).serialize(serializer),
+            JsonTemplate::Text(p) => serializer.serialize_str(&render_text(p, source, false)),
+            JsonTemplate::Object(entries) => {
+                let keys: Vec<String> = entries
+                    .iter()
+                    .map(|(k, _)| render_text(k, source, false))
+                    .collect();
+                // two keys filled with the same text: the object keeps one
+                // (as render does), so leave that to render
+                if keys.iter().enumerate().any(|(i, k)| keys[..i].contains(k)) {
+                    return self.template.render(source).serialize(serializer);
+                }
+                let mut map = serializer.serialize_map(Some(entries.len()))?;
+                for (key, (_, template)) in keys.iter().zip(entries) {
+                    map.serialize_entry(key, &Rendered { template, source })?;
+                }
+                map.end()
+            }
+            JsonTemplate::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for template in items {
+                    seq.serialize_element(&Rendered { template, source })?;
+                }
+                seq.end()
+            }
+            JsonTemplate::Literal(v) => v.serialize(serializer),
+        }
+    }
+}
+
 pub fn text_fields(pieces: &[Piece], out: &mut Vec<Field>) {
     for p in pieces {
         if let Piece::Field(f) = p {
@@ -341,5 +385,35 @@ mod tests {
         t.fields(&mut fields);
         assert!(fields.contains(&Field::Changed) && fields.contains(&Field::Old("n".into())));
         assert_eq!(Field::parse("old."), Field::Column("old.".into()));
+    }
+
+    #[test]
+    fn serialized_as_rendered_gives_the_rendered_json() {
+        let (new, old) = (row(), json!({"id": "z", "n": 2}));
+        let changed = vec!["n".to_owned()];
+        let source = Source {
+            row: &new,
+            old: old.as_object(),
+            changed: &changed,
+        };
+        for template in [
+            json!("{*}"),
+            json!("{n}"),
+            json!("n={n}, was {old.n}"),
+            json!(7),
+            json!({"all": "{*}", "{id}": ["{ok}", "{changed}", {"k": null}], "was": "{old.id}"}),
+            // two keys filled with the same text: one is kept, as render keeps it
+            json!({"{id}": 1, "k": 2, "a b": 3}),
+            json!([]),
+            json!({}),
+        ] {
+            let t = JsonTemplate::compile(&template).unwrap();
+            let rendered = serde_json::to_string(&Rendered {
+                template: &t,
+                source: &source,
+            })
+            .unwrap();
+            assert_eq!(rendered, t.render(&source).to_string(), "{template}");
+        }
     }
 }
