@@ -6,9 +6,16 @@
 //! every execution, and costs a round trip of its own (Parse/Describe) before
 //! the one that runs it. Profiled at 5,000 commits/s, that was a quarter of
 //! the CPU the recorder's backend used. Prepared once, a statement is one
-//! round trip (Bind/Execute), and after five executions PostgreSQL may keep a
-//! generic plan. Statements belong to their connection: a new connection
-//! starts with none.
+//! round trip (Bind/Execute). Statements belong to their connection: a new
+//! connection starts with none.
+//!
+//! The connection plans every execution anew (`plan_cache_mode =
+//! force_custom_plan`), as for a statement given as text. By default
+//! PostgreSQL switches a prepared statement to a generic plan after five
+//! executions and keeps it: one made while `walhook.events` was nearly empty
+//! read the whole table on every later batch (the recorder's backend took
+//! over half a core at 5,000 events/s, and more as the table grew). A custom
+//! plan sees the batch's array sizes and the tables' current sizes.
 
 use std::collections::HashMap;
 
@@ -35,6 +42,11 @@ impl PreparedClient {
     ) -> Result<Statement, tokio_postgres::Error> {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
+        }
+        if self.statements.is_empty() {
+            self.client
+                .batch_execute("SET plan_cache_mode = force_custom_plan")
+                .await?;
         }
         let statement = self.client.prepare(sql).await?;
         self.statements.insert(sql, statement.clone());
