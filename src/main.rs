@@ -31,7 +31,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    // on the runtime's worker threads, not on this one: the slot stream then
+    // hands each change to the writer on the same thread, where from the main
+    // thread every hand-over woke a worker
+    let outcome = runtime.block_on(async { tokio::spawn(run(cli)).await });
+    match outcome.unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic())) {
         Ok(code) => code,
         Err(error) => {
             tracing::error!("{error:#}");
