@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Statement};
 use uuid::Uuid;
@@ -164,12 +165,29 @@ pub async fn record(
     instance: Uuid,
     records: &[AttemptRecord],
 ) -> Result<(), tokio_postgres::Error> {
+    match record_with(client, instance, records, RECORD_FIRST).await {
+        // an event removed by retention, or a subscription deleted, while
+        // its first attempt was in flight: store the rest
+        Err(error) if error.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
+            record_with(client, instance, records, RECORD_FIRST_CHECKED).await
+        }
+        stored => stored,
+    }
+}
+
+/// [`record`] with `record_first` as the statement for first attempts.
+async fn record_with(
+    client: &mut PreparedClient,
+    instance: Uuid,
+    records: &[AttemptRecord],
+    record_first_sql: &'static str,
+) -> Result<(), tokio_postgres::Error> {
     let (first, claimed): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) =
         records.iter().partition(|r| r.first.is_some());
     match (first.is_empty(), claimed.is_empty()) {
         (true, true) => Ok(()),
         (false, true) => {
-            let statement = client.statement(RECORD_FIRST).await?;
+            let statement = client.statement(record_first_sql).await?;
             record_first(client.client(), &statement, instance, &first).await
         }
         (true, false) => {
@@ -177,7 +195,7 @@ pub async fn record(
             record_claimed(client.client(), &statement, instance, &claimed).await
         }
         (false, false) => {
-            let first_statement = client.statement(RECORD_FIRST).await?;
+            let first_statement = client.statement(record_first_sql).await?;
             let claimed_statement = client.statement(RECORD_CLAIMED).await?;
             let tx = client.client().transaction().await?;
             record_claimed(&tx, &claimed_statement, instance, &claimed).await?;
@@ -274,8 +292,12 @@ async fn record_claimed(
 }
 
 /// First attempts from memory: their delivery rows with the outcome, and
-/// their attempt rows.
-const RECORD_FIRST: &str = "
+/// their attempt rows, for subscriptions that still exist; `$check` may add
+/// a condition on `u`.
+macro_rules! record_first {
+    ($check:literal) => {
+        concat!(
+            "
 WITH u AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[],
                          $6::int4[], $7::timestamptz[], $8::int4[], $9::int4[],
@@ -290,7 +312,9 @@ WITH u AS (
            u.status, u.attempt, u.next, u.code, u.error, u.at
       FROM u
       JOIN walhook.subscriptions s ON s.id = u.subscription_id
-     WHERE EXISTS (SELECT 1 FROM walhook.events e WHERE e.id = u.event_id)
+",
+            $check,
+            "
     ON CONFLICT (event_id, subscription_id) DO UPDATE
        SET status = excluded.status, attempts = excluded.attempts,
            next_attempt_at = excluded.next_attempt_at,
@@ -304,7 +328,20 @@ INSERT INTO walhook.delivery_attempts
 SELECT stored.id, u.attempt, u.at, u.duration, u.code, u.error, u.body, $14
   FROM stored
   JOIN u ON u.event_id = stored.event_id AND u.subscription_id = stored.subscription_id
-ON CONFLICT (delivery_id, attempt) DO NOTHING";
+ON CONFLICT (delivery_id, attempt) DO NOTHING"
+        )
+    };
+}
+
+/// [`record_first!`] trusting that every event still exists (the foreign
+/// key says so when not). No join with `walhook.events`: planned with a
+/// batch's real size, that join became a scan of the whole table per batch.
+const RECORD_FIRST: &str = record_first!("");
+
+/// [`record_first!`] leaving out the events removed meanwhile (retention),
+/// for a batch that [`RECORD_FIRST`] could not store.
+const RECORD_FIRST_CHECKED: &str =
+    record_first!("     WHERE EXISTS (SELECT 1 FROM walhook.events e WHERE e.id = u.event_id)");
 
 /// Insert the rows of first attempts made from memory, each with its outcome,
 /// and their attempt rows. A row that exists already was inserted `pending`

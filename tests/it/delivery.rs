@@ -576,14 +576,17 @@ async fn max_payload_bytes_takes_effect_without_a_restart() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
-/// The writer's and the recorder's statements are prepared once and planned
-/// on every execution: a generic plan, kept from when `walhook.events` was
-/// nearly empty, scanned the whole table on every later batch.
+/// The recorder's statements are prepared once and planned on every
+/// execution: a generic plan, kept from when `walhook.events` was nearly
+/// empty, scanned the whole table on every later batch.
 #[tokio::test(flavor = "multi_thread")]
 async fn prepared_statements_are_planned_for_each_execution() {
     let db = Cluster::shared().new_database();
     prepare(&db);
-    let mut client = walhook::store::prepared::PreparedClient::new(db.client().await);
+    let mut client = walhook::store::prepared::PreparedClient::new(
+        db.client().await,
+        walhook::store::prepared::Planning::EachExecution,
+    );
     // a statement whose generic plan is as good as its custom ones, so that
     // PostgreSQL would switch to it after five executions
     const SQL: &str = "SELECT count(*) FROM walhook.events WHERE id = $1";
@@ -608,4 +611,35 @@ async fn prepared_statements_are_planned_for_each_execution() {
         .unwrap();
     let (generic, custom): (i64, i64) = (plans.get(0), plans.get(1));
     assert_eq!((generic, custom), (0, 8), "one statement, planned 8 times");
+}
+
+/// An event removed (retention) while its first attempt is in flight: that
+/// outcome has no event to belong to, and the outcomes after it are stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_removed_during_its_first_attempt_leaves_the_recorder_going() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let receiver = Receiver::start().await;
+    receiver.push([Reply::Hang]);
+    subscribe(&db, &receiver.url(), ", timeout_ms", ", 2000");
+    let _walhook = walhook_streaming(&db);
+    db.psql("INSERT INTO items (id) VALUES (1)");
+    wait_received(&receiver, 1).await;
+    db.psql("DELETE FROM walhook.events");
+    // the hanging attempt times out and its outcome goes to the recorder
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    db.psql("INSERT INTO items (id) VALUES (2)");
+    wait_until(WAIT, "the next event's outcome stored", || async {
+        let n: i64 = rows(
+            &db,
+            "SELECT count(*) FROM walhook.deliveries d JOIN walhook.events e ON e.id = d.event_id
+              WHERE e.apiresource = '/items/2' AND d.status = 'succeeded'",
+        )
+        .await[0]
+            .get(0);
+        (n == 1).then_some(())
+    })
+    .await;
+    let attempts: i64 = rows(&db, "SELECT count(*) FROM walhook.delivery_attempts").await[0].get(0);
+    assert_eq!(attempts, 1, "only the stored event's attempt has a row");
 }
