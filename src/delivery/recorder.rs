@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::positions::BatchTicket;
 use crate::store::deliveries::{self, AttemptRecord};
-use crate::store::prepared::{Planning, PreparedClient};
+use crate::store::prepared::PreparedClient;
 use crate::telemetry;
 
 /// Records written per statement, at most.
@@ -114,7 +114,7 @@ async fn store(
     loop {
         if client.as_ref().is_none_or(|c| c.is_closed()) {
             *client = match crate::store::connect(database).await {
-                Ok(c) => Some(PreparedClient::new(c, Planning::EachExecution)),
+                Ok(c) => Some(PreparedClient::new(c)),
                 Err(error) => {
                     tracing::warn!(%error, outcomes = batch.len(), "cannot reach the database to store delivery outcomes; retrying");
                     None

@@ -190,15 +190,11 @@ async fn record_with(
             let statement = client.statement(record_first_sql).await?;
             record_first(client.client(), &statement, instance, &first).await
         }
-        (true, false) => {
-            let statement = client.statement(RECORD_CLAIMED).await?;
-            record_claimed(client.client(), &statement, instance, &claimed).await
-        }
+        (true, false) => record_claimed(client.client(), instance, &claimed).await,
         (false, false) => {
             let first_statement = client.statement(record_first_sql).await?;
-            let claimed_statement = client.statement(RECORD_CLAIMED).await?;
             let tx = client.client().transaction().await?;
-            record_claimed(&tx, &claimed_statement, instance, &claimed).await?;
+            record_claimed(&tx, instance, &claimed).await?;
             record_first(&tx, &first_statement, instance, &first).await?;
             tx.commit().await
         }
@@ -269,9 +265,10 @@ SELECT a.id, a.attempt, a.at, a.duration, a.code, a.error, a.body, $10
  WHERE a.id IN (SELECT id FROM owned)
 ON CONFLICT (delivery_id, attempt) DO NOTHING";
 
+/// Sent as text, so planned on every execution: it joins
+/// `walhook.deliveries`, which grows.
 async fn record_claimed(
     client: &impl GenericClient,
-    statement: &Statement,
     instance: Uuid,
     records: &[&AttemptRecord],
 ) -> Result<(), tokio_postgres::Error> {
@@ -279,7 +276,7 @@ async fn record_claimed(
     let o = Outcomes::of(records);
     client
         .execute(
-            statement,
+            RECORD_CLAIMED,
             &[
                 &[&ids as &(dyn ToSql + Sync)],
                 &o.params()[..],
@@ -334,8 +331,9 @@ ON CONFLICT (delivery_id, attempt) DO NOTHING"
 }
 
 /// [`record_first!`] trusting that every event still exists (the foreign
-/// key says so when not). No join with `walhook.events`: planned with a
-/// batch's real size, that join became a scan of the whole table per batch.
+/// key says so when not). No join with `walhook.events`: with a generic plan
+/// kept from when the table was nearly empty, or planned for a batch of
+/// hundreds, that join became a scan of the whole table per batch.
 const RECORD_FIRST: &str = record_first!("");
 
 /// [`record_first!`] leaving out the events removed meanwhile (retention),

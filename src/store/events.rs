@@ -11,7 +11,7 @@
 //! obligation. That is only sound for an event this batch stored for the first
 //! time: an event that existed already is a replay, whose deliveries may have
 //! rows (or outcomes) from before, so they are inserted `pending`
-//! (`ON CONFLICT DO NOTHING`) and claimed.
+//! (`ON CONFLICT DO NOTHING`, by a second statement) and claimed.
 
 use std::collections::HashMap;
 
@@ -26,11 +26,10 @@ pub struct StoreError(#[from] pub tokio_postgres::Error);
 
 /// The batch in one statement (one round trip, atomic without a transaction
 /// block): the events, then a pending delivery for each (event,
-/// subscription) that is not attempted from memory, for subscriptions that
-/// still exist (one may have been deleted since the event's commit position
-/// when the WAL is replayed). A delivery marked from memory gets a row here
-/// too when its event existed already (a replay). Returns the ids of the
-/// events stored now and the number of delivery rows inserted.
+/// subscription) not attempted from memory, for subscriptions that still
+/// exist (one may have been deleted since the event's commit position when
+/// the WAL is replayed). Returns the ids of the events stored now and the
+/// number of delivery rows inserted.
 const WRITE_BATCH: &str = "
 WITH stored AS (
     INSERT INTO walhook.events (id, type, apiresource, revision, commit_lsn, commit_time,
@@ -46,16 +45,45 @@ WITH stored AS (
 ), pending AS (
     INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq)
     SELECT d.event_id, d.subscription_id, d.apiresource, d.commit_lsn::pg_lsn, d.seq
-      FROM unnest($11::uuid[], $12::uuid[], $13::text[], $14::text[], $15::int4[],
-                  $16::bool[])
-           AS d(event_id, subscription_id, apiresource, commit_lsn, seq, from_memory)
+      FROM unnest($11::uuid[], $12::uuid[], $13::text[], $14::text[], $15::int4[])
+           AS d(event_id, subscription_id, apiresource, commit_lsn, seq)
       JOIN walhook.subscriptions s ON s.id = d.subscription_id
-     WHERE NOT d.from_memory OR d.event_id NOT IN (SELECT id FROM stored)
     ON CONFLICT (event_id, subscription_id) DO NOTHING
     RETURNING 1
 )
 SELECT (SELECT coalesce(array_agg(id), '{}') FROM stored),
        (SELECT count(*) FROM pending)";
+
+/// Pending deliveries alone: those of a replayed event that were to be
+/// attempted from memory (its deliveries may have rows from before, so they
+/// are claimed instead).
+const INSERT_PENDING: &str = "
+INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq)
+SELECT d.event_id, d.subscription_id, d.apiresource, d.commit_lsn::pg_lsn, d.seq
+  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[])
+       AS d(event_id, subscription_id, apiresource, commit_lsn, seq)
+  JOIN walhook.subscriptions s ON s.id = d.subscription_id
+ON CONFLICT (event_id, subscription_id) DO NOTHING";
+
+/// Delivery rows to insert, one array per column.
+#[derive(Default)]
+struct PendingRows<'a> {
+    events: Vec<Uuid>,
+    subscriptions: Vec<Uuid>,
+    apiresources: Vec<&'a str>,
+    lsns: Vec<&'a str>,
+    seqs: Vec<i32>,
+}
+
+impl<'a> PendingRows<'a> {
+    fn push(&mut self, event: &'a Event, subscription: Uuid, lsn: &'a str) {
+        self.events.push(event.id);
+        self.subscriptions.push(subscription);
+        self.apiresources.push(&event.apiresource);
+        self.lsns.push(lsn);
+        self.seqs.push(event.seq as i32);
+    }
+}
 
 /// What a batch stored.
 #[derive(Debug, Default)]
@@ -66,10 +94,11 @@ pub struct Written {
     pub pending: u64,
 }
 
-/// Store `events` (with their deliveries) in one statement. `from_memory`
-/// says, per (event index, subscription), whether the writing instance will
-/// attempt that delivery from memory; for an event stored for the first time
-/// no row is inserted for it now.
+/// Store `events` (with their deliveries) in one statement, and a second
+/// only when an event was a replay with deliveries meant for memory.
+/// `from_memory` says, per (event index, subscription), whether the writing
+/// instance will attempt that delivery from memory; for an event stored for
+/// the first time no row is inserted for it now.
 pub async fn write_batch(
     client: &mut PreparedClient,
     events: &[Event],
@@ -103,24 +132,22 @@ pub async fn write_batch(
         errors.push(e.error.as_deref());
         seqs.push(e.seq as i32);
     }
-    let mut d_event = Vec::new();
-    let mut d_sub = Vec::new();
-    let mut d_res = Vec::new();
-    let mut d_lsn = Vec::new();
-    let mut d_seq = Vec::new();
-    let mut d_memory = Vec::new();
+    // rows now for deliveries not attempted from memory; those attempted
+    // from memory get theirs with the outcome, unless their event turns out
+    // to be a replay (then below)
+    let mut pending = PendingRows::default();
+    let mut from_memory_rows: Vec<(usize, Uuid)> = Vec::new();
     for (i, e) in events.iter().enumerate() {
         // an event that could not be built is stored with its error, not sent
         if e.body.is_none() {
             continue;
         }
         for sub in &e.subscriptions {
-            d_event.push(e.id);
-            d_sub.push(*sub);
-            d_res.push(e.apiresource.as_str());
-            d_lsn.push(&lsns[i]);
-            d_seq.push(e.seq as i32);
-            d_memory.push(from_memory(i, *sub));
+            if from_memory(i, *sub) {
+                from_memory_rows.push((i, *sub));
+            } else {
+                pending.push(e, *sub, &lsns[i]);
+            }
         }
     }
     let statement = client.statement(WRITE_BATCH).await?;
@@ -139,12 +166,11 @@ pub async fn write_batch(
                 &bodies,
                 &errors,
                 &seqs,
-                &d_event,
-                &d_sub,
-                &d_res,
-                &d_lsn,
-                &d_seq,
-                &d_memory,
+                &pending.events,
+                &pending.subscriptions,
+                &pending.apiresources,
+                &pending.lsns,
+                &pending.seqs,
             ],
         )
         .await?;
@@ -154,8 +180,33 @@ pub async fn write_batch(
             new_events[i] = true;
         }
     }
+    let mut inserted = row.try_get::<_, i64>(1)? as u64;
+    let mut replayed = PendingRows::default();
+    for (i, sub) in from_memory_rows {
+        if !new_events[i] {
+            replayed.push(&events[i], sub, &lsns[i]);
+        }
+    }
+    if !replayed.events.is_empty() {
+        // the batch's events are committed: a failure here drops the session
+        // before its position is confirmed, and the replay inserts these rows
+        let statement = client.statement(INSERT_PENDING).await?;
+        inserted += client
+            .client()
+            .execute(
+                &statement,
+                &[
+                    &replayed.events,
+                    &replayed.subscriptions,
+                    &replayed.apiresources,
+                    &replayed.lsns,
+                    &replayed.seqs,
+                ],
+            )
+            .await?;
+    }
     Ok(Written {
         new_events,
-        pending: row.try_get::<_, i64>(1)? as u64,
+        pending: inserted,
     })
 }

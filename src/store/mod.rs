@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::tls::{ConnectConfig, TlsError};
-use prepared::{Planning, PreparedClient};
+use prepared::PreparedClient;
 
 /// A SQL connection could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +77,7 @@ impl ReconnectingClient {
     pub fn connected(database: ConnectConfig, client: tokio_postgres::Client) -> Self {
         ReconnectingClient {
             database,
-            client: Some(PreparedClient::new(client, Planning::Cached)),
+            client: Some(PreparedClient::new(client)),
         }
     }
 
@@ -91,7 +91,7 @@ impl ReconnectingClient {
     pub async fn prepared(&mut self) -> Result<&mut PreparedClient, ConnectError> {
         let client = match self.client.take().filter(|c| !c.is_closed()) {
             Some(client) => client,
-            None => PreparedClient::new(connect(&self.database).await?, Planning::Cached),
+            None => PreparedClient::new(connect(&self.database).await?),
         };
         Ok(self.client.insert(client))
     }

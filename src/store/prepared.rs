@@ -9,44 +9,31 @@
 //! round trip (Bind/Execute). Statements belong to their connection: a new
 //! connection starts with none.
 //!
-//! How the statements are planned is the connection's [`Planning`]. By
-//! default PostgreSQL switches a prepared statement to a generic plan after
-//! five executions and keeps it: for the recorder's statement, one made while
-//! `walhook.events` was nearly empty read the whole table on every later
-//! batch (its backend took over a quarter of the machine at 5,000 events/s,
-//! and more as the table grew), so the recorder plans every execution. The
-//! writer's statement reads no growing table, and planning it per execution
-//! (with a batch's arrays as constants) cost PostgreSQL a third more CPU per
-//! event while draining, so it keeps PostgreSQL's choice.
+//! PostgreSQL may switch a prepared statement to a generic plan after five
+//! executions and keep it, planned for the table sizes of that moment. So
+//! only statements that read no table that grows are prepared here (the
+//! writer's batch; the recorder's first attempts, which trust the foreign
+//! keys instead of joining `walhook.events`): a generic plan of a join with
+//! `walhook.events`, made while it was nearly empty, scanned the whole table
+//! on every later batch. Statements that join a growing table are sent as
+//! text and planned on every execution. (`plan_cache_mode =
+//! force_custom_plan` would also replan the foreign-key checks PostgreSQL
+//! runs for every inserted row: a third more CPU per delivery.)
 
 use std::collections::HashMap;
 
 use tokio_postgres::{Client, Statement};
 
-/// How PostgreSQL plans a connection's prepared statements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Planning {
-    /// PostgreSQL's default: custom plans first, then perhaps a generic plan
-    /// kept for good.
-    Cached,
-    /// A custom plan on every execution (`plan_cache_mode =
-    /// force_custom_plan`), seeing the parameters and the tables' current
-    /// sizes, as for a statement given as text.
-    EachExecution,
-}
-
 /// A connection and the statements prepared on it so far.
 pub struct PreparedClient {
     client: Client,
-    planning: Planning,
     statements: HashMap<&'static str, Statement>,
 }
 
 impl PreparedClient {
-    pub fn new(client: Client, planning: Planning) -> Self {
+    pub fn new(client: Client) -> Self {
         PreparedClient {
             client,
-            planning,
             statements: HashMap::new(),
         }
     }
@@ -58,11 +45,6 @@ impl PreparedClient {
     ) -> Result<Statement, tokio_postgres::Error> {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
-        }
-        if self.statements.is_empty() && self.planning == Planning::EachExecution {
-            self.client
-                .batch_execute("SET plan_cache_mode = force_custom_plan")
-                .await?;
         }
         let statement = self.client.prepare(sql).await?;
         self.statements.insert(sql, statement.clone());

@@ -576,43 +576,6 @@ async fn max_payload_bytes_takes_effect_without_a_restart() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
-/// The recorder's statements are prepared once and planned on every
-/// execution: a generic plan, kept from when `walhook.events` was nearly
-/// empty, scanned the whole table on every later batch.
-#[tokio::test(flavor = "multi_thread")]
-async fn prepared_statements_are_planned_for_each_execution() {
-    let db = Cluster::shared().new_database();
-    prepare(&db);
-    let mut client = walhook::store::prepared::PreparedClient::new(
-        db.client().await,
-        walhook::store::prepared::Planning::EachExecution,
-    );
-    // a statement whose generic plan is as good as its custom ones, so that
-    // PostgreSQL would switch to it after five executions
-    const SQL: &str = "SELECT count(*) FROM walhook.events WHERE id = $1";
-    let id = uuid::Uuid::nil();
-    for _ in 0..8 {
-        let statement = client.statement(SQL).await.unwrap();
-        let n: i64 = client
-            .client()
-            .query_one(&statement, &[&id])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(n, 0);
-    }
-    let plans = client
-        .client()
-        .query_one(
-            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
-            &[&SQL],
-        )
-        .await
-        .unwrap();
-    let (generic, custom): (i64, i64) = (plans.get(0), plans.get(1));
-    assert_eq!((generic, custom), (0, 8), "one statement, planned 8 times");
-}
-
 /// An event removed (retention) while its first attempt is in flight: that
 /// outcome has no event to belong to, and the outcomes after it are stored.
 #[tokio::test(flavor = "multi_thread")]
