@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::positions::BatchTicket;
+use crate::store::ReconnectingClient;
 use crate::store::deliveries::{self, AttemptRecord};
-use crate::store::prepared::PreparedClient;
 use crate::telemetry;
 
 /// Records written per statement, at most.
@@ -58,7 +58,7 @@ pub async fn run(
     wake: Arc<Notify>,
     stopping: CancellationToken,
 ) {
-    let mut client: Option<PreparedClient> = None;
+    let mut client = ReconnectingClient::new(database);
     let mut batch = Vec::with_capacity(BATCH);
     let mut tickets = Vec::with_capacity(BATCH);
     while let Some(first) = records.recv().await {
@@ -81,7 +81,7 @@ pub async fn run(
             batch.push(r.record);
             tickets.extend(r.ticket);
         }
-        if store(&database, &mut client, instance, &batch, &stopping).await {
+        if store(&mut client, instance, &batch, &stopping).await {
             {
                 let mut set = unrecorded.lock().unwrap_or_else(|e| e.into_inner());
                 for r in batch.iter().filter(|r| r.first.is_none()) {
@@ -103,8 +103,7 @@ pub async fn run(
 /// Store one batch, retrying with backoff (capped at 5 s) until it is stored,
 /// or until `STOP_GRACE` after `stopping`. Returns whether it was stored.
 async fn store(
-    database: &crate::tls::ConnectConfig,
-    client: &mut Option<PreparedClient>,
+    client: &mut ReconnectingClient,
     instance: Uuid,
     batch: &[AttemptRecord],
     stopping: &CancellationToken,
@@ -112,22 +111,16 @@ async fn store(
     let mut delay = Duration::from_millis(100);
     let mut give_up_at: Option<tokio::time::Instant> = None;
     loop {
-        if client.as_ref().is_none_or(|c| c.is_closed()) {
-            *client = match crate::store::connect(database).await {
-                Ok(c) => Some(PreparedClient::new(c)),
-                Err(error) => {
-                    tracing::warn!(%error, outcomes = batch.len(), "cannot reach the database to store delivery outcomes; retrying");
-                    None
-                }
-            };
-        }
-        if let Some(c) = client.as_mut() {
-            match deliveries::record(c, instance, batch).await {
+        match client.prepared().await {
+            Err(error) => {
+                tracing::warn!(%error, outcomes = batch.len(), "cannot reach the database to store delivery outcomes; retrying")
+            }
+            Ok(c) => match deliveries::record(c, instance, batch).await {
                 Ok(()) => return true,
                 Err(error) => {
                     tracing::warn!(%error, outcomes = batch.len(), "storing delivery outcomes failed; retrying")
                 }
-            }
+            },
         }
         telemetry::OUTCOME_STORE_FAILURES.inc();
         if stopping.is_cancelled() {
