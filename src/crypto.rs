@@ -78,7 +78,9 @@ impl std::fmt::Debug for SigningKey {
 /// queues drift apart by up to a few thousand deliveries, hence the size. A
 /// signature is found by the SHA-256 of its kid and message (collision
 /// resistant, so no other message can take its place), which costs a few
-/// microseconds where signing costs tens.
+/// microseconds where signing costs tens. A caller that already holds a
+/// digest of the message's content can name it without hashing the message
+/// again ([`SignatureMemo::sign_identified`]).
 pub struct SignatureMemo {
     signatures: HashMap<[u8; 32], [u8; 64]>,
     /// Oldest first, for eviction.
@@ -104,15 +106,28 @@ impl SignatureMemo {
         }
     }
 
+    /// Signatures kept now.
+    pub fn kept(&self) -> usize {
+        self.signatures.len()
+    }
+
     /// `key`'s Ed25519 signature over `message`.
     pub fn sign(&mut self, key: &SigningKey, message: &[u8]) -> [u8; 64] {
-        // the kid is base64url: a NUL cannot occur in it
         let id: [u8; 32] = Sha256::new()
             .chain_update(key.kid.as_bytes())
-            .chain_update([0])
+            .chain_update(b"\0m")
             .chain_update(message)
             .finalize()
             .into();
+        self.sign_identified(id, key, message)
+    }
+
+    /// `key`'s Ed25519 signature over `message`, found by `id`: the SHA-256
+    /// of the kid, a NUL (the kid is base64url: it has none), one byte naming
+    /// the form of the rest, and the rest, which determines `message`. Forms:
+    /// `m`, the message itself ([`SignatureMemo::sign`]); `v`, a Standard
+    /// Webhooks `v1a` content by its parts (`signing::standard_webhooks`).
+    pub fn sign_identified(&mut self, id: [u8; 32], key: &SigningKey, message: &[u8]) -> [u8; 64] {
         if let Some(signature) = self.signatures.get(&id) {
             return *signature;
         }

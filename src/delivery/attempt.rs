@@ -122,6 +122,15 @@ pub fn prepare(
     } else {
         claimed.body.as_bytes().to_vec()
     };
+    // an enveloped body is this subscription's own; the stored one is
+    // hashed once for all the event's deliveries
+    let body_sha256 = if sub.standard_envelope {
+        signing::body_sha256(&body)
+    } else {
+        *claimed
+            .body_sha256
+            .get_or_init(|| signing::body_sha256(&body))
+    };
     let webhook_id = claimed.event_id.to_string();
     let timestamp = now.timestamp();
     let mut headers = HeaderMap::with_capacity(16);
@@ -138,6 +147,7 @@ pub fn prepare(
             webhook_id: &webhook_id,
             timestamp,
             body: &body,
+            body_sha256,
         },
         &secrets,
         keys,

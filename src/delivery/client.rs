@@ -1,5 +1,5 @@
 //! The HTTP client: pooled keep-alive connections per receiver, no redirects,
-//! and a connect-time guard against internal addresses.
+//! no retries of its own, and a connect-time guard against internal addresses.
 //!
 //! The guard runs after DNS resolution (a name that resolves to 127.0.0.1 is
 //! refused even if the name looked public), inside reqwest's resolver, so the
@@ -115,6 +115,10 @@ pub struct Clients {
 fn builder(max_in_flight: usize) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // a failed attempt is walhook's to retry, on the subscription's
+        // schedule and recorded; reqwest's own retries (of HTTP/2 refused
+        // streams) also cloned every request's headers in case they were needed
+        .retry(reqwest::retry::never().max_retries_per_request(0))
         .no_proxy()
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(90))

@@ -24,7 +24,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
@@ -209,6 +209,7 @@ fn keeps_up(behind: Duration, least: Duration) -> bool {
 struct EventShared {
     event_type: Arc<str>,
     body: Arc<str>,
+    body_sha256: Arc<OnceLock<[u8; 32]>>,
     apiresource: Arc<str>,
 }
 
@@ -316,12 +317,14 @@ impl Admission {
             let EventShared {
                 event_type,
                 body,
+                body_sha256,
                 apiresource,
             } = shared_by_event
                 .entry(i)
                 .or_insert_with(|| EventShared {
                     event_type: Arc::from(event.event_type.as_str()),
                     body: Arc::from(event.body.as_deref().unwrap_or_default()),
+                    body_sha256: Arc::default(),
                     apiresource: Arc::from(event.apiresource.as_str()),
                 })
                 .clone();
@@ -334,6 +337,7 @@ impl Admission {
                     event_id: event.id,
                     event_type,
                     body,
+                    body_sha256,
                     commit_time: event.commit_time,
                 },
                 target,

@@ -17,6 +17,8 @@
 //! here are for receivers (the demo receiver of `walhook dev`, the example
 //! receiver and the tests); walhook itself never verifies.
 
+use sha2::Digest;
+
 pub mod http_signature;
 pub mod jwk;
 pub mod standard_webhooks;
@@ -35,6 +37,14 @@ pub struct RequestToSign<'a> {
     pub webhook_id: &'a str,
     pub timestamp: i64,
     pub body: &'a [u8],
+    /// [`body_sha256`] of `body`: an event's deliveries share it, so its
+    /// body is hashed once however many subscriptions it goes to.
+    pub body_sha256: [u8; 32],
+}
+
+/// The SHA-256 of a request body.
+pub fn body_sha256(body: &[u8]) -> [u8; 32] {
+    sha2::Sha256::digest(body).into()
 }
 
 /// Which signature schemes a delivery carries
@@ -169,6 +179,11 @@ pub fn sign(
     schemes: Schemes,
     memo: &mut SignatureMemo,
 ) -> Result<SignedHeaders, SigningError> {
+    debug_assert_eq!(
+        req.body_sha256,
+        body_sha256(req.body),
+        "body_sha256 is the body's"
+    );
     let current = keys.first();
     if (schemes.v1a || schemes.rfc9421) && current.is_none() {
         return Err(SigningError::NoSigningKey);
@@ -178,6 +193,7 @@ pub fn sign(
             req.webhook_id,
             req.timestamp,
             req.body,
+            &req.body_sha256,
             if schemes.v1 { secrets } else { &[] },
             if schemes.v1a { keys } else { &[] },
             memo,
@@ -219,6 +235,7 @@ mod tests {
             webhook_id: "7d7c9a3e-0f6b-4a53-8d0a-0c6c3f0b9e21",
             timestamp: 1_700_000_000,
             body,
+            body_sha256: body_sha256(body),
         }
     }
 

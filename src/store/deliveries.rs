@@ -11,7 +11,7 @@
 //! delivery whose lease this instance still holds, and attempts are unique
 //! per (delivery, attempt number).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
@@ -35,6 +35,9 @@ pub struct Claimed {
     pub event_type: Arc<str>,
     /// The stored body (default envelope); shared by the event's deliveries.
     pub body: Arc<str>,
+    /// The SHA-256 of `body`, filled by the first of the deliveries sharing
+    /// it to be signed.
+    pub body_sha256: Arc<OnceLock<[u8; 32]>>,
     pub commit_time: DateTime<Utc>,
 }
 
@@ -117,6 +120,7 @@ pub async fn claim(
                 event_id: r.try_get(4)?,
                 event_type: Arc::from(r.try_get::<_, &str>(5)?),
                 body: Arc::from(r.try_get::<_, Option<&str>>(6)?.unwrap_or_default()),
+                body_sha256: Arc::default(),
                 commit_time: r.try_get(7)?,
             })
         })

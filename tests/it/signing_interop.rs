@@ -61,6 +61,7 @@ fn delivery(
         webhook_id: id,
         timestamp: ts,
         body,
+        body_sha256: walhook::delivery::signing::body_sha256(body),
     };
     let signed = sign(
         &req,

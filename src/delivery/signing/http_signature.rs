@@ -30,7 +30,12 @@ pub const COVERED: [&str; 6] = [
 
 /// RFC 9530 `content-digest` value: `sha-256=:<base64(sha256(body))>:`.
 pub fn content_digest(body: &[u8]) -> String {
-    format!("sha-256=:{}:", STANDARD.encode(Sha256::digest(body)))
+    content_digest_of(&Sha256::digest(body).into())
+}
+
+/// The `content-digest` value of a body whose SHA-256 is `body_sha256`.
+fn content_digest_of(body_sha256: &[u8; 32]) -> String {
+    format!("sha-256=:{}:", STANDARD.encode(body_sha256))
 }
 
 /// The `@signature-params` value: the inner list of component names, then the
@@ -56,7 +61,7 @@ pub(super) fn sign(
     key: &SigningKey,
     memo: &mut SignatureMemo,
 ) -> (String, String, String) {
-    let digest = content_digest(req.body);
+    let digest = content_digest_of(&req.body_sha256);
     let timestamp = req.timestamp.to_string();
     let params = signature_params(
         &COVERED,
@@ -296,6 +301,7 @@ mod tests {
             webhook_id: id,
             timestamp: 1_700_000_000,
             body: BODY,
+            body_sha256: super::super::body_sha256(BODY),
         };
         let (digest, input, signature) = sign(&req, key, &mut SignatureMemo::default());
         [

@@ -10,7 +10,7 @@ use super::{HeaderLookup, PublicKey, SignatureMemo, SigningError, SigningKey, Ve
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 const SECRET_PREFIX: &str = "whsec_";
 
@@ -44,17 +44,39 @@ fn hmac(key: &[u8]) -> Hmac<Sha256> {
     <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length")
 }
 
+/// The memo's name for `key`'s `v1a` signature over
+/// `{webhook_id}.{timestamp}.{body}` (form `v` of
+/// [`SignatureMemo::sign_identified`]): the body by its SHA-256, so the
+/// deliveries of a fan-out find the signature without hashing the body
+/// again. The id goes with its length and the timestamp is an integer, so
+/// the parts determine the content.
+fn v1a_id(key: &SigningKey, webhook_id: &str, timestamp: &str, body_sha256: &[u8; 32]) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(key.kid.as_bytes())
+        .chain_update(b"\0v")
+        .chain_update((webhook_id.len() as u64).to_be_bytes())
+        .chain_update(webhook_id.as_bytes())
+        .chain_update(b".")
+        .chain_update(timestamp.as_bytes())
+        .chain_update(b".")
+        .chain_update(body_sha256)
+        .finalize()
+        .into()
+}
+
 /// The `webhook-signature` value: one `v1` per secret, then one `v1a` per key,
-/// in the order given (current first).
+/// in the order given (current first). `body_sha256` is the SHA-256 of `body`.
 pub(super) fn signature_header(
     webhook_id: &str,
     timestamp: i64,
     body: &[u8],
+    body_sha256: &[u8; 32],
     secrets: &[&str],
     keys: &[SigningKey],
     memo: &mut SignatureMemo,
 ) -> Result<String, SigningError> {
-    let content = signed_content(webhook_id, &timestamp.to_string(), body);
+    let timestamp = timestamp.to_string();
+    let content = signed_content(webhook_id, &timestamp, body);
     let mut entries = Vec::with_capacity(secrets.len() + keys.len());
     for secret in secrets {
         let key = decode_secret(secret).ok_or(SigningError::BadSecret)?;
@@ -66,7 +88,8 @@ pub(super) fn signature_header(
         ));
     }
     for key in keys {
-        let sig = memo.sign(key, &content);
+        let id = v1a_id(key, webhook_id, &timestamp, body_sha256);
+        let sig = memo.sign_identified(id, key, &content);
         entries.push(format!("v1a,{}", STANDARD.encode(sig)));
     }
     Ok(entries.join(" "))
@@ -186,6 +209,10 @@ mod tests {
     const BODY: &[u8] = br#"{"test": 2432232314}"#;
     const EXPECTED: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
 
+    fn sha(body: &[u8]) -> [u8; 32] {
+        crate::delivery::signing::body_sha256(body)
+    }
+
     fn headers(id: &str, ts: i64, sig: &str) -> impl Fn(&str) -> Option<String> {
         let (id, ts, sig) = (id.to_owned(), ts.to_string(), sig.to_owned());
         move |name: &str| match name {
@@ -199,7 +226,16 @@ mod tests {
     #[test]
     fn hmac_matches_the_spec_vector() {
         assert_eq!(
-            signature_header(ID, TS, BODY, &[SECRET], &[], &mut SignatureMemo::default()).unwrap(),
+            signature_header(
+                ID,
+                TS,
+                BODY,
+                &sha(BODY),
+                &[SECRET],
+                &[],
+                &mut SignatureMemo::default()
+            )
+            .unwrap(),
             EXPECTED
         );
         let h = headers(ID, TS, EXPECTED);
@@ -218,6 +254,7 @@ mod tests {
             ID,
             TS,
             BODY,
+            &sha(BODY),
             &[SECRET, other],
             &keys,
             &mut SignatureMemo::default(),
@@ -236,6 +273,31 @@ mod tests {
     }
 
     #[test]
+    fn a_memo_shared_across_bodies_gives_each_its_own_v1a() {
+        let key = SigningKey::generate();
+        let public = [(key.kid.clone(), key.public_bytes())];
+        let mut memo = SignatureMemo::default();
+        let other: &[u8] = br#"{"test": 2432232315}"#;
+        for body in [BODY, other, BODY, other] {
+            let header = signature_header(
+                ID,
+                TS,
+                body,
+                &sha(body),
+                &[],
+                std::slice::from_ref(&key),
+                &mut memo,
+            )
+            .unwrap();
+            let v =
+                verify_standard_webhook(&headers(ID, TS, &header), body, None, &public, TS, 300)
+                    .unwrap();
+            assert_eq!(v.ed25519_kid.as_deref(), Some(key.kid.as_str()));
+        }
+        assert_eq!(memo.kept(), 2);
+    }
+
+    #[test]
     fn tampering_staleness_and_wrong_credentials_fail() {
         let key = SigningKey::generate();
         let public = [(key.kid.clone(), key.public_bytes())];
@@ -243,6 +305,7 @@ mod tests {
             ID,
             TS,
             BODY,
+            &sha(BODY),
             &[SECRET],
             std::slice::from_ref(&key),
             &mut SignatureMemo::default(),
