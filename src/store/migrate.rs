@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "event_names",
         include_str!("../../sql/migrations/0008_event_names.sql"),
     ),
+    (
+        9,
+        "statement_level_references",
+        include_str!("../../sql/migrations/0009_statement_level_references.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

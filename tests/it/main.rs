@@ -22,5 +22,6 @@ mod dev_quickstart;
 mod directory_events;
 mod iam_events;
 mod operations;
+mod references;
 mod signing_interop;
 mod tls;
