@@ -3,7 +3,7 @@
 -- The foreign keys deliveries -> events, deliveries -> subscriptions and
 -- delivery_attempts -> deliveries ran one check query per inserted row (an
 -- executor start and an index probe each): three per delivery, a quarter to a
--- third of PostgreSQL's CPU while delivering (BENCHMARKS.md, issue 10 step 6).
+-- third of PostgreSQL's CPU while delivering (BENCHMARKS.md, issue 10 step 5).
 -- Statement-level triggers with transition tables keep the same rules at a
 -- cost per statement:
 --   * an insert locks the rows it refers to FOR KEY SHARE, as a foreign key's

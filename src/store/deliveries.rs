@@ -334,10 +334,11 @@ ON CONFLICT (delivery_id, attempt) DO NOTHING"
     };
 }
 
-/// [`record_first!`] trusting that every event still exists (the foreign
-/// key says so when not). No join with `walhook.events`: with a generic plan
-/// kept from when the table was nearly empty, or planned for a batch of
-/// hundreds, that join became a scan of the whole table per batch.
+/// [`record_first!`] trusting that every event still exists (the reference
+/// check of migration 0009 says so when not, with SQLSTATE 23503). No join
+/// with `walhook.events`: with a generic plan kept from when the table was
+/// nearly empty, or planned for a batch of hundreds, that join became a scan
+/// of the whole table per batch.
 const RECORD_FIRST: &str = record_first!("");
 
 /// [`record_first!`] leaving out the events removed meanwhile (retention),

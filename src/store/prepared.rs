@@ -12,13 +12,14 @@
 //! PostgreSQL may switch a prepared statement to a generic plan after five
 //! executions and keep it, planned for the table sizes of that moment. So
 //! only statements that read no table that grows are prepared here (the
-//! writer's batch; the recorder's first attempts, which trust the foreign
-//! keys instead of joining `walhook.events`): a generic plan of a join with
-//! `walhook.events`, made while it was nearly empty, scanned the whole table
-//! on every later batch. Statements that join a growing table are sent as
+//! writer's batch; the recorder's first attempts, which trust the reference
+//! checks instead of joining `walhook.events`): a generic plan of a join
+//! with `walhook.events`, made while it was nearly empty, scanned the whole
+//! table on every later batch. Statements that join a growing table are sent as
 //! text and planned on every execution. (`plan_cache_mode =
-//! force_custom_plan` would also replan the foreign-key checks PostgreSQL
-//! runs for every inserted row: a third more CPU per delivery.)
+//! force_custom_plan` also replanned the foreign-key checks PostgreSQL ran
+//! for every inserted row before migration 0009: a third more CPU per
+//! delivery.)
 
 use std::collections::HashMap;
 
