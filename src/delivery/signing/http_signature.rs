@@ -23,7 +23,6 @@ use sfv::{
     BareItem, DictSerializer, Dictionary, InnerList, Integer, Item, Key, KeyRef, ListEntry,
     ListSerializer, Parameters, Parser, StringRef, Version, key_ref,
 };
-use sha2::{Digest, Sha256};
 
 /// The signature label walhook uses.
 pub const LABEL: &str = "sig1";
@@ -47,7 +46,7 @@ const ALG: &KeyRef = key_ref("alg");
 
 /// RFC 9530 `content-digest` value: `sha-256=:<base64(sha256(body))>:`.
 pub fn content_digest(body: &[u8]) -> String {
-    content_digest_of(&Sha256::digest(body).into())
+    content_digest_of(&super::body_sha256(body))
 }
 
 /// The `content-digest` value of a body whose SHA-256 is `body_sha256`.
@@ -97,29 +96,28 @@ fn serialize_inner_list(list: &InnerList) -> String {
     members.finish().unwrap_or_default()
 }
 
-/// RFC 9421 section 2.5 signature base.
-fn signature_base(lines: &[(&str, &str)], params: &InnerList) -> String {
+/// RFC 9421 section 2.5 signature base; `signature_params` is the inner
+/// list serialized ([`serialize_inner_list`]).
+fn signature_base(lines: &[(&str, &str)], signature_params: &str) -> String {
     let mut base = String::new();
     for (name, value) in lines {
         base.push_str(&format!("\"{name}\": {value}\n"));
     }
-    base.push_str(&format!(
-        "\"@signature-params\": {}",
-        serialize_inner_list(params)
-    ));
+    base.push_str(&format!("\"@signature-params\": {signature_params}"));
     base
 }
 
-/// The signature parameters and the signature base for `req`, signed by key
-/// `kid`, with `digest` as its `content-digest`.
+/// The signature parameters (serialized) and the signature base for `req`,
+/// signed by key `kid`, with `digest` as its `content-digest`.
 ///
 /// # Panics
 /// If `kid` is not printable ASCII or `req.timestamp` has more than 15 digits;
 /// a kid is an RFC 7638 thumbprint (base64url) and a timestamp comes from
 /// chrono (years up to 262143: 13 digits), so neither happens.
-fn params_and_base(req: &RequestToSign<'_>, kid: &str, digest: &str) -> (InnerList, String) {
+fn params_and_base(req: &RequestToSign<'_>, kid: &str, digest: &str) -> (String, String) {
     let params = signature_params(&COVERED, req.timestamp, kid, Some("ed25519"))
         .expect("a kid is base64url and a timestamp has at most 15 digits");
+    let params = serialize_inner_list(&params);
     let timestamp = req.timestamp.to_string();
     let lines = [
         ("@method", req.method),
@@ -144,7 +142,9 @@ pub(super) fn sign(
     let signature = memo.sign(key, base.as_bytes());
     (
         digest,
-        dictionary_member(LABEL_KEY, params.into()),
+        // a dictionary of one member whose value is the inner list the base
+        // ends with, serialized once
+        format!("{LABEL}={params}"),
         dictionary_member(LABEL_KEY, signature.to_vec().into()),
     )
 }
@@ -225,7 +225,7 @@ fn param<'a, T>(
 
 /// Whether a `content-digest` field holds the body's SHA-256 as `sha-256`.
 fn digest_matches(field: &str, body: &[u8]) -> bool {
-    let expected = Sha256::digest(body);
+    let expected = super::body_sha256(body);
     parse_dictionary(field)
         .as_ref()
         .and_then(|digests| digests.get(SHA_256))
@@ -310,7 +310,7 @@ pub fn verify_http_signature(
         .copied()
         .zip(values.iter().map(String::as_str))
         .collect();
-    let base = signature_base(&lines, list);
+    let base = signature_base(&lines, &serialize_inner_list(list));
     let signature = signature_bytes(&sig, label).ok_or(VerifyError::Malformed("signature"))?;
     if ed25519_ok(public, base.as_bytes(), &signature) {
         Ok(())

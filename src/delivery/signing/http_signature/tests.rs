@@ -30,7 +30,7 @@ fn reproduces_rfc9421_b26_ed25519() {
         "18",
     ];
     let lines: Vec<_> = components.iter().copied().zip(values).collect();
-    let base = signature_base(&lines, &params);
+    let base = signature_base(&lines, &serialize_inner_list(&params));
     assert_eq!(
         base,
         "\"date\": Tue, 20 Apr 2021 02:07:55 GMT\n\"@method\": POST\n\"@path\": /foo\n\
