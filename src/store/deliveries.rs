@@ -169,13 +169,31 @@ pub async fn record(
     instance: Uuid,
     records: &[AttemptRecord],
 ) -> Result<(), tokio_postgres::Error> {
-    match record_with(client, instance, records, RECORD_FIRST).await {
-        // an event removed by retention, or a subscription deleted, while
-        // its first attempt was in flight: store the rest
-        Err(error) if error.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
-            record_with(client, instance, records, RECORD_FIRST_CHECKED).await
+    let mut statement = RECORD_FIRST_NEW;
+    loop {
+        match record_with(client, instance, records, statement).await {
+            Err(error) => match record_first_instead(statement, error.code()) {
+                Some(next) => statement = next,
+                None => return Err(error),
+            },
+            stored => return stored,
         }
-        stored => stored,
+    }
+}
+
+/// The statement for first attempts to store a batch with when `failed`
+/// failed with `code`: a delivery row inserted meanwhile by a replay of
+/// its batch (23505) needs [`RECORD_FIRST`]; an event removed by retention,
+/// or a subscription deleted, while its first attempt was in flight (23503)
+/// needs [`RECORD_FIRST_CHECKED`], which stores the rest. None when no
+/// statement would do better.
+fn record_first_instead(failed: &str, code: Option<&SqlState>) -> Option<&'static str> {
+    match code? {
+        c if *c == SqlState::UNIQUE_VIOLATION && failed == RECORD_FIRST_NEW => Some(RECORD_FIRST),
+        c if *c == SqlState::FOREIGN_KEY_VIOLATION && failed != RECORD_FIRST_CHECKED => {
+            Some(RECORD_FIRST_CHECKED)
+        }
+        _ => None,
     }
 }
 
@@ -294,9 +312,10 @@ async fn record_claimed(
 
 /// First attempts from memory: their delivery rows with the outcome, and
 /// their attempt rows, for subscriptions that still exist; `$check` may add
-/// a condition on `u`.
+/// a condition on `u`, `$deliveries_conflict` and `$attempts_conflict` are
+/// the inserts' `ON CONFLICT` clauses.
 macro_rules! record_first {
-    ($check:literal) => {
+    ($check:expr, $deliveries_conflict:expr, $attempts_conflict:expr) => {
         concat!(
             "
 WITH u AS (
@@ -315,13 +334,8 @@ WITH u AS (
       JOIN walhook.subscriptions s ON s.id = u.subscription_id
 ",
             $check,
+            $deliveries_conflict,
             "
-    ON CONFLICT (event_id, subscription_id) DO UPDATE
-       SET status = excluded.status, attempts = excluded.attempts,
-           next_attempt_at = excluded.next_attempt_at,
-           last_status_code = excluded.last_status_code,
-           last_error = excluded.last_error, last_attempt_at = excluded.last_attempt_at
-     WHERE d.status = 'pending' AND d.attempts = 0 AND d.lease_owner IS NULL
     RETURNING d.id, d.event_id, d.subscription_id
 )
 INSERT INTO walhook.delivery_attempts
@@ -329,22 +343,53 @@ INSERT INTO walhook.delivery_attempts
 SELECT stored.id, u.attempt, u.at, u.duration, u.code, u.error, u.body, $14
   FROM stored
   JOIN u ON u.event_id = stored.event_id AND u.subscription_id = stored.subscription_id
-ON CONFLICT (delivery_id, attempt) DO NOTHING"
+",
+            $attempts_conflict
         )
     };
 }
+
+/// A delivery row that exists already (inserted `pending` by a replay of its
+/// batch) takes the outcome if nobody attempted it since.
+macro_rules! take_the_outcome {
+    () => {
+        "
+    ON CONFLICT (event_id, subscription_id) DO UPDATE
+       SET status = excluded.status, attempts = excluded.attempts,
+           next_attempt_at = excluded.next_attempt_at,
+           last_status_code = excluded.last_status_code,
+           last_error = excluded.last_error, last_attempt_at = excluded.last_attempt_at
+     WHERE d.status = 'pending' AND d.attempts = 0 AND d.lease_owner IS NULL"
+    };
+}
+
+/// [`record_first!`] for the case but for a replay: every delivery row is
+/// new, so are its attempt rows (their delivery ids are), and every event
+/// still exists. Plain inserts: an `ON CONFLICT` insert is a speculative
+/// insertion, which probes the unique index first and writes a second WAL
+/// record per row. A row that exists fails the statement with SQLSTATE
+/// 23505, a removed event with 23503, and [`record`] stores the batch again
+/// with [`RECORD_FIRST`] or [`RECORD_FIRST_CHECKED`].
+const RECORD_FIRST_NEW: &str = record_first!("", "", "");
 
 /// [`record_first!`] trusting that every event still exists (the reference
 /// check of migration 0009 says so when not, with SQLSTATE 23503). No join
 /// with `walhook.events`: with a generic plan kept from when the table was
 /// nearly empty, or planned for a batch of hundreds, that join became a scan
 /// of the whole table per batch.
-const RECORD_FIRST: &str = record_first!("");
+const RECORD_FIRST: &str = record_first!(
+    "",
+    take_the_outcome!(),
+    "ON CONFLICT (delivery_id, attempt) DO NOTHING"
+);
 
 /// [`record_first!`] leaving out the events removed meanwhile (retention),
 /// for a batch that [`RECORD_FIRST`] could not store.
-const RECORD_FIRST_CHECKED: &str =
-    record_first!("     WHERE EXISTS (SELECT 1 FROM walhook.events e WHERE e.id = u.event_id)");
+const RECORD_FIRST_CHECKED: &str = record_first!(
+    "     WHERE EXISTS (SELECT 1 FROM walhook.events e WHERE e.id = u.event_id)",
+    take_the_outcome!(),
+    "ON CONFLICT (delivery_id, attempt) DO NOTHING"
+);
 
 /// Insert the rows of first attempts made from memory, each with its outcome,
 /// and their attempt rows. A row that exists already was inserted `pending`
@@ -415,4 +460,38 @@ pub async fn pending_count(client: &Client) -> Result<i64, tokio_postgres::Error
         )
         .await?
         .try_get(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_first_attempt_batch_is_stored_again_by_the_statement_that_can() {
+        let unique = Some(&SqlState::UNIQUE_VIOLATION);
+        let reference = Some(&SqlState::FOREIGN_KEY_VIOLATION);
+        assert_eq!(
+            record_first_instead(RECORD_FIRST_NEW, unique),
+            Some(RECORD_FIRST)
+        );
+        assert_eq!(
+            record_first_instead(RECORD_FIRST_NEW, reference),
+            Some(RECORD_FIRST_CHECKED)
+        );
+        assert_eq!(
+            record_first_instead(RECORD_FIRST, reference),
+            Some(RECORD_FIRST_CHECKED)
+        );
+        // the statements that skip existing rows cannot meet them again, and
+        // the checked one is the last resort: the error is the caller's
+        assert_eq!(record_first_instead(RECORD_FIRST, unique), None);
+        assert_eq!(record_first_instead(RECORD_FIRST_CHECKED, reference), None);
+        assert_eq!(record_first_instead(RECORD_FIRST_NEW, None), None);
+        assert_eq!(
+            record_first_instead(RECORD_FIRST_NEW, Some(&SqlState::QUERY_CANCELED)),
+            None
+        );
+        assert!(!RECORD_FIRST_NEW.contains("ON CONFLICT"));
+        assert_eq!(RECORD_FIRST.matches("ON CONFLICT").count(), 2);
+    }
 }

@@ -59,6 +59,26 @@ async fn wait_succeeded(db: &TestDb<'_>, n: i64) {
     }
 }
 
+/// Insert one item and wait for its first request, its outcome held back:
+/// outcomes insert into `delivery_attempts`, and the returned session locks
+/// it until `ROLLBACK`.
+async fn first_request_outcome_held(
+    db: &TestDb<'_>,
+    receiver: &Receiver,
+) -> tokio_postgres::Client {
+    let locker = db.client().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE walhook.delivery_attempts IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    db.psql("INSERT INTO items (id) VALUES (1)");
+    wait_until(WAIT, "the first request", || async {
+        (receiver.count() == 1).then_some(())
+    })
+    .await;
+    locker
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_during_delivery_still_delivers_everything() {
     let db = Cluster::shared().new_database();
@@ -187,17 +207,7 @@ async fn sigkill_after_the_2xx_before_the_outcome_is_stored_delivers_again() {
         receiver.url()
     ));
     let mut first = walhook_streaming(&db);
-    // Outcomes insert into delivery_attempts: this lock holds them back.
-    let locker = db.client().await;
-    locker
-        .batch_execute("BEGIN; LOCK TABLE walhook.delivery_attempts IN EXCLUSIVE MODE")
-        .await
-        .unwrap();
-    db.psql("INSERT INTO items (id) VALUES (1)");
-    wait_until(WAIT, "the first request", || async {
-        (receiver.count() == 1).then_some(())
-    })
-    .await;
+    let locker = first_request_outcome_held(&db, &receiver).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     first.kill_9();
     locker.batch_execute("ROLLBACK").await.unwrap();
@@ -280,4 +290,43 @@ async fn sigkill_after_events_are_stored_before_their_first_attempt_delivers_aft
         .map(|r| r.header("webhook-id").unwrap())
         .collect();
     assert_eq!(ids.len(), 3, "every event delivered after the restart");
+}
+
+/// A first attempt's row is inserted with its outcome; a replay of its batch
+/// may have inserted it `pending` meanwhile (the writer lost its session).
+/// The outcome then goes to that row: stored once, one attempt row, and no
+/// second request.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_attempt_whose_row_a_replay_inserted_meanwhile_stores_its_outcome_there() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let receiver = Receiver::start().await;
+    db.psql(&format!(
+        "INSERT INTO walhook.subscriptions (url) VALUES ('{}')",
+        receiver.url()
+    ));
+    let _walhook = walhook_streaming(&db);
+    let locker = first_request_outcome_held(&db, &receiver).await;
+    // what the replay inserts (due later, so no claim takes it first)
+    db.psql(
+        "INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq,
+                                         next_attempt_at)
+         SELECT e.id, s.id, e.apiresource, e.commit_lsn, e.seq, now() + interval '1 hour'
+           FROM walhook.events e, walhook.subscriptions s",
+    );
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    wait_succeeded(&db, 1).await;
+    assert_eq!(
+        db.psql(
+            "SELECT d.attempts || ' ' || count(a.*) FROM walhook.deliveries d
+               JOIN walhook.delivery_attempts a ON a.delivery_id = d.id GROUP BY d.id"
+        ),
+        "1 1",
+        "one delivery row, its outcome and one attempt row"
+    );
+    assert_eq!(
+        receiver.count(),
+        1,
+        "the outcome was stored, not attempted again"
+    );
 }
