@@ -180,13 +180,13 @@ mod tests {
             "apiresource": "/items/{id}", "payload": null, "enabled": true
         });
         Mapper::new(
-            vec![Route::from_row(route.as_object().unwrap()).unwrap()],
+            vec![Route::from_row(&Row::from_json(route)).unwrap()],
             Vec::new(),
         )
     }
 
     fn row(id: i64, name: &str) -> Row {
-        json!({"id": id, "name": name}).as_object().unwrap().clone()
+        Row::from_json(json!({"id": id, "name": name}))
     }
 
     fn txn(lsn: u64) -> TxnBegin {

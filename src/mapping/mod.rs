@@ -268,11 +268,7 @@ impl Mapper {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let redacted: Row = row
-            .iter()
-            .filter(|(k, _)| !REDACTED_COLUMNS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let redacted = row.filtered(|k| !REDACTED_COLUMNS.contains(&k));
         let origin = Origin {
             system_id,
             txn,
@@ -282,7 +278,7 @@ impl Mapper {
             &origin,
             format!("webhook.{suffix}"),
             format!("/webhooks/{id}"),
-            Value::Object(redacted),
+            redacted,
             change.lsn.0 as i64,
         )]
     }

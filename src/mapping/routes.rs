@@ -160,8 +160,8 @@ impl Route {
     pub fn changed_columns(&self, old: Option<&Row>, new: &Row) -> Vec<String> {
         let Some(old) = old else { return Vec::new() };
         new.iter()
-            .filter(|(k, v)| !self.exclude_columns.contains(*k) && old.get(*k) != Some(v))
-            .map(|(k, _)| k.clone())
+            .filter(|(k, v)| !self.exclude_columns.contains(*k) && old.get(k) != Some(v))
+            .map(|(k, _)| k.to_owned())
             .collect()
     }
 
@@ -172,7 +172,7 @@ impl Route {
         let Some(old) = old else { return true };
         new.iter().any(|(k, v)| {
             !self.exclude_columns.contains(k)
-                && self.revision_column.as_deref() != Some(k.as_str())
+                && self.revision_column.as_deref() != Some(k)
                 && old.get(k) != Some(v)
         })
     }
@@ -182,11 +182,6 @@ impl Route {
         if self.exclude_columns.is_empty() {
             return Cow::Borrowed(row);
         }
-        Cow::Owned(
-            row.iter()
-                .filter(|(k, _)| !self.exclude_columns.contains(*k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        )
+        Cow::Owned(row.filtered(|k| !self.exclude_columns.contains(k)))
     }
 }

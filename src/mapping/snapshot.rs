@@ -103,7 +103,7 @@ mod tests {
         row.as_object_mut()
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
-        Route::from_row(row.as_object().unwrap()).unwrap()
+        Route::from_row(&Row::from_json(row)).unwrap()
     }
 
     fn low() -> TxnBegin {
@@ -117,10 +117,7 @@ mod tests {
     fn rows() -> Vec<SnapshotRow> {
         vec![SnapshotRow {
             key: "[1]".into(),
-            row: json!({"id": 1, "name": "a", "secret": "s", "rev": 9})
-                .as_object()
-                .unwrap()
-                .clone(),
+            row: Row::from_json(json!({"id": 1, "name": "a", "secret": "s", "rev": 9})),
         }]
     }
 

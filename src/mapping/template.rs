@@ -195,7 +195,7 @@ impl JsonTemplate {
     /// Fill from `source`.
     pub fn render(&self, source: &Source<'_>) -> Value {
         match self {
-            JsonTemplate::Row => Value::Object(source.row.clone()),
+            JsonTemplate::Row => Value::Object(source.row.to_json_map()),
             JsonTemplate::Field(f) => source.get(f).into_owned(),
             JsonTemplate::Text(p) => Value::String(render_text(p, source, false)),
             JsonTemplate::Object(entries) => {
@@ -297,10 +297,7 @@ mod tests {
     use serde_json::json;
 
     fn row() -> Row {
-        json!({"id": "a b", "n": 3, "ok": true, "nul": null, "secret": "x"})
-            .as_object()
-            .unwrap()
-            .clone()
+        Row::from_json(json!({"id": "a b", "n": 3, "ok": true, "nul": null, "secret": "x"}))
     }
 
     #[test]
@@ -364,11 +361,14 @@ mod tests {
             "label": "{old.id} -> {id} ({changed})", "{old.ok}": "{old.missing}"
         }))
         .unwrap();
-        let (new, old) = (row(), json!({"id": "z", "n": 2, "ok": false}));
+        let (new, old) = (
+            row(),
+            Row::from_json(json!({"id": "z", "n": 2, "ok": false})),
+        );
         let changed = vec!["id".to_owned(), "n".to_owned()];
         let source = Source {
             row: &new,
-            old: old.as_object(),
+            old: Some(&old),
             changed: &changed,
         };
         let out = t.render(&source);
@@ -389,11 +389,11 @@ mod tests {
 
     #[test]
     fn serialized_as_rendered_gives_the_rendered_json() {
-        let (new, old) = (row(), json!({"id": "z", "n": 2}));
+        let (new, old) = (row(), Row::from_json(json!({"id": "z", "n": 2})));
         let changed = vec!["n".to_owned()];
         let source = Source {
             row: &new,
-            old: old.as_object(),
+            old: Some(&old),
             changed: &changed,
         };
         for template in [

@@ -19,7 +19,7 @@ fn rel(oid: u32, schema: &str, name: &str) -> Arc<RelationInfo> {
 }
 
 fn row(v: Value) -> Row {
-    v.as_object().unwrap().clone()
+    Row::from_json(v)
 }
 
 fn txn(lsn: u64) -> TxnBegin {

@@ -6,13 +6,9 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
-
 use super::lsn::Lsn;
-
-/// Column name -> typed JSON value, in the table's column order.
-pub type Row = Map<String, Value>;
+pub use super::row::Row;
+use chrono::{DateTime, Utc};
 
 /// The table a change belongs to, as last described by a Relation message.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,8 +16,9 @@ pub struct RelationInfo {
     pub oid: u32,
     pub schema: String,
     pub name: String,
-    /// `(column name, type oid)` in table order.
-    pub columns: Vec<(String, u32)>,
+    /// `(column name, type oid)` in table order; every row of the relation
+    /// shares these names.
+    pub columns: Vec<(Arc<str>, u32)>,
 }
 
 impl RelationInfo {

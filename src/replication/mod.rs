@@ -5,6 +5,7 @@ pub(crate) mod conn;
 pub(crate) mod lsn;
 pub mod pgoutput;
 pub(crate) mod protocol;
+pub(crate) mod row;
 pub(crate) mod slot;
 pub(crate) mod stream;
 pub mod values;

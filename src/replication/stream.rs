@@ -381,7 +381,7 @@ impl<'a> SlotStream<'a> {
                     columns: rel
                         .columns
                         .into_iter()
-                        .map(|c| (c.name, c.type_oid))
+                        .map(|c| (Arc::from(c.name), c.type_oid))
                         .collect(),
                 };
                 self.relations.insert(info.oid, Arc::new(info));
@@ -559,12 +559,12 @@ fn tuple_to_row(
             ColumnValue::UnchangedToast => match old.and_then(|o| o.get(name)) {
                 Some(v) => v.clone(),
                 None => {
-                    missing.push(name.clone());
+                    missing.push(name.to_string());
                     continue;
                 }
             },
         };
-        row.insert(name.clone(), json);
+        row.push(Arc::clone(name), json);
     }
     Ok((row, missing))
 }
