@@ -363,11 +363,11 @@ macro_rules! take_the_outcome {
     };
 }
 
-/// [`record_first!`] for the case but for a replay: every delivery row is
-/// new, so are its attempt rows (their delivery ids are), and every event
-/// still exists. Plain inserts: an `ON CONFLICT` insert is a speculative
-/// insertion, which probes the unique index first and writes a second WAL
-/// record per row. A row that exists fails the statement with SQLSTATE
+/// [`record_first!`] for the usual batch, where every delivery row is new
+/// (a replay of its batch has not inserted it meanwhile), so are its attempt
+/// rows (their delivery ids are new), and every event still exists. Plain
+/// inserts: an `ON CONFLICT` insert is a speculative insertion, which probes
+/// the unique index first and writes a second WAL record per row. A row that exists fails the statement with SQLSTATE
 /// 23505, a removed event with 23503, and [`record`] stores the batch again
 /// with [`RECORD_FIRST`] or [`RECORD_FIRST_CHECKED`].
 const RECORD_FIRST_NEW: &str = record_first!("", "", "");

@@ -69,8 +69,8 @@ SELECT (SELECT coalesce(array_agg(id), '{}') FROM stored),
     };
 }
 
-/// [`write_batch!`] for a batch of events never stored before, the case
-/// but for a replay: plain inserts. An `ON CONFLICT` insert is a speculative
+/// [`write_batch!`] for a batch of events never stored before (every batch
+/// but a replay's): plain inserts. An `ON CONFLICT` insert is a speculative
 /// insertion, which probes the unique index before the insert and writes a
 /// second WAL record per row to confirm it (in `pgbench`, 100-row inserts
 /// took 10-15% longer). A replayed event fails the whole statement with
