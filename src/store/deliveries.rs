@@ -19,7 +19,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Statement};
 use uuid::Uuid;
 
-use super::prepared::PreparedClient;
+use super::prepared::{PreparedClient, growing_table_read};
 use crate::replication::lsn::Lsn;
 
 /// A delivery this instance holds the lease of, with what its attempt needs
@@ -206,21 +206,34 @@ async fn record_with(
 ) -> Result<(), tokio_postgres::Error> {
     let (first, claimed): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) =
         records.iter().partition(|r| r.first.is_some());
+    // prepared unless it reads a table that grows (see `super::prepared`)
+    let prepared = if first.is_empty() || growing_table_read(record_first_sql).is_some() {
+        None
+    } else {
+        Some(client.statement(record_first_sql).await?)
+    };
+    let first_statement = FirstStatement {
+        prepared: prepared.as_ref(),
+        sql: record_first_sql,
+    };
     match (first.is_empty(), claimed.is_empty()) {
         (true, true) => Ok(()),
-        (false, true) => {
-            let statement = client.statement(record_first_sql).await?;
-            record_first(client.client(), &statement, instance, &first).await
-        }
+        (false, true) => record_first(client.client(), first_statement, instance, &first).await,
         (true, false) => record_claimed(client.client(), instance, &claimed).await,
         (false, false) => {
-            let first_statement = client.statement(record_first_sql).await?;
             let tx = client.client().transaction().await?;
             record_claimed(&tx, instance, &claimed).await?;
-            record_first(&tx, &first_statement, instance, &first).await?;
+            record_first(&tx, first_statement, instance, &first).await?;
             tx.commit().await
         }
     }
+}
+
+/// A statement for first attempts: prepared, or sent as text.
+#[derive(Clone, Copy)]
+struct FirstStatement<'a> {
+    prepared: Option<&'a Statement>,
+    sql: &'static str,
 }
 
 /// The outcome columns of a batch of records, one array per column.
@@ -384,7 +397,8 @@ const RECORD_FIRST: &str = record_first!(
 );
 
 /// [`record_first!`] leaving out the events removed meanwhile (retention),
-/// for a batch that [`RECORD_FIRST`] could not store.
+/// for a batch that [`RECORD_FIRST`] could not store. It reads
+/// `walhook.events`, so it is sent as text and planned each time.
 const RECORD_FIRST_CHECKED: &str = record_first!(
     "     WHERE EXISTS (SELECT 1 FROM walhook.events e WHERE e.id = u.event_id)",
     take_the_outcome!(),
@@ -399,40 +413,36 @@ const RECORD_FIRST_CHECKED: &str = record_first!(
 /// with them.
 async fn record_first(
     client: &impl GenericClient,
-    statement: &Statement,
+    statement: FirstStatement<'_>,
     instance: Uuid,
     records: &[&AttemptRecord],
 ) -> Result<(), tokio_postgres::Error> {
-    let new = |r: &&AttemptRecord| r.first.clone().expect("partitioned on first");
-    let events: Vec<Uuid> = records.iter().map(|r| new(r).event_id).collect();
-    let subscriptions: Vec<Uuid> = records.iter().map(|r| new(r).subscription_id).collect();
-    let resources: Vec<String> = records
+    let new: Vec<&NewDelivery> = records
         .iter()
-        .map(|r| new(r).apiresource.to_string())
+        .map(|r| r.first.as_ref().expect("partitioned on first"))
         .collect();
-    let lsns: Vec<String> = records
-        .iter()
-        .map(|r| new(r).commit_lsn.to_string())
-        .collect();
-    let seqs: Vec<i32> = records.iter().map(|r| new(r).seq).collect();
+    let events: Vec<Uuid> = new.iter().map(|n| n.event_id).collect();
+    let subscriptions: Vec<Uuid> = new.iter().map(|n| n.subscription_id).collect();
+    let resources: Vec<&str> = new.iter().map(|n| &*n.apiresource).collect();
+    let lsns: Vec<String> = new.iter().map(|n| n.commit_lsn.to_string()).collect();
+    let seqs: Vec<i32> = new.iter().map(|n| n.seq).collect();
     let o = Outcomes::of(records);
-    client
-        .execute(
-            statement,
-            &[
-                &[
-                    &events as &(dyn ToSql + Sync),
-                    &subscriptions,
-                    &resources,
-                    &lsns,
-                    &seqs,
-                ],
-                &o.params()[..],
-                &[&instance],
-            ]
-            .concat(),
-        )
-        .await?;
+    let params = [
+        &[
+            &events as &(dyn ToSql + Sync),
+            &subscriptions,
+            &resources,
+            &lsns,
+            &seqs,
+        ],
+        &o.params()[..],
+        &[&instance],
+    ]
+    .concat();
+    match statement.prepared {
+        Some(prepared) => client.execute(prepared, &params).await?,
+        None => client.execute(statement.sql, &params).await?,
+    };
     Ok(())
 }
 
@@ -493,5 +503,20 @@ mod tests {
         );
         assert!(!RECORD_FIRST_NEW.contains("ON CONFLICT"));
         assert_eq!(RECORD_FIRST.matches("ON CONFLICT").count(), 2);
+    }
+
+    #[test]
+    fn only_statements_reading_no_growing_table_are_prepared() {
+        assert_eq!(growing_table_read(RECORD_FIRST_NEW), None);
+        assert_eq!(growing_table_read(RECORD_FIRST), None);
+        // sent as text (`record_with`), as the claimed attempts' statement
+        assert_eq!(
+            growing_table_read(RECORD_FIRST_CHECKED),
+            Some("walhook.events")
+        );
+        assert_eq!(
+            growing_table_read(RECORD_CLAIMED),
+            Some("walhook.deliveries")
+        );
     }
 }

@@ -241,3 +241,18 @@ pub async fn write_batch(
         pending: inserted,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::prepared::growing_table_read;
+
+    #[test]
+    fn the_batch_statements_read_no_growing_table_so_they_are_prepared() {
+        for sql in [WRITE_NEW_BATCH, WRITE_BATCH, INSERT_PENDING] {
+            assert_eq!(growing_table_read(sql), None, "{sql}");
+        }
+        assert!(!WRITE_NEW_BATCH.contains("ON CONFLICT"));
+        assert_eq!(WRITE_BATCH.matches("ON CONFLICT").count(), 2);
+    }
+}
