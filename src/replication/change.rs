@@ -6,9 +6,11 @@
 
 use std::sync::Arc;
 
-use super::lsn::Lsn;
-pub use super::row::Row;
 use chrono::{DateTime, Utc};
+
+use super::lsn::Lsn;
+
+pub use super::row::Row;
 
 /// The table a change belongs to, as last described by a Relation message.
 #[derive(Debug, Clone, PartialEq)]
