@@ -222,7 +222,7 @@ impl Worker {
                 key: shape
                     .key
                     .iter()
-                    .map(|&i| shape.columns[i].name.clone())
+                    .map(|&i| shape.columns[i].name.to_string())
                     .collect(),
             };
             serde_json::to_string(&watermark).unwrap_or_default()
@@ -391,7 +391,7 @@ async fn read_chunk(
     let key: Vec<String> = shape
         .key
         .iter()
-        .map(|&i| shape.columns[i].name.clone())
+        .map(|&i| shape.columns[i].name.to_string())
         .collect();
     let mut rows = Vec::with_capacity(result.len());
     let mut last = None;
@@ -403,7 +403,7 @@ async fn read_chunk(
             let value = text.as_deref().map_or(serde_json::Value::Null, |t| {
                 text_to_json(column.type_oid, t)
             });
-            row.insert(column.name.clone(), value);
+            row.push(Arc::clone(&column.name), value);
             texts.push(text);
         }
         last = Some(

@@ -5,6 +5,8 @@
 //! calls the output function, as pgoutput does), so a row read here types to
 //! the same JSON as the same row decoded from the WAL.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use tokio_postgres::Client;
 use uuid::Uuid;
@@ -28,7 +30,8 @@ pub struct Backfill {
 /// A column of the backfilled table.
 #[derive(Debug, Clone)]
 pub struct Column {
-    pub name: String,
+    /// Shared by every snapshot row of the table.
+    pub name: Arc<str>,
     pub quoted: String,
     pub type_oid: u32,
     /// `format_type`, to cast cursor text back to the key column's type.
@@ -142,7 +145,7 @@ pub async fn table_shape(client: &Client, oid: u32) -> Result<TableShape, tokio_
     let mut key: Vec<(i32, usize)> = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         columns.push(Column {
-            name: row.try_get(0)?,
+            name: Arc::from(row.try_get::<_, &str>(0)?),
             quoted: row.try_get(1)?,
             type_oid: row.try_get(2)?,
             type_name: row.try_get(3)?,
