@@ -19,7 +19,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Statement};
 use uuid::Uuid;
 
-use super::prepared::{PreparedClient, growing_table_read};
+use super::prepared::PreparedClient;
 use crate::replication::lsn::Lsn;
 
 /// A delivery this instance holds the lease of, with what its attempt needs
@@ -206,11 +206,10 @@ async fn record_with(
 ) -> Result<(), tokio_postgres::Error> {
     let (first, claimed): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) =
         records.iter().partition(|r| r.first.is_some());
-    // prepared unless it reads a table that grows (see `super::prepared`)
-    let prepared = if first.is_empty() || growing_table_read(record_first_sql).is_some() {
+    let prepared = if first.is_empty() {
         None
     } else {
-        Some(client.statement(record_first_sql).await?)
+        client.statement_if_preparable(record_first_sql).await?
     };
     let first_statement = FirstStatement {
         prepared: prepared.as_ref(),
@@ -475,6 +474,7 @@ pub async fn pending_count(client: &Client) -> Result<i64, tokio_postgres::Error
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::prepared::growing_table_read;
 
     #[test]
     fn a_failed_first_attempt_batch_is_stored_again_by_the_statement_that_can() {

@@ -64,6 +64,20 @@ impl PreparedClient {
         &mut self.client
     }
 
+    /// `sql` prepared on this connection, or None when it reads a table
+    /// that grows ([`growing_table_read`]): the caller sends it as text, so
+    /// it is planned on each execution. Once prepared, a statement is found
+    /// without reading `sql` again.
+    pub async fn statement_if_preparable(
+        &mut self,
+        sql: &'static str,
+    ) -> Result<Option<Statement>, tokio_postgres::Error> {
+        if !self.statements.contains_key(sql) && growing_table_read(sql).is_some() {
+            return Ok(None);
+        }
+        self.statement(sql).await.map(Some)
+    }
+
     pub fn is_closed(&self) -> bool {
         self.client.is_closed()
     }
@@ -76,6 +90,8 @@ const GROWING: [&str; 3] = [
     "walhook.delivery_attempts",
 ];
 
+const INSERT_INTO: &[u8] = b"INSERT INTO";
+
 /// The first table of [`GROWING`] that `sql` reads, if any; inserting into
 /// one is not reading it.
 pub fn growing_table_read(sql: &str) -> Option<&'static str> {
@@ -84,10 +100,9 @@ pub fn growing_table_read(sql: &str) -> Option<&'static str> {
             // the whole name, not a prefix of a longer one
             let whole =
                 !sql[at + table.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_');
-            let inserted_into = sql[..at]
-                .trim_end()
-                .to_ascii_uppercase()
-                .ends_with("INSERT INTO");
+            let before = sql[..at].trim_end().as_bytes();
+            let inserted_into = before.len() >= INSERT_INTO.len()
+                && before[before.len() - INSERT_INTO.len()..].eq_ignore_ascii_case(INSERT_INTO);
             whole && !inserted_into
         })
     })
