@@ -203,6 +203,7 @@ impl Writer {
                     return false;
                 }
             };
+            let writing = std::time::Instant::now();
             let written = match write_batch(client, chunk, |i, subscription| {
                 admission.admitted(start + i, subscription)
             })
@@ -214,12 +215,18 @@ impl Writer {
                     return false;
                 }
             };
-            for event in chunk {
+            telemetry::WRITE_BATCH_DURATION.observe(writing.elapsed().as_secs_f64());
+            let stored_at = chrono::Utc::now();
+            for (event, new) in chunk.iter().zip(&written.new_events) {
                 telemetry::EVENTS
                     .with_label_values(&[&event.event_type])
                     .inc();
                 if event.error.is_some() {
                     telemetry::EVENT_ERRORS.with_label_values(&["build"]).inc();
+                }
+                if *new {
+                    let latency = (stored_at - event.commit_time).num_microseconds();
+                    telemetry::STORED_LATENCY.observe(latency.unwrap_or(0).max(0) as f64 / 1e6);
                 }
             }
             let last = end == batch.len();

@@ -66,6 +66,8 @@ pub struct Job {
     pub first: Option<FirstDelivery>,
     /// Its place in the first-attempt memory bounds, freed when the job ends.
     pub(super) _place: Option<Place>,
+    /// When it was handed to the dispatcher (`walhook_dispatch_wait_seconds`).
+    pub handed_at: Instant,
 }
 
 /// What a first attempt's record needs: the row to insert and the batch
@@ -88,6 +90,7 @@ impl Job {
             start_by: Some(start_by),
             first: None,
             _place: None,
+            handed_at: Instant::now(),
         }
     }
 }
@@ -311,6 +314,7 @@ impl Admission {
             })
             .collect();
         let ticket = ticket_for(handed.len());
+        let handed_at = Instant::now();
         let mut jobs = Vec::with_capacity(handed.len());
         let mut shared_by_event: HashMap<usize, EventShared> = HashMap::new();
         for (i, event, subscription, (place, target)) in handed {
@@ -353,6 +357,7 @@ impl Admission {
                     ticket: ticket.clone(),
                 }),
                 _place: Some(place),
+                handed_at,
             });
         }
         // in commit order, so a receiver sees a batch roughly as written

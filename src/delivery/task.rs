@@ -4,7 +4,7 @@
 //! frees the request slot when it ends.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tracing::Instrument;
@@ -38,6 +38,7 @@ impl AttemptTask {
 
     async fn attempt(self, now: DateTime<Utc>) {
         let AttemptTask { job, context } = self;
+        telemetry::DISPATCH_WAIT.observe(job.handed_at.elapsed().as_secs_f64());
         let attempt = job.claimed.attempts + 1;
         let keys = context
             .keys
@@ -50,6 +51,7 @@ impl AttemptTask {
         // as this attempt's failure, so the delivery is retried and its
         // batch's position moves on
         let (claimed, target) = (job.claimed.clone(), job.target.clone());
+        let signing = Instant::now();
         let prepared = context
             .signers
             .run(job.claimed.event_id, move |memo| {
@@ -57,6 +59,7 @@ impl AttemptTask {
             })
             .await
             .unwrap_or_else(|panicked| Err(PrepareError::Panicked(panicked)));
+        telemetry::SIGNING_DURATION.observe(signing.elapsed().as_secs_f64());
         let c = &job.claimed;
         let target = &job.target;
         let since_redelivery = (attempt - c.retry_base).max(1) as usize;

@@ -67,6 +67,10 @@ async fn metrics_health_and_status_report_the_flow() {
         "walhook_deliveries_total",
         "walhook_delivery_duration_seconds",
         "walhook_end_to_end_latency_seconds",
+        "walhook_stored_latency_seconds",
+        "walhook_write_batch_duration_seconds",
+        "walhook_dispatch_wait_seconds",
+        "walhook_signing_duration_seconds",
         "walhook_replication_lag_bytes",
         "walhook_pending_deliveries",
         "walhook_in_flight_requests",
@@ -93,6 +97,20 @@ async fn metrics_health_and_status_report_the_flow() {
         sample(&metrics, "walhook_end_to_end_latency_seconds_count"),
         Some(3.0)
     );
+    // the stages between a commit and its request: each stored event and
+    // each attempt is counted
+    let stage = |name: &str| sample(&metrics, &format!("walhook_{name}_count")).unwrap_or(0.0);
+    for (name, at_least) in [
+        ("stored_latency_seconds", 3.0),
+        ("write_batch_duration_seconds", 1.0),
+        ("dispatch_wait_seconds", 3.0),
+        ("signing_duration_seconds", 3.0),
+    ] {
+        assert!(
+            stage(name) >= at_least,
+            "{name} below {at_least}:\n{metrics}"
+        );
+    }
     // promtool (Debian package prometheus) accepts the exposition
     let mut promtool = std::process::Command::new("promtool")
         .args(["check", "metrics"])
