@@ -19,7 +19,7 @@
 //! is written in chunks, each handed over after its commit.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
 
@@ -203,7 +203,7 @@ impl Writer {
                     return false;
                 }
             };
-            let writing = std::time::Instant::now();
+            let writing = Instant::now();
             let written = match write_batch(client, chunk, |i, subscription| {
                 admission.admitted(start + i, subscription)
             })
@@ -269,7 +269,7 @@ async fn admit_chunk(
                         return (admission, i);
                     }
                     Admit::Full if waited < ROOM_WAIT => {
-                        let began = std::time::Instant::now();
+                        let began = Instant::now();
                         first_attempts.room(ROOM_WAIT - waited).await;
                         waited += began.elapsed();
                     }

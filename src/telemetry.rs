@@ -127,7 +127,8 @@ fn stage_histogram(name: &str, help: &str) -> Histogram {
 
 /// Commit time of the change to its event stored (the writer's batch
 /// committed): the replication stream, decoding and mapping, and the batch.
-/// Events stored again by a replay are not counted.
+/// Events stored again by a replay are not counted; a backfill's snapshot
+/// events count from their window's low watermark.
 pub static STORED_LATENCY: LazyLock<Histogram> = LazyLock::new(|| {
     register(
         Histogram::with_opts(

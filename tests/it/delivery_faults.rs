@@ -119,9 +119,13 @@ async fn ordered_subscriptions_keep_per_resource_order_under_retries() {
     let db = Cluster::shared().new_database();
     prepare(&db);
     let receiver = Receiver::start().await;
+    // every third request fails when it is a first attempt: a third of the
+    // deliveries are retried, and none can exhaust its retries, whatever the
+    // interleaving (a plain 500 at every third request let one resource's
+    // retries fall on those requests each time: seven 500s, `failed`)
     receiver.push((0..120).map(|i| {
         if i % 3 == 0 {
-            Reply::Status(500)
+            Reply::FailBeforeAttempt(2)
         } else {
             Reply::Status(204)
         }
@@ -150,6 +154,9 @@ async fn ordered_subscriptions_keep_per_resource_order_under_retries() {
     assert!(max_concurrent_seen >= 55);
     assert_eq!(last.len(), 5);
     assert!(last.values().all(|n| *n == 10));
+    // the first request was a first attempt and failed: retries happened
+    let retried = "SELECT count(*) FROM walhook.delivery_attempts WHERE attempt > 1";
+    assert!(count(&db, retried).await > 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
