@@ -20,6 +20,18 @@ fn prepare(db: &TestDb<'_>) {
     );
 }
 
+/// [`prepare`], and a receiver with a subscription to everything, its
+/// columns left at their defaults.
+async fn prepare_subscribed(db: &TestDb<'_>) -> Receiver {
+    prepare(db);
+    let receiver = Receiver::start().await;
+    db.psql(&format!(
+        "INSERT INTO walhook.subscriptions (url) VALUES ('{}')",
+        receiver.url()
+    ));
+    receiver
+}
+
 async fn count(db: &TestDb<'_>, sql: &str) -> i64 {
     db.client().await.query_one(sql, &[]).await.unwrap().get(0)
 }
@@ -82,12 +94,7 @@ async fn first_request_outcome_held(
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_during_delivery_still_delivers_everything() {
     let db = Cluster::shared().new_database();
-    prepare(&db);
-    let receiver = Receiver::start().await;
-    db.psql(&format!(
-        "INSERT INTO walhook.subscriptions (url) VALUES ('{}')",
-        receiver.url()
-    ));
+    let receiver = prepare_subscribed(&db).await;
     let mut first = walhook_streaming(&db);
     db.psql("INSERT INTO items (id) SELECT generate_series(1, 10000)");
     wait_until(WAIT, "deliveries under way", || async {
@@ -306,12 +313,7 @@ async fn sigkill_after_events_are_stored_before_their_first_attempt_delivers_aft
 #[tokio::test(flavor = "multi_thread")]
 async fn a_first_attempt_whose_row_a_replay_inserted_meanwhile_stores_its_outcome_there() {
     let db = Cluster::shared().new_database();
-    prepare(&db);
-    let receiver = Receiver::start().await;
-    db.psql(&format!(
-        "INSERT INTO walhook.subscriptions (url) VALUES ('{}')",
-        receiver.url()
-    ));
+    let receiver = prepare_subscribed(&db).await;
     let _walhook = walhook_streaming(&db);
     let locker = first_request_outcome_held(&db, &receiver).await;
     // what the replay inserts (due later, so no claim takes it first)
