@@ -3,7 +3,11 @@
 //! `prepare` builds the exact request (URL with query params, body in the
 //! subscription's envelope, signatures, auth); `send` performs it and classifies
 //! the result as an [`AttemptOutcome`]; `decide` turns the outcome and the retry
-//! schedule into the delivery's next state.
+//! schedule into the delivery's next state. What the receiver says is kept
+//! as text PostgreSQL accepts ([`text`]), and no schedule or `Retry-After`
+//! can make `decide` panic ([`retry::retry_at`]).
+
+mod text;
 
 use std::time::{Duration, Instant};
 
@@ -15,8 +19,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::retry;
 use super::signing::{self, RequestToSign, Schemes, SignatureMemo, SigningKey};
-use crate::store::deliveries::Claimed;
+use crate::store::deliveries::DeliveryContent;
 use crate::store::targets::SubscriptionTarget;
+use text::{ERROR_LIMIT, printable_body, text_for_postgres};
 
 /// A request ready to send.
 #[derive(Debug)]
@@ -101,7 +106,7 @@ fn insert(map: &mut HeaderMap, name: HeaderName, value: &str) -> Result<(), Prep
 /// Build the request for attempt number `attempt` (1-based); Ed25519
 /// signatures made recently over the same content come from `memo`.
 pub fn prepare(
-    claimed: &Claimed,
+    claimed: &DeliveryContent,
     sub: &SubscriptionTarget,
     attempt: i32,
     keys: &[SigningKey],
@@ -214,7 +219,7 @@ pub async fn send(
     let outcome = match result {
         Err(error) => AttemptOutcome::Failed {
             status: None,
-            error: describe(&error),
+            error: text_for_postgres(&describe(&error), ERROR_LIMIT),
             body: None,
             retry_after: None,
         },
@@ -242,9 +247,12 @@ pub async fn send(
                 }
             } else {
                 let error = if status.is_redirection() {
-                    format!(
-                        "receiver answered {status} (redirect to {}); redirects are not followed: update the subscription url",
-                        location.as_deref().unwrap_or("?")
+                    text_for_postgres(
+                        &format!(
+                            "receiver answered {status} (redirect to {}); redirects are not followed: update the subscription url",
+                            location.as_deref().unwrap_or("?")
+                        ),
+                        ERROR_LIMIT,
                     )
                 } else {
                     format!("receiver answered {status}")
@@ -261,16 +269,26 @@ pub async fn send(
     (outcome, started.elapsed())
 }
 
+/// The first [`RESPONSE_BODY_LIMIT`] bytes of the body, as text PostgreSQL
+/// accepts ([`printable_body`]). It reads one byte past the limit (to see
+/// whether the cut splits a character) and no more. A receiver that trickles
+/// its body cannot hold the attempt past the subscription's timeout: the
+/// request's `timeout` runs from connecting until the body is read (reqwest
+/// wraps the response body in it), and a body that times out ends with what
+/// came; the status, received in time, decides the outcome.
 async fn read_prefix(response: &mut reqwest::Response) -> String {
-    let mut buf = Vec::new();
-    while buf.len() < RESPONSE_BODY_LIMIT {
+    let wanted = RESPONSE_BODY_LIMIT + 1;
+    let mut buf = Vec::with_capacity(wanted);
+    while buf.len() < wanted {
         match response.chunk().await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+            Ok(Some(chunk)) => {
+                let room = wanted - buf.len();
+                buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
             _ => break,
         }
     }
-    buf.truncate(RESPONSE_BODY_LIMIT);
-    String::from_utf8_lossy(&buf).into_owned()
+    printable_body(&buf, RESPONSE_BODY_LIMIT)
 }
 
 /// A transport error in words an operator can act on (with its causes).
@@ -307,7 +325,7 @@ pub fn decide(
                 None => Decision::Failed,
                 Some(scheduled) => {
                     let delay = retry::delay_for(scheduled, *retry_after, rng);
-                    Decision::RetryAt(now + chrono::Duration::from_std(delay).unwrap_or_default())
+                    Decision::RetryAt(retry::retry_at(now, delay))
                 }
             }
         }
@@ -421,6 +439,35 @@ mod tests {
             &mut rng,
         ) {
             Decision::RetryAt(t) => assert_eq!((t - now).num_seconds(), 3),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_schedule_or_retry_after_panics_or_waits_past_the_maximum() {
+        let now = Utc::now();
+        let mut rng = rand::thread_rng();
+        let years_300000 = Duration::from_secs(300_000 * 365 * 24 * 3600);
+        let huge_retry_after = retry::parse_retry_after(&u64::MAX.to_string(), now);
+        assert_eq!(huge_retry_after, Some(Duration::from_secs(u64::MAX)));
+        let latest = now + chrono::Duration::days(365);
+        for (step, retry_after) in [
+            (years_300000, None),
+            (years_300000, huge_retry_after),
+            (Duration::from_secs(60), huge_retry_after),
+            (Duration::MAX, None),
+            (Duration::MAX, Some(Duration::MAX)),
+        ] {
+            match decide(&failed(retry_after), &[step], 1, now, &mut rng) {
+                Decision::RetryAt(t) => {
+                    assert!(t > now && t <= latest, "{step:?} {retry_after:?}: {t}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // a step of 300000 years waits the maximum (less jitter), not zero
+        match decide(&failed(None), &[years_300000], 1, now, &mut rng) {
+            Decision::RetryAt(t) => assert!((t - now).num_days() >= 292, "{t}"),
             other => panic!("{other:?}"),
         }
     }
