@@ -39,6 +39,8 @@ impl Received {
 pub enum Reply {
     Status(u16),
     StatusWithHeader(u16, &'static str, String),
+    /// This status with these body bytes, as they are (not necessarily UTF-8).
+    StatusWithBody(u16, Vec<u8>),
     Hang,
     /// 500 while the request's `webhook-attempt` is below the given number,
     /// then 204: every event fails the same number of times, whatever the
@@ -147,6 +149,9 @@ async fn handle(
         Reply::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
         Reply::StatusWithHeader(code, name, value) => {
             (StatusCode::from_u16(code).unwrap(), [(name, value)]).into_response()
+        }
+        Reply::StatusWithBody(code, body) => {
+            (StatusCode::from_u16(code).unwrap(), body).into_response()
         }
         Reply::FailBeforeAttempt(n) if attempt < n => {
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
