@@ -246,6 +246,9 @@ pub struct Settings {
     pub event_retention: std::time::Duration,
     pub attempt_retention: std::time::Duration,
     pub max_payload_bytes: usize,
+    /// How long a first attempt may wait in memory before it gets its
+    /// pending row (`first_attempt_hold`, default 1 s).
+    pub first_attempt_hold: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -255,6 +258,7 @@ impl Default for Settings {
             event_retention: std::time::Duration::from_secs(7 * 86_400),
             attempt_retention: std::time::Duration::from_secs(30 * 86_400),
             max_payload_bytes: 1_048_576,
+            first_attempt_hold: std::time::Duration::from_secs(1),
         }
     }
 }

@@ -7,6 +7,14 @@
 //! Shutdown (SIGTERM/SIGINT) cancels one token: the slot loop stops reading and
 //! reports the durable position, the writer stores what it has, the dispatcher
 //! finishes or parks in-flight requests, and the process exits 0.
+//!
+//! No half-alive process: if a stage dies (the writer, the dispatcher with its
+//! recorder, the backfill worker, the HTTP server), `/readyz` says so, the
+//! replication connection is dropped, the others stop, and the process exits
+//! non-zero with the reason, so a supervisor restarts it. When a SQL session
+//! finds the server shutting down, the replication connection is closed at
+//! once (the walsender would otherwise wait for a confirmation that cannot be
+//! stored) and resumes from the confirmed position when the server is back.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -49,6 +57,10 @@ pub enum DaemonError {
     Http(#[from] std::io::Error),
     #[error("{0}")]
     Other(String),
+    #[error(
+        "the {stage} stopped unexpectedly ({why}); walhook exits so that its supervisor restarts it, and resumes from the slot's confirmed position"
+    )]
+    StageDied { stage: &'static str, why: String },
 }
 
 /// Deliveries whose first attempt may wait or run in memory at once (each
@@ -99,7 +111,11 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
         shutdown.clone(),
     ));
 
-    let dispatch_config = crate::delivery::dispatcher::DispatcherConfig::new(database.clone());
+    // told by the writer when a batch cannot be stored, and by any session
+    // that finds the server shutting down: the slot loop drops its session
+    let store_failed = Arc::new(Notify::new());
+    let mut dispatch_config = crate::delivery::dispatcher::DispatcherConfig::new(database.clone());
+    dispatch_config.server_stopping = store_failed.clone();
     let targets = crate::delivery::targets::Targets::default();
     let (first_attempts, first_attempt_jobs) = crate::delivery::first_attempts::FirstAttempts::new(
         targets.clone(),
@@ -116,19 +132,23 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     let dispatch_shutdown = CancellationToken::new();
     let dispatch = tokio::spawn(dispatcher.run(dispatch_shutdown.clone()));
 
+    let (durable_tx, durable_rx) = watch::channel(Lsn(0));
+    let (materialised_tx, materialised_rx) = watch::channel(Lsn(0));
     let jobs = tokio::spawn(periodic_jobs(
-        database.clone(),
-        options.slot.clone(),
-        keys.clone(),
-        health.clone(),
-        settings.clone(),
+        PeriodicContext {
+            database: database.clone(),
+            slot: options.slot.clone(),
+            keys: keys.clone(),
+            health: health.clone(),
+            settings: settings.clone(),
+            durable: durable_rx.clone(),
+            materialised: materialised_rx.clone(),
+        },
         shutdown.clone(),
     ));
 
-    let (durable_tx, durable_rx) = watch::channel(Lsn(0));
     let (items_tx, items_rx) = mpsc::channel::<StreamItem>(ITEMS_CAPACITY);
     let system_id = Arc::new(OnceLock::new());
-    let store_failed = Arc::new(Notify::new());
     let chunks = Arc::new(crate::backfill::Chunks::default());
     let backfills = tokio::spawn(
         crate::backfill::worker::Worker {
@@ -147,7 +167,7 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
             crate::store::connect(&database).await?,
         ),
         system_id: system_id.clone(),
-        positions: crate::delivery::positions::Positions::new(durable_tx),
+        positions: crate::delivery::positions::Positions::new(durable_tx, materialised_tx),
         first_attempts,
         wake,
         store_failed: store_failed.clone(),
@@ -155,29 +175,110 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     };
     let writer = tokio::spawn(writer.run(items_rx));
 
-    let supervised = supervise_stream(StreamContext {
-        options: &options,
-        database: &database,
-        replication: &replication,
-        items: items_tx,
-        durable: durable_rx,
-        system_id,
-        store_failed,
-        health: &health,
-        shutdown: &shutdown,
-    })
-    .await;
+    let mut stages = Stages {
+        writer: Some(writer),
+        dispatch: Some(dispatch),
+        backfills: Some(backfills),
+        http: Some(http),
+    };
+    let supervised = tokio::select! {
+        supervised = supervise_stream(StreamContext {
+            options: &options,
+            database: &database,
+            replication: &replication,
+            items: items_tx,
+            durable: durable_rx,
+            materialised: materialised_rx,
+            system_id,
+            store_failed,
+            health: &health,
+            shutdown: &shutdown,
+            streamed_before: std::sync::atomic::AtomicBool::new(false),
+        }) => supervised,
+        // the stream is dropped with its future: the replication connection
+        // closes, and the slot keeps its confirmed position
+        died = stages.first_to_end() => {
+            let error = died;
+            tracing::error!(%error, "a stage died; stopping");
+            health.set_failed(error.to_string());
+            shutdown.cancel();
+            Err(error)
+        }
+    };
 
     // Stop order: the stream is down (items sender dropped), so the writer
     // drains and stores what it has; then deliveries park; then the rest.
-    let _ = writer.await;
+    if let Some(writer) = stages.writer.take() {
+        let _ = writer.await;
+    }
     dispatch_shutdown.cancel();
-    let _ = dispatch.await;
+    let dispatched = match stages.dispatch.take() {
+        Some(dispatch) => dispatch.await,
+        None => Ok(Ok(())),
+    };
     shutdown.cancel();
-    let _ = backfills.await;
+    if let Some(backfills) = stages.backfills.take() {
+        let _ = backfills.await;
+    }
     let _ = jobs.await;
-    let _ = http.await;
-    supervised
+    if let Some(http) = stages.http.take() {
+        let _ = http.await;
+    }
+    match (supervised, dispatched) {
+        (Err(error), _) => Err(error),
+        (Ok(()), Ok(Err(error))) => Err(DaemonError::StageDied {
+            stage: "dispatcher",
+            why: error.to_string(),
+        }),
+        (Ok(()), _) => Ok(()),
+    }
+}
+
+/// The stages that run beside the slot loop, until one ends (taken out of
+/// here when it does, so it is not awaited twice).
+struct Stages {
+    writer: Option<tokio::task::JoinHandle<()>>,
+    dispatch: Option<
+        tokio::task::JoinHandle<Result<(), crate::delivery::dispatcher::DeliveryError>>,
+    >,
+    backfills: Option<tokio::task::JoinHandle<()>>,
+    http: Option<tokio::task::JoinHandle<Result<(), std::io::Error>>>,
+}
+
+impl Stages {
+    /// Wait until a stage ends. While the slot loop runs none should: the
+    /// one that did died, and this says which and why.
+    async fn first_to_end(&mut self) -> DaemonError {
+        fn why<T, E: std::fmt::Display>(
+            ended: Result<Result<T, E>, tokio::task::JoinError>,
+        ) -> String {
+            match ended {
+                Ok(Ok(_)) => "it returned".to_owned(),
+                Ok(Err(error)) => error.to_string(),
+                Err(error) => error.to_string(),
+            }
+        }
+        let ok = |r: Result<(), tokio::task::JoinError>| r.map(Ok::<(), String>);
+        let (stage, why) = tokio::select! {
+            ended = async { self.writer.as_mut().expect("running").await }, if self.writer.is_some() => {
+                self.writer = None;
+                ("event writer", why(ok(ended)))
+            }
+            ended = async { self.dispatch.as_mut().expect("running").await }, if self.dispatch.is_some() => {
+                self.dispatch = None;
+                ("dispatcher", why(ended))
+            }
+            ended = async { self.backfills.as_mut().expect("running").await }, if self.backfills.is_some() => {
+                self.backfills = None;
+                ("backfill worker", why(ok(ended)))
+            }
+            ended = async { self.http.as_mut().expect("running").await }, if self.http.is_some() => {
+                self.http = None;
+                ("HTTP server", why(ended))
+            }
+        };
+        DaemonError::StageDied { stage, why }
+    }
 }
 
 /// What the slot loop works with, for as long as it runs. Dropping it (when
@@ -188,10 +289,14 @@ struct StreamContext<'a> {
     replication: &'a crate::tls::ConnectConfig,
     items: mpsc::Sender<StreamItem>,
     durable: watch::Receiver<Lsn>,
+    /// Up to where this process's first attempts all have rows.
+    materialised: watch::Receiver<Lsn>,
     system_id: Arc<OnceLock<String>>,
     store_failed: Arc<Notify>,
     health: &'a Health,
     shutdown: &'a CancellationToken,
+    /// Whether this process streamed the slot in an earlier session.
+    streamed_before: std::sync::atomic::AtomicBool,
 }
 
 async fn supervise_stream(context: StreamContext<'_>) -> Result<(), DaemonError> {
@@ -304,6 +409,7 @@ async fn stream_session(context: &StreamContext<'_>) -> Result<(), SessionError>
             at
         }
     };
+    sweep_owed(context, &sql, confirmed).await?;
     let stream = SlotStream::start(
         conn,
         &options.slot,
@@ -322,19 +428,73 @@ async fn stream_session(context: &StreamContext<'_>) -> Result<(), SessionError>
     stream.run().await.map_err(SessionError::from)
 }
 
-/// Heartbeat, lag and pending gauges, key reload, retention; until shutdown.
-async fn periodic_jobs(
+/// Before streaming: pending rows for the deliveries that stored events owe
+/// and that have none (left in memory by an instance that stopped; see
+/// [`crate::store::obligations`]). On this process's first session the mark
+/// then moves to the slot's confirmed position. On a later one (another
+/// instance may have streamed meanwhile), the events this process still
+/// owes from memory (between its materialised and durable positions) are
+/// left to it, and the mark moves with this process's own progress.
+async fn sweep_owed(
+    context: &StreamContext<'_>,
+    sql: &tokio_postgres::Client,
+    confirmed: Lsn,
+) -> Result<(), SessionError> {
+    use std::sync::atomic::Ordering;
+    let slot = &context.options.slot;
+    let own = context
+        .streamed_before
+        .load(Ordering::Acquire)
+        .then(|| (*context.materialised.borrow(), *context.durable.borrow()));
+    let swept = crate::store::obligations::sweep(sql, slot, own, confirmed)
+        .await
+        .map_err(|e| {
+            SessionError::Stream(StreamError::Conn(ConnError::Protocol(format!(
+                "writing the pending rows of owed deliveries failed: {}",
+                crate::error::describe(&e)
+            ))))
+        })?;
+    context.streamed_before.store(true, Ordering::Release);
+    if swept > 0 {
+        telemetry::DELIVERIES_MATERIALISED
+            .with_label_values(&["sweep"])
+            .inc_by(swept);
+        tracing::info!(
+            swept,
+            "deliveries owed by stored events (left in memory by an instance that stopped) now have pending rows"
+        );
+    }
+    Ok(())
+}
+
+/// What the periodic jobs read.
+struct PeriodicContext {
     database: crate::tls::ConnectConfig,
     slot: String,
     keys: KeyRing,
     health: Arc<Health>,
     settings: watch::Receiver<crate::store::settings::Settings>,
-    shutdown: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    durable: watch::Receiver<Lsn>,
+    materialised: watch::Receiver<Lsn>,
+}
+
+/// Heartbeat, lag and pending gauges, the delivery mark, key reload,
+/// retention; until shutdown.
+async fn periodic_jobs(context: PeriodicContext, shutdown: CancellationToken) {
+    let PeriodicContext {
+        database,
+        slot,
+        keys,
+        health,
+        settings,
+        durable,
+        materialised,
+    } = context;
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
     let mut client = crate::store::ReconnectingClient::new(database);
     let mut rounds: u64 = 0;
     let mut heartbeat_warned = false;
+    let mut mark_stored = Lsn(0);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -345,10 +505,22 @@ async fn periodic_jobs(
             health.set_database_ok(false);
             continue;
         };
+        let mark = *materialised.borrow();
+        if mark > mark_stored {
+            match crate::store::obligations::advance(c, &slot, mark).await {
+                Ok(()) => mark_stored = mark,
+                Err(error) => tracing::warn!(%error, "storing the delivery mark failed; retrying"),
+            }
+        }
+        let behind = durable.borrow().0.saturating_sub(mark.0);
+        telemetry::DELIVERY_MARK_LAG_BYTES.set(behind.min(i64::MAX as u64) as i64);
+        if !rounds.is_multiple_of(3) {
+            continue;
+        }
         health.set_database_ok(c.simple_query("").await.is_ok());
         // An idle routed database must not pin WAL: a tiny logical message
         // gives the slot a position to confirm.
-        if rounds.is_multiple_of(2) && monitor::heartbeat(c).await.is_err() && !heartbeat_warned {
+        if rounds.is_multiple_of(6) && monitor::heartbeat(c).await.is_err() && !heartbeat_warned {
             tracing::warn!(
                 "heartbeat failed (pg_logical_emit_message needs superuser or REPLICATION); an idle database may hold WAL longer"
             );
@@ -356,7 +528,7 @@ async fn periodic_jobs(
         }
         update_gauges(c, &slot).await;
         reload_keys(c, &keys).await;
-        if rounds % 120 == 1 {
+        if rounds % 360 == 3 {
             let settings = settings.borrow().clone();
             sweep_retention(c, &settings).await;
         }

@@ -56,6 +56,35 @@ pub fn classify(error: &tokio_postgres::Error) -> Disposition {
     }
 }
 
+/// Whether a SQL error says the server is shutting down or not accepting
+/// connections yet (57P01 admin_shutdown on a session, 57P02 crash_shutdown,
+/// 57P03 cannot_connect_now on connect). The walsender will not exit before
+/// walhook confirms everything it sent, and a server shutting down refuses
+/// the sessions that would store it: on seeing this, the replication
+/// connection is closed at once and resumes from the confirmed position
+/// when the server is back.
+pub fn server_stopping(error: &tokio_postgres::Error) -> bool {
+    error.code().is_some_and(|code| {
+        [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ]
+        .contains(code)
+    })
+}
+
+/// Whether PostgreSQL refused a statement for what it holds (a data
+/// exception, an integrity or syntax rule, a program limit): sending the same
+/// statement again fails the same way, unlike a lost connection, a shutdown,
+/// a serialization failure or a lack of resources.
+pub fn refused_content(error: &tokio_postgres::Error) -> bool {
+    error.as_db_error().is_some_and(|db| {
+        let class = db.code().code().get(..2).unwrap_or_default();
+        matches!(class, "22" | "23" | "42" | "54")
+    })
+}
+
 /// A SQL error in full: the server's message, detail, hint and SQLSTATE
 /// (`tokio_postgres::Error` alone prints only "db error").
 pub fn describe(error: &tokio_postgres::Error) -> String {

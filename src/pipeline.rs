@@ -11,12 +11,13 @@
 //! published only after its commit), so a million-row transaction needs no
 //! more memory than one batch; ids make a replay of its chunks idempotent.
 //!
-//! Deliveries the dispatcher has room for get no row yet: they are handed to
-//! it in memory once the batch's events commit (see
-//! [`crate::delivery::first_attempts`]), and the batch's position becomes
-//! durable only when their outcomes are recorded
-//! ([`crate::delivery::positions`]). A batch whose deliveries do not all fit
-//! is written in chunks, each handed over after its commit.
+//! Deliveries the dispatcher has room for get no row yet: their event's
+//! `owed` column records them, and they are handed to the dispatcher in
+//! memory once the batch's events commit (see
+//! [`crate::delivery::first_attempts`]). The batch's position is durable at
+//! its commit, whatever the receivers do; only the materialised mark waits
+//! for their rows ([`crate::delivery::positions`]). A batch whose deliveries
+//! do not all fit is written in chunks, each handed over after its commit.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -58,8 +59,8 @@ pub struct Writer {
     /// The cluster's system identifier, from IDENTIFY_SYSTEM (set by the slot loop
     /// before the first item).
     pub system_id: Arc<OnceLock<String>>,
-    /// Positions of committed batches, durable once their first attempts
-    /// are recorded.
+    /// Positions of committed batches: durable at once, materialised once
+    /// their first attempts have rows.
     pub positions: Positions,
     /// Where first attempts go once their batch commits.
     pub first_attempts: FirstAttempts,
@@ -211,7 +212,7 @@ impl Writer {
             {
                 Ok(written) => written,
                 Err(error) => {
-                    tracing::warn!(%error, events = chunk.len(), "storing events failed; the stream restarts from the last confirmed position");
+                    tracing::warn!(error = %crate::error::describe(&error.0), events = chunk.len(), "storing events failed; the stream restarts from the last confirmed position");
                     return false;
                 }
             };
@@ -260,9 +261,10 @@ async fn admit_chunk(
         if event.body.is_none() {
             continue;
         }
+        let bytes = event.body.as_ref().map_or(0, |b| b.len());
         for subscription in &event.subscriptions {
             loop {
-                match admission.admit(i, *subscription) {
+                match admission.admit(i, *subscription, bytes) {
                     Admit::Yes | Admit::No => break,
                     Admit::Full if admission.holds_before(i) => {
                         admission.release(i);

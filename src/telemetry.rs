@@ -197,6 +197,58 @@ pub static PENDING_DELIVERIES: LazyLock<IntGauge> = LazyLock::new(|| {
     register(IntGauge::new("pending_deliveries", "Deliveries with status pending").unwrap())
 });
 
+/// First attempts held in this instance's memory (waiting or running), with
+/// no delivery row yet: `pending_deliveries` does not count them.
+pub static DELIVERIES_IN_MEMORY: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "deliveries_in_memory",
+            "First attempts held in memory (waiting or running) without a delivery row yet",
+        )
+        .unwrap(),
+    )
+});
+
+/// Deliveries owed by stored events that have no row yet, as of the last
+/// mark (held in memory, or left by an instance that stopped: the next to
+/// stream writes their pending rows).
+pub static DELIVERY_MARK_LAG_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "delivery_mark_lag_bytes",
+            "WAL bytes between the slot's durable position and the mark up to which every delivery has its row",
+        )
+        .unwrap(),
+    )
+});
+
+/// Delivery outcomes given up on because PostgreSQL refused the record
+/// itself (not the connection); the delivery gets a pending row or its lease
+/// lapses, so it is attempted again.
+pub static OUTCOMES_REFUSED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    register(
+        prometheus::IntCounter::new(
+            "outcomes_refused_total",
+            "Delivery outcomes PostgreSQL refused to store (the delivery is attempted again)",
+        )
+        .unwrap(),
+    )
+});
+
+/// Pending rows written for deliveries that left memory without an outcome.
+pub static DELIVERIES_MATERIALISED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "deliveries_materialised_total",
+                "Pending delivery rows written for first attempts that left memory without an outcome (reason: held, disabled, dropped, sweep)",
+            ),
+            &["reason"],
+        )
+        .unwrap(),
+    )
+});
+
 /// HTTP requests to receivers currently in flight.
 pub static IN_FLIGHT_REQUESTS: LazyLock<IntGauge> = LazyLock::new(|| {
     register(IntGauge::new("in_flight_requests", "HTTP requests to receivers in flight").unwrap())
@@ -315,6 +367,12 @@ pub fn init() {
     LazyLock::force(&REPLICATION_POISON_MESSAGES);
     LazyLock::force(&SUBSCRIPTION_DELIVERY_DURATION);
     LazyLock::force(&OUTCOME_STORE_FAILURES);
+    LazyLock::force(&DELIVERIES_IN_MEMORY);
+    LazyLock::force(&DELIVERY_MARK_LAG_BYTES);
+    LazyLock::force(&OUTCOMES_REFUSED);
+    for reason in ["held", "disabled", "dropped", "sweep"] {
+        DELIVERIES_MATERIALISED.with_label_values(&[reason]);
+    }
     for path in ["first", "claimed"] {
         DISPATCHED.with_label_values(&[path]);
     }

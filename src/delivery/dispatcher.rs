@@ -13,7 +13,13 @@
 //! First attempts arrive from the writer before their delivery rows exist (see
 //! [`super::first_attempts`]); everything else (retries, work that did not fit
 //! in memory, other instances' expired leases) is claimed from PostgreSQL with
-//! `FOR UPDATE SKIP LOCKED`, so any number of instances share a backlog.
+//! `FOR UPDATE SKIP LOCKED`, so any number of instances share a backlog. A
+//! first attempt that waits longer than `first_attempt_hold` (a setting, 1 s
+//! by default) leaves memory for a pending row, and its subscription is kept
+//! out of memory for a while: a slow receiver's work waits in PostgreSQL.
+//! A job takes its subscription's settings as they are when it starts, so a
+//! subscription disabled, deleted or changed meanwhile is followed within the
+//! reload interval.
 //!
 //! One task owns the scheduling state: jobs wait in per-subscription queues
 //! and start while the instance has a free request slot (`global_max_in_flight`)
@@ -41,12 +47,12 @@ use uuid::Uuid;
 
 use super::KeyRing;
 use super::client::Clients;
-use super::first_attempts::{Job, JobReceiver};
-use super::recorder::{self, Finished, Unrecorded};
+use super::first_attempts::{Job, JobOrigin, JobReceiver, SlowSubscriptions};
+use super::recorder::{Finished, Recorder, Unrecorded};
 use super::signers::Signers;
 use super::targets::Targets;
 use super::task::AttemptTask;
-use crate::store::deliveries::{self, ROUNDS_HELD};
+use crate::store::deliveries::{self, Lease, ROUNDS_HELD};
 use crate::store::settings::Settings;
 use crate::telemetry;
 
@@ -61,6 +67,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const CLAIM_AFTER_ENDED: usize = 64;
 /// How often subscriptions are re-read.
 const RELOAD_EVERY: Duration = Duration::from_secs(2);
+/// How often first attempts waiting in memory are checked against the hold.
+const HOLD_CHECK_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
 pub struct DispatcherConfig {
@@ -72,6 +80,9 @@ pub struct DispatcherConfig {
     pub poll_interval: Duration,
     /// Deliveries claimed per query, at most.
     pub batch: i64,
+    /// Told when a session finds the server shutting down (the slot loop
+    /// closes the replication connection at once).
+    pub server_stopping: Arc<Notify>,
 }
 
 impl DispatcherConfig {
@@ -82,6 +93,7 @@ impl DispatcherConfig {
             global_max_in_flight: 256,
             poll_interval: Duration::from_millis(500),
             batch: 256,
+            server_stopping: Arc::new(Notify::new()),
         }
     }
 }
@@ -92,6 +104,10 @@ pub enum DeliveryError {
     Client(#[from] reqwest::Error),
     #[error("cannot start the signing threads: {0}")]
     Signers(std::io::Error),
+    #[error(
+        "the outcome recorder stopped ({0}); delivery cannot continue: walhook exits so its supervisor restarts it"
+    )]
+    RecorderStopped(String),
 }
 
 pub struct Dispatcher {
@@ -137,14 +153,21 @@ impl Dispatcher {
         ));
         let unrecorded: Unrecorded = Arc::default();
         let (records_tx, records_rx) = mpsc::channel::<Finished>(1024);
-        let recorder = tokio::spawn(recorder::run(
-            self.config.database.clone(),
-            instance,
-            records_rx,
-            unrecorded.clone(),
-            self.wake.clone(),
-            shutdown.clone(),
-        ));
+        let unmet = std::mem::replace(
+            &mut self.first_attempts.unmet,
+            mpsc::unbounded_channel().1,
+        );
+        let mut recorder = tokio::spawn(
+            Recorder {
+                database: self.config.database.clone(),
+                instance,
+                unrecorded: unrecorded.clone(),
+                wake: self.wake.clone(),
+                server_stopping: self.config.server_stopping.clone(),
+                stopping: shutdown.clone(),
+            }
+            .run(records_rx, unmet),
+        );
         if let Err(error) = self.targets.reload(&client).await {
             tracing::warn!(%error, "loading subscriptions failed; retrying");
         }
@@ -160,15 +183,19 @@ impl Dispatcher {
             tasks: JoinSet::new(),
             task_subscription: HashMap::new(),
             expired: Vec::new(),
+            targets: self.targets.clone(),
             context: Arc::new(AttemptContext {
                 clients,
                 signers,
                 keys: self.keys.clone(),
                 records: records_tx,
                 settings: self.settings.clone(),
+                slow: self.first_attempts.slow.clone(),
             }),
             unrecorded: unrecorded.clone(),
         };
+        let mut hold_check = tokio::time::interval(HOLD_CHECK_EVERY);
+        hold_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reloaded = Instant::now();
         let mut claim_due = true;
         // The last claim found work: claim again once enough requests ended
@@ -202,22 +229,25 @@ impl Dispatcher {
                         if !claimed.is_empty()
                             && !self
                                 .targets
-                                .knows_all(claimed.iter().map(|c| &c.subscription_id))
+                                .knows_all(claimed.iter().map(|c| &c.content.subscription_id))
                         {
                             let _ = self.targets.reload(&client).await;
                         }
                         for claimed in claimed {
-                            match self.targets.get(&claimed.subscription_id) {
+                            match self.targets.get(&claimed.content.subscription_id) {
                                 Some(target) => {
                                     telemetry::DISPATCHED.with_label_values(&["claimed"]).inc();
                                     scheduler.enqueue(Job::claimed(claimed, target));
                                 }
                                 // deleted meanwhile: its deliveries go with it
-                                None => scheduler.expired.push(claimed.delivery_id),
+                                None => scheduler.expired.push(claimed.lease),
                             }
                         }
                     }
                     Err(error) => {
+                        if crate::error::server_stopping(&error) {
+                            self.config.server_stopping.notify_one();
+                        }
                         tracing::warn!(%error, "claiming deliveries failed");
                         next_poll = tokio::time::Instant::now() + Duration::from_secs(1);
                         claim_due = false;
@@ -252,6 +282,18 @@ impl Dispatcher {
                 }
                 _ = self.wake.notified() => claim_due = true,
                 _ = tokio::time::sleep_until(next_poll) => claim_due = true,
+                _ = hold_check.tick() => {
+                    let hold = self.settings.borrow().first_attempt_hold;
+                    scheduler.release_held(hold);
+                }
+                stopped = &mut recorder => {
+                    let why = match stopped {
+                        Ok(()) => "it returned".to_owned(),
+                        Err(error) => error.to_string(),
+                    };
+                    tracing::error!(%why, "the outcome recorder stopped");
+                    return Err(DeliveryError::RecorderStopped(why));
+                }
             }
         }
         // Shutdown: no new attempts; running ones finish within a bound; then
@@ -270,7 +312,7 @@ impl Dispatcher {
         }
         drop(scheduler);
         let _ = recorder.await;
-        let parked: Vec<i64> = unrecorded
+        let parked: Vec<Lease> = unrecorded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .drain()
@@ -296,6 +338,8 @@ pub(super) struct AttemptContext {
     pub records: mpsc::Sender<Finished>,
     /// `walhook.settings` as the daemon's one reader last saw them.
     pub settings: watch::Receiver<Settings>,
+    /// Where a failed attempt marks its subscription slow.
+    pub slow: SlowSubscriptions,
 }
 
 /// Jobs waiting per subscription and requests running, within the bounds.
@@ -316,8 +360,11 @@ struct Scheduler {
     /// The subscription of each running task, and whether it was claimed (a
     /// task that panicked still frees its slot).
     task_subscription: HashMap<tokio::task::Id, (Uuid, bool)>,
-    /// Leases to give back: jobs that could not start in time.
-    expired: Vec<i64>,
+    /// Leases to give back: jobs that could not start in time, or whose
+    /// subscription was disabled or deleted meanwhile.
+    expired: Vec<Lease>,
+    /// Subscriptions' settings as last loaded: a job starts with these.
+    targets: Targets,
     context: Arc<AttemptContext>,
     unrecorded: Unrecorded,
 }
@@ -353,12 +400,12 @@ impl Scheduler {
     }
 
     fn enqueue(&mut self, job: Job) {
-        let subscription = job.claimed.subscription_id;
-        if job.first.is_none() {
+        let subscription = job.content.subscription_id;
+        if let Some(lease) = job.lease() {
             self.unrecorded
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(job.claimed.delivery_id);
+                .insert(lease);
             *self.claimed.entry(subscription).or_default() += 1;
             self.claimed_total += 1;
         }
@@ -406,14 +453,35 @@ impl Scheduler {
                 self.starved.push_back(subscription);
                 return;
             }
-            let job = queue.pop_front().expect("front exists");
+            let mut job = queue.pop_front().expect("front exists");
             self.queued_total -= 1;
-            if job.start_by.is_some_and(|by| Instant::now() > by) {
-                self.expired.push(job.claimed.delivery_id);
-                self.claimed_ended(subscription);
-                continue;
+            // the subscription as it is now: disabled or deleted meanwhile,
+            // the job leaves (a first attempt gets its pending row, which
+            // goes out once the subscription is enabled; a claimed delivery's
+            // lease is given back); changed, it is sent the new way
+            let target = self.targets.get(&subscription).filter(|t| !t.disabled);
+            match (job.origin, target) {
+                (JobOrigin::Claimed { lease, start_by }, Some(target))
+                    if Instant::now() <= start_by =>
+                {
+                    job.origin = JobOrigin::Claimed { lease, start_by };
+                    job.target = target;
+                }
+                (JobOrigin::Claimed { lease, .. }, _) => {
+                    self.expired.push(lease);
+                    self.claimed_ended(subscription);
+                    continue;
+                }
+                (JobOrigin::First(obligation), Some(target)) => {
+                    job.origin = JobOrigin::First(obligation);
+                    job.target = target;
+                }
+                (JobOrigin::First(obligation), None) => {
+                    obligation.leave_memory("disabled");
+                    continue;
+                }
             }
-            let claimed = job.first.is_none();
+            let claimed = job.lease().is_some();
             *self.running.entry(subscription).or_default() += 1;
             self.running_total += 1;
             let context = self.context.clone();
@@ -423,6 +491,35 @@ impl Scheduler {
             self.task_subscription
                 .insert(task.id(), (subscription, claimed));
         }
+    }
+
+    /// First attempts that waited in memory longer than `hold` leave it for
+    /// pending rows (claimed like any retry), and their subscriptions are
+    /// kept out of memory for a while: a receiver that slow is not waited on.
+    fn release_held(&mut self, hold: Duration) {
+        let mut slowed = Vec::new();
+        for (subscription, queue) in &mut self.queues {
+            let before = queue.len();
+            let mut kept = VecDeque::with_capacity(before);
+            for job in queue.drain(..) {
+                match job.origin {
+                    JobOrigin::First(obligation) if job.handed_at.elapsed() > hold => {
+                        obligation.leave_memory("held");
+                    }
+                    origin => kept.push_back(Job { origin, ..job }),
+                }
+            }
+            if kept.len() < before {
+                slowed.push(*subscription);
+                self.queued_total -= before - kept.len();
+            }
+            *queue = kept;
+        }
+        for subscription in slowed {
+            tracing::info!(%subscription, ?hold, "first attempts waited in memory past first_attempt_hold; they wait in PostgreSQL instead");
+            self.context.slow.slowed(subscription);
+        }
+        self.queues.retain(|_, queue| !queue.is_empty());
     }
 
     /// Give back the leases of jobs that could not start in time.

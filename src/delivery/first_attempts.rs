@@ -7,14 +7,21 @@
 //! ```
 //!
 //! A delivery admitted here is attempted before it has a row: the row is
-//! written once, with the outcome, and until then the slot position stays
-//! unconfirmed ([`super::positions`]), so a crash replays the batch and the
-//! delivery is then inserted `pending` and claimed. No claim, no lease, one
-//! row write per delivery.
+//! written once, with the outcome. Until then its event's `owed` column holds
+//! the obligation (`store::obligations`), so the slot confirms the batch as
+//! soon as its events commit, and a crash loses nothing: the next instance to
+//! stream writes pending rows for what was owed. Each job carries an
+//! [`Obligation`]: met when its row is written, and when dropped unmet (held
+//! in memory past `first_attempt_hold`, its subscription disabled, a panic, a
+//! dropped hand-over) it goes to the recorder, which writes its pending row.
+//! No job, however it ends, holds the slot or the materialised mark
+//! ([`super::positions`]). No claim, no lease, one row write per delivery.
 //!
 //! What is not admitted waits in PostgreSQL and is claimed as any retry is:
-//! `ordered` and disabled subscriptions, and work over the memory bounds,
-//! unless this is the only instance and the receiver keeps up (its oldest
+//! `ordered` and disabled subscriptions, subscriptions that are slow or
+//! failing (one of their deliveries was held past the hold, or an attempt
+//! failed, in the last [`SLOW_FOR`]), and work over the memory bounds (jobs
+//! and bytes), unless this is the only instance and the receiver keeps up (its oldest
 //! delivery in memory was admitted less than [`KEEPING_UP`] ago, or it is
 //! no more than [`AS_FAR_BEHIND`] times as far behind as the receiver least
 //! behind): then the writer waits for room instead, the backlog stays in the WAL, and
@@ -33,8 +40,11 @@ use uuid::Uuid;
 use super::positions::BatchTicket;
 use super::targets::Targets;
 use crate::mapping::event::Event;
-use crate::store::deliveries::{Claimed, LEASE_MARGIN_SECS, NewDelivery, ROUNDS_HELD};
+use crate::store::deliveries::{
+    Claimed, DeliveryContent, LEASE_MARGIN_SECS, Lease, NewDelivery, ROUNDS_HELD,
+};
 use crate::store::targets::SubscriptionTarget;
+use crate::telemetry;
 
 /// A receiver whose oldest delivery in memory is younger than this keeps up:
 /// the writer waits for room rather than leaving its work to claims.
@@ -54,27 +64,35 @@ pub const KEEPING_UP_AT_MOST: Duration = Duration::from_secs(10);
 /// runs at most `max_in_flight` of them at once).
 pub const PER_SUBSCRIPTION: usize = 1_024;
 
-/// A delivery ready to attempt: claimed (this instance holds its lease), or a
-/// first attempt from memory (no row yet).
+/// Body bytes of the deliveries in memory at most (each delivery counts its
+/// event's whole body, though deliveries of one event share it), so
+/// 4,096 deliveries of large events cannot take 4,096 x `max_payload_bytes`.
+pub const BYTES_IN_MEMORY: usize = 16 << 20;
+
+/// A subscription one of whose deliveries was held in memory past the hold,
+/// or whose receiver failed an attempt, is not admitted for this long: its
+/// deliveries wait in PostgreSQL.
+pub const SLOW_FOR: Duration = Duration::from_secs(10);
+
+/// A delivery ready to attempt.
 pub struct Job {
-    pub claimed: Claimed,
+    pub origin: JobOrigin,
+    pub content: DeliveryContent,
     pub target: Arc<SubscriptionTarget>,
-    /// A claimed delivery's attempt must start before this, or its lease
-    /// could end mid-request. None for a first attempt (it holds no lease).
-    pub start_by: Option<Instant>,
-    /// Set for a first attempt from memory.
-    pub first: Option<FirstDelivery>,
     /// Its place in the first-attempt memory bounds, freed when the job ends.
     pub(super) _place: Option<Place>,
     /// When it was handed to the dispatcher (`walhook_dispatch_wait_seconds`).
     pub handed_at: Instant,
 }
 
-/// What a first attempt's record needs: the row to insert and the batch
-/// whose position waits for it.
-pub struct FirstDelivery {
-    pub new: NewDelivery,
-    pub ticket: Arc<BatchTicket>,
+/// Where a job came from, and so how its outcome is recorded.
+pub enum JobOrigin {
+    /// A first attempt from memory: no row yet; its obligation is met when
+    /// the row is written with the outcome.
+    First(Obligation),
+    /// Claimed from PostgreSQL: this instance holds `lease`, and the attempt
+    /// must start before `start_by`, or the lease could end mid-request.
+    Claimed { lease: Lease, start_by: Instant },
 }
 
 impl Job {
@@ -85,12 +103,74 @@ impl Job {
         let waiting = target.timeout * (ROUNDS_HELD as u32 - 1);
         let start_by = Instant::now() + waiting + Duration::from_secs_f64(LEASE_MARGIN_SECS - 5.0);
         Job {
-            claimed,
+            origin: JobOrigin::Claimed {
+                lease: claimed.lease,
+                start_by,
+            },
+            content: claimed.content,
             target,
-            start_by: Some(start_by),
-            first: None,
             _place: None,
             handed_at: Instant::now(),
+        }
+    }
+
+    /// The lease of a claimed job.
+    pub fn lease(&self) -> Option<Lease> {
+        match &self.origin {
+            JobOrigin::Claimed { lease, .. } => Some(*lease),
+            JobOrigin::First(_) => None,
+        }
+    }
+}
+
+/// A delivery owed from memory: the row it needs and the batch whose
+/// materialised position waits for it. Met when its row is written
+/// ([`Obligation::met`]); dropped unmet, it is sent to the recorder as an
+/// [`Unmet`], which writes its pending row.
+pub struct Obligation {
+    owed: Option<Unmet>,
+    unmet: mpsc::UnboundedSender<Unmet>,
+}
+
+/// An obligation whose delivery left memory without an outcome: its pending
+/// row is to be written, then its ticket told.
+pub struct Unmet {
+    pub new: NewDelivery,
+    pub ticket: Arc<BatchTicket>,
+    /// Why it left memory (`walhook_deliveries_materialised_total{reason}`):
+    /// `held` past the hold, its subscription `disabled`, or `dropped`.
+    pub reason: &'static str,
+}
+
+impl Obligation {
+    /// The delivery row it is about.
+    pub fn delivery(&self) -> &NewDelivery {
+        &self.owed.as_ref().expect("an obligation is owed until met").new
+    }
+
+    /// Its row is written (with the outcome): the batch may move on.
+    pub fn met(mut self) {
+        if let Some(owed) = self.owed.take() {
+            owed.ticket.recorded();
+        }
+    }
+
+    /// It leaves memory without an attempt, for `reason`: a pending row is
+    /// written for it.
+    pub fn leave_memory(mut self, reason: &'static str) {
+        if let Some(mut owed) = self.owed.take() {
+            owed.reason = reason;
+            let _ = self.unmet.send(owed);
+        }
+    }
+}
+
+impl Drop for Obligation {
+    fn drop(&mut self) {
+        if let Some(owed) = self.owed.take() {
+            // a closed channel means the process is stopping: the mark stays
+            // behind this delivery and the next instance to stream sweeps it
+            let _ = self.unmet.send(owed);
         }
     }
 }
@@ -101,6 +181,7 @@ impl Job {
 struct Held {
     all: VecDeque<Instant>,
     per_subscription: HashMap<Uuid, VecDeque<Instant>>,
+    bytes: usize,
 }
 
 struct Shared {
@@ -112,12 +193,40 @@ struct Shared {
     /// Other instances that claim deliveries (as last counted).
     peers: Arc<AtomicUsize>,
     jobs: mpsc::UnboundedSender<Vec<Job>>,
+    /// Where obligations dropped unmet go (the recorder).
+    unmet: mpsc::UnboundedSender<Unmet>,
+    slow: SlowSubscriptions,
+}
+
+/// Subscriptions not admitted to memory until the time given (see
+/// [`SLOW_FOR`]); shared by the writer's admission and the dispatcher.
+#[derive(Debug, Clone, Default)]
+pub struct SlowSubscriptions(Arc<Mutex<HashMap<Uuid, Instant>>>);
+
+impl SlowSubscriptions {
+    /// `subscription` was slow or failing just now.
+    pub fn slowed(&self, subscription: Uuid) {
+        let mut slow = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        slow.retain(|_, until| *until > now);
+        slow.insert(subscription, now + SLOW_FOR);
+    }
+
+    /// Whether `subscription` is kept out of memory now.
+    pub fn is_slow(&self, subscription: &Uuid) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(subscription)
+            .is_some_and(|until| *until > Instant::now())
+    }
 }
 
 /// A place in the memory bounds; given back on drop.
 pub(super) struct Place {
     shared: Arc<Shared>,
     subscription: Uuid,
+    bytes: usize,
 }
 
 impl Drop for Place {
@@ -125,12 +234,14 @@ impl Drop for Place {
         {
             let mut held = self.shared.held.lock().unwrap_or_else(|e| e.into_inner());
             held.all.pop_front();
+            held.bytes -= self.bytes;
             if let Some(times) = held.per_subscription.get_mut(&self.subscription) {
                 times.pop_front();
                 if times.is_empty() {
                     held.per_subscription.remove(&self.subscription);
                 }
             }
+            telemetry::DELIVERIES_IN_MEMORY.set(held.all.len() as i64);
         }
         self.shared.freed.notify_one();
     }
@@ -142,11 +253,14 @@ pub struct FirstAttempts {
     shared: Arc<Shared>,
 }
 
-/// The dispatcher's end: batches of jobs from committed write batches, and
-/// where it keeps the count of other instances that claim deliveries.
+/// The dispatcher's end: batches of jobs from committed write batches, the
+/// obligations dropped unmet (for the recorder), where it keeps the count of
+/// other instances that claim deliveries, and which subscriptions are slow.
 pub struct JobReceiver {
     pub jobs: mpsc::UnboundedReceiver<Vec<Job>>,
+    pub unmet: mpsc::UnboundedReceiver<Unmet>,
     pub peers: Arc<AtomicUsize>,
+    pub slow: SlowSubscriptions,
 }
 
 /// Whether a delivery is attempted from memory.
@@ -164,7 +278,9 @@ impl FirstAttempts {
     /// At most `capacity` deliveries wait or run in memory at once.
     pub fn new(targets: Targets, capacity: usize) -> (FirstAttempts, JobReceiver) {
         let (jobs, receiver) = mpsc::unbounded_channel();
+        let (unmet, unmet_receiver) = mpsc::unbounded_channel();
         let peers = Arc::new(AtomicUsize::new(0));
+        let slow = SlowSubscriptions::default();
         let shared = Arc::new(Shared {
             targets,
             capacity,
@@ -172,12 +288,16 @@ impl FirstAttempts {
             freed: Notify::new(),
             peers: peers.clone(),
             jobs,
+            unmet,
+            slow: slow.clone(),
         });
         (
             FirstAttempts { shared },
             JobReceiver {
                 jobs: receiver,
+                unmet: unmet_receiver,
                 peers,
+                slow,
             },
         )
     }
@@ -224,24 +344,26 @@ pub struct Admission {
 }
 
 impl Admission {
-    /// Whether the delivery of event `event` (its index in the batch) to
-    /// `subscription` is attempted from memory. Refused: unknown, disabled
-    /// or `ordered` subscriptions (an ordered resource's deliveries go one at
-    /// a time through the claim), and work over the memory bounds unless this
-    /// is the only instance and the receiver keeps up ([`Admit::Full`]: wait
-    /// for room).
-    pub fn admit(&mut self, event: usize, subscription: Uuid) -> Admit {
+    /// Whether the delivery of event `event` (its index in the batch, its
+    /// body `bytes` long) to `subscription` is attempted from memory.
+    /// Refused: unknown, disabled, slow or failing, or `ordered`
+    /// subscriptions (an ordered resource's deliveries go one at a time
+    /// through the claim), and work over the memory bounds unless this is the
+    /// only instance and the receiver keeps up ([`Admit::Full`]: wait for
+    /// room).
+    pub fn admit(&mut self, event: usize, subscription: Uuid, bytes: usize) -> Admit {
         let Some(target) = self.shared.targets.get(&subscription) else {
             return Admit::No;
         };
-        if target.ordered || target.disabled {
+        if target.ordered || target.disabled || self.shared.slow.is_slow(&subscription) {
             return Admit::No;
         }
         {
             let mut held = self.shared.held.lock().unwrap_or_else(|e| e.into_inner());
             let mine = held.per_subscription.get(&subscription);
             let mine_full = mine.is_some_and(|t| t.len() >= PER_SUBSCRIPTION);
-            let all_full = held.all.len() >= self.shared.capacity;
+            let all_full = held.all.len() >= self.shared.capacity
+                || (held.bytes + bytes > BYTES_IN_MEMORY && !held.all.is_empty());
             if mine_full || all_full {
                 if self.shared.peers.load(Ordering::Relaxed) > 0 {
                     return Admit::No;
@@ -264,14 +386,17 @@ impl Admission {
             }
             let now = Instant::now();
             held.all.push_back(now);
+            held.bytes += bytes;
             held.per_subscription
                 .entry(subscription)
                 .or_default()
                 .push_back(now);
+            telemetry::DELIVERIES_IN_MEMORY.set(held.all.len() as i64);
         }
         let place = Place {
             shared: self.shared.clone(),
             subscription,
+            bytes,
         };
         self.places.insert((event, subscription), (place, target));
         Admit::Yes
@@ -294,9 +419,9 @@ impl Admission {
 
     /// After the chunk `events` (batch indices from `offset`) committed: hand
     /// its admitted deliveries of new events (`new_events[i]`: stored for the
-    /// first time) to the dispatcher, each recording into the ticket that
+    /// first time) to the dispatcher, each owing its row to the ticket that
     /// `ticket_for(n)` returns for their number. Places of replayed events are
-    /// given back.
+    /// given back (their deliveries got pending rows).
     pub fn hand_over(
         self,
         events: &[Event],
@@ -333,8 +458,21 @@ impl Admission {
                 })
                 .clone();
             jobs.push(Job {
-                claimed: Claimed {
-                    delivery_id: 0,
+                origin: JobOrigin::First(Obligation {
+                    owed: Some(Unmet {
+                        new: NewDelivery {
+                            event_id: event.id,
+                            subscription_id: subscription,
+                            apiresource,
+                            commit_lsn: event.commit_lsn,
+                            seq: event.seq as i32,
+                        },
+                        ticket: ticket.clone(),
+                        reason: "dropped",
+                    }),
+                    unmet: self.shared.unmet.clone(),
+                }),
+                content: DeliveryContent {
                     subscription_id: subscription,
                     attempts: 0,
                     retry_base: 0,
@@ -345,25 +483,14 @@ impl Admission {
                     commit_time: event.commit_time,
                 },
                 target,
-                start_by: None,
-                first: Some(FirstDelivery {
-                    new: NewDelivery {
-                        event_id: event.id,
-                        subscription_id: subscription,
-                        apiresource,
-                        commit_lsn: event.commit_lsn,
-                        seq: event.seq as i32,
-                    },
-                    ticket: ticket.clone(),
-                }),
                 _place: Some(place),
                 handed_at,
             });
         }
         // in commit order, so a receiver sees a batch roughly as written
-        jobs.sort_by_key(|j| {
-            let new = &j.first.as_ref().expect("first attempt").new;
-            (new.commit_lsn, new.seq)
+        jobs.sort_by_key(|j| match &j.origin {
+            JobOrigin::First(owed) => (owed.delivery().commit_lsn, owed.delivery().seq),
+            JobOrigin::Claimed { .. } => unreachable!("handed over jobs are first attempts"),
         });
         if !jobs.is_empty() {
             // a closed receiver means the dispatcher stopped: the position
@@ -406,29 +533,29 @@ mod tests {
         let (first, receiver) = FirstAttempts::new(Targets::of([plain, ordered]), 2);
         let mut admission = first.admission();
         assert_eq!(
-            admission.admit(0, ordered_id),
+            admission.admit(0, ordered_id, 1),
             Admit::No,
             "ordered: claimed"
         );
-        assert_eq!(admission.admit(0, Uuid::new_v4()), Admit::No, "unknown");
-        assert_eq!(admission.admit(0, plain_id), Admit::Yes);
-        assert_eq!(admission.admit(1, plain_id), Admit::Yes);
+        assert_eq!(admission.admit(0, Uuid::new_v4(), 1), Admit::No, "unknown");
+        assert_eq!(admission.admit(0, plain_id, 1), Admit::Yes);
+        assert_eq!(admission.admit(1, plain_id, 1), Admit::Yes);
         assert_eq!(
-            admission.admit(2, plain_id),
+            admission.admit(2, plain_id, 1),
             Admit::Full,
             "the oldest is fresh: wait for room"
         );
         assert!(admission.holds_before(2) && !admission.holds_before(0));
         receiver.peers.store(1, Ordering::Relaxed);
         assert_eq!(
-            admission.admit(2, plain_id),
+            admission.admit(2, plain_id, 1),
             Admit::No,
             "another instance claims the overflow"
         );
         receiver.peers.store(0, Ordering::Relaxed);
         drop(admission);
         assert_eq!(
-            first.admission().admit(0, plain_id),
+            first.admission().admit(0, plain_id, 1),
             Admit::Yes,
             "places are given back with the admission"
         );
@@ -442,17 +569,17 @@ mod tests {
             FirstAttempts::new(Targets::of([slow, fast]), 2 * PER_SUBSCRIPTION);
         let mut admission = first.admission();
         for event in 0..PER_SUBSCRIPTION {
-            assert_eq!(admission.admit(event, slow_id), Admit::Yes);
+            assert_eq!(admission.admit(event, slow_id, 1), Admit::Yes);
         }
         std::thread::sleep(KEEPING_UP + Duration::from_millis(100));
         assert_eq!(
-            admission.admit(PER_SUBSCRIPTION, slow_id),
+            admission.admit(PER_SUBSCRIPTION, slow_id, 1),
             Admit::Full,
             "past KEEPING_UP, but no receiver is less behind: the machine is the limit"
         );
-        assert_eq!(admission.admit(0, fast_id), Admit::Yes);
+        assert_eq!(admission.admit(0, fast_id, 1), Admit::Yes);
         assert_eq!(
-            admission.admit(PER_SUBSCRIPTION, slow_id),
+            admission.admit(PER_SUBSCRIPTION, slow_id, 1),
             Admit::No,
             "over twice as far behind as the fast receiver: it does not keep up"
         );

@@ -1,7 +1,9 @@
 //! One attempt of one delivery, start to finish: prepare (on a signing
 //! thread, see [`super::signers`]) -> send -> decide -> hand the record to the
 //! recorder. Runs as its own task on the dispatcher's behalf; the dispatcher
-//! frees the request slot when it ends.
+//! frees the request slot when it ends. A failed attempt marks its
+//! subscription slow, so its next deliveries wait in PostgreSQL rather than
+//! in memory ([`super::first_attempts::SlowSubscriptions`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,9 +14,9 @@ use tracing::Instrument;
 use super::attempt::{self, AttemptOutcome, Decision, PrepareError};
 use super::client::check_literal_host;
 use super::dispatcher::AttemptContext;
-use super::first_attempts::Job;
+use super::first_attempts::{Job, JobOrigin};
 use super::recorder::Finished;
-use crate::store::deliveries::AttemptRecord;
+use crate::store::deliveries::{AttemptRecord, DeliveryStatus, RecordedDelivery};
 use crate::telemetry;
 
 pub(super) struct AttemptTask {
@@ -30,8 +32,8 @@ impl AttemptTask {
     pub(super) async fn run(self, now: DateTime<Utc>) {
         let span = tracing::info_span!(
             "deliver",
-            subscription_id = %self.job.claimed.subscription_id,
-            event_id = %self.job.claimed.event_id
+            subscription_id = %self.job.content.subscription_id,
+            event_id = %self.job.content.event_id
         );
         self.attempt(now).instrument(span).await
     }
@@ -39,7 +41,7 @@ impl AttemptTask {
     async fn attempt(self, now: DateTime<Utc>) {
         let AttemptTask { job, context } = self;
         telemetry::DISPATCH_WAIT.observe(job.handed_at.elapsed().as_secs_f64());
-        let attempt = job.claimed.attempts + 1;
+        let attempt = job.content.attempts + 1;
         let keys = context
             .keys
             .read()
@@ -50,17 +52,17 @@ impl AttemptTask {
         // built and signed on a signing thread; a panic there is recorded
         // as this attempt's failure, so the delivery is retried and its
         // batch's position moves on
-        let (claimed, target) = (job.claimed.clone(), job.target.clone());
+        let (content, target) = (job.content.clone(), job.target.clone());
         let signing = Instant::now();
         let prepared = context
             .signers
-            .run(job.claimed.event_id, move |memo| {
-                attempt::prepare(&claimed, &target, attempt, &keys, now, memo)
+            .run(job.content.event_id, move |memo| {
+                attempt::prepare(&content, &target, attempt, &keys, now, memo)
             })
             .await
             .unwrap_or_else(|panicked| Err(PrepareError::Panicked(panicked)));
         telemetry::SIGNING_DURATION.observe(signing.elapsed().as_secs_f64());
-        let c = &job.claimed;
+        let c = &job.content;
         let target = &job.target;
         let since_redelivery = (attempt - c.retry_base).max(1) as usize;
         let mut unprepared = None;
@@ -121,11 +123,14 @@ impl AttemptTask {
                 let latency =
                     (decided_at - c.commit_time).num_microseconds().unwrap_or(0) as f64 / 1e6;
                 telemetry::END_TO_END_LATENCY.observe(latency.max(0.0));
-                ("succeeded", decided_at, "success")
+                (DeliveryStatus::Succeeded, decided_at, "success")
             }
-            Decision::RetryAt(at) => ("pending", at, "retry"),
-            Decision::Failed => ("failed", decided_at, "failed"),
+            Decision::RetryAt(at) => (DeliveryStatus::Pending, at, "retry"),
+            Decision::Failed => (DeliveryStatus::Failed, decided_at, "failed"),
         };
+        if new_status != DeliveryStatus::Succeeded {
+            context.slow.slowed(target.id);
+        }
         telemetry::DELIVERIES
             .with_label_values(&[&target.id.to_string(), label])
             .inc();
@@ -135,9 +140,15 @@ impl AttemptTask {
             }
             None => tracing::debug!(attempt, status = ?status_code, "delivered"),
         }
+        let (delivery, obligation) = match job.origin {
+            JobOrigin::First(obligation) => (
+                RecordedDelivery::First(obligation.delivery().clone()),
+                Some(obligation),
+            ),
+            JobOrigin::Claimed { lease, .. } => (RecordedDelivery::Claimed(lease), None),
+        };
         let record = AttemptRecord {
-            delivery_id: c.delivery_id,
-            first: job.first.as_ref().map(|f| f.new.clone()),
+            delivery,
             attempt,
             attempted_at: now,
             duration_ms: elapsed.as_millis().min(i32::MAX as u128) as i32,
@@ -148,8 +159,9 @@ impl AttemptTask {
             next_attempt_at,
             ordered: target.ordered,
         };
-        let ticket = job.first.as_ref().map(|f| f.ticket.clone());
-        let _ = context.records.send(Finished { record, ticket }).await;
+        // a closed channel means the recorder stopped: a first attempt's
+        // obligation, dropped, gets its pending row elsewhere or is swept
+        let _ = context.records.send(Finished { record, obligation }).await;
     }
 }
 

@@ -44,6 +44,8 @@ impl StreamState {
 pub struct Health {
     database_ok: AtomicBool,
     stream: AtomicU8,
+    /// Why the daemon is stopping: a stage died (it exits non-zero next).
+    failed: std::sync::OnceLock<String>,
 }
 
 impl Health {
@@ -64,8 +66,19 @@ impl Health {
         }
     }
 
+    /// A stage died: `/readyz` says so until the process exits.
+    pub fn set_failed(&self, why: String) {
+        let _ = self.failed.set(why);
+    }
+
+    pub fn failed(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
+    }
+
     pub fn ready(&self) -> bool {
-        self.database_ok.load(Ordering::Relaxed) && self.stream() != StreamState::Connecting
+        self.failed().is_none()
+            && self.database_ok.load(Ordering::Relaxed)
+            && self.stream() != StreamState::Connecting
     }
 }
 
@@ -137,7 +150,12 @@ async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let stream = state.health.stream().as_str();
-    if state.health.ready() {
+    if let Some(why) = state.health.failed() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: stopping: {why}\n"),
+        )
+    } else if state.health.ready() {
         (StatusCode::OK, format!("ready: {stream}\n"))
     } else {
         (

@@ -4,12 +4,17 @@
 //! that selects due rows `FOR UPDATE SKIP LOCKED`, so two instances never claim
 //! one delivery. The lease outlives the request timeout; a lease that expires
 //! (its owner died) makes the delivery claimable again — that is the sweeper.
+//! A lease is named by its delivery and its `lease_until` ([`Lease`]): giving
+//! back or recording a stale copy of a delivery this instance claimed again
+//! since leaves the live lease alone.
+//!
 //! First attempts need no claim and no lease: their rows do not exist yet. A
 //! first attempt made from memory is recorded by inserting its delivery row
-//! once, with the outcome (until then the unconfirmed WAL makes it durable;
-//! see `delivery::positions`). Recording a claimed attempt only updates a
-//! delivery whose lease this instance still holds, and attempts are unique
-//! per (delivery, attempt number).
+//! once, with the outcome; until then the event's `owed` column holds the
+//! obligation (see `store::obligations`), and a delivery held in memory too
+//! long gets its pending row instead ([`insert_pending`]). Recording a claimed
+//! attempt only updates a delivery whose lease this instance still holds, and
+//! attempts are unique per (delivery, attempt number).
 
 use std::sync::{Arc, OnceLock};
 
@@ -22,11 +27,10 @@ use uuid::Uuid;
 use super::prepared::PreparedClient;
 use crate::replication::lsn::Lsn;
 
-/// A delivery this instance holds the lease of, with what its attempt needs
-/// besides the subscription's settings ([`super::targets`]).
+/// What an attempt of one delivery needs besides the subscription's settings
+/// ([`super::targets`]): the event, and the attempts made so far.
 #[derive(Debug, Clone)]
-pub struct Claimed {
-    pub delivery_id: i64,
+pub struct DeliveryContent {
     pub subscription_id: Uuid,
     /// Attempts made before this one.
     pub attempts: i32,
@@ -39,6 +43,41 @@ pub struct Claimed {
     /// it to be signed.
     pub body_sha256: Arc<OnceLock<[u8; 32]>>,
     pub commit_time: DateTime<Utc>,
+}
+
+/// A delivery's lease as one claim set it: the same delivery claimed again
+/// later (its lease lapsed) is another lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease {
+    pub delivery_id: i64,
+    pub until: DateTime<Utc>,
+}
+
+/// A claimed delivery: its lease and what its attempt needs.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub lease: Lease,
+    pub content: DeliveryContent,
+}
+
+/// A delivery's `status` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Waiting for an attempt at `next_attempt_at`.
+    Pending,
+    Succeeded,
+    /// The retry schedule ended, or the request cannot be built.
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
 }
 
 /// Seconds added to a lease beyond the request timeouts it covers, for
@@ -84,7 +123,7 @@ UPDATE walhook.deliveries d
   FROM chosen, walhook.subscriptions s, walhook.events ev
  WHERE d.id = chosen.id AND s.id = d.subscription_id AND ev.id = d.event_id
 RETURNING d.id, d.subscription_id, d.attempts, d.retry_base, ev.id, ev.type, ev.body::text,
-          ev.commit_time";
+          ev.commit_time, d.lease_until";
 
 /// Claim up to `limit` due deliveries for `instance`, which holds `busy[i].1`
 /// deliveries of subscription `busy[i].0` already (running or waiting); each
@@ -113,15 +152,20 @@ pub async fn claim(
     rows.iter()
         .map(|r| {
             Ok(Claimed {
-                delivery_id: r.try_get(0)?,
-                subscription_id: r.try_get(1)?,
-                attempts: r.try_get(2)?,
-                retry_base: r.try_get(3)?,
-                event_id: r.try_get(4)?,
-                event_type: Arc::from(r.try_get::<_, &str>(5)?),
-                body: Arc::from(r.try_get::<_, Option<&str>>(6)?.unwrap_or_default()),
-                body_sha256: Arc::default(),
-                commit_time: r.try_get(7)?,
+                lease: Lease {
+                    delivery_id: r.try_get(0)?,
+                    until: r.try_get(8)?,
+                },
+                content: DeliveryContent {
+                    subscription_id: r.try_get(1)?,
+                    attempts: r.try_get(2)?,
+                    retry_base: r.try_get(3)?,
+                    event_id: r.try_get(4)?,
+                    event_type: Arc::from(r.try_get::<_, &str>(5)?),
+                    body: Arc::from(r.try_get::<_, Option<&str>>(6)?.unwrap_or_default()),
+                    body_sha256: Arc::default(),
+                    commit_time: r.try_get(7)?,
+                },
             })
         })
         .collect()
@@ -138,21 +182,28 @@ pub struct NewDelivery {
     pub seq: i32,
 }
 
+/// Which delivery an attempt was of.
+#[derive(Debug, Clone)]
+pub enum RecordedDelivery {
+    /// A claimed delivery: its row is updated if this instance still holds
+    /// the lease.
+    Claimed(Lease),
+    /// A first attempt from memory: its row is inserted with the outcome.
+    First(NewDelivery),
+}
+
 /// The result of one attempt, ready to record.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
-    /// The claimed delivery's row; unused for a first attempt from memory.
-    pub delivery_id: i64,
-    /// Set for a first attempt from memory: its row is inserted with the outcome.
-    pub first: Option<NewDelivery>,
+    pub delivery: RecordedDelivery,
     pub attempt: i32,
     pub attempted_at: DateTime<Utc>,
     pub duration_ms: i32,
     pub status_code: Option<i32>,
     pub error: Option<String>,
     pub response_body: Option<String>,
-    /// `pending` (retry at `next_attempt_at`), `succeeded` or `failed`.
-    pub new_status: &'static str,
+    /// Pending means a retry at `next_attempt_at`.
+    pub new_status: DeliveryStatus,
     /// Of an `ordered` subscription: recording it may make the resource's
     /// next delivery claimable.
     pub ordered: bool,
@@ -204,8 +255,9 @@ async fn record_with(
     records: &[AttemptRecord],
     record_first_sql: &'static str,
 ) -> Result<(), tokio_postgres::Error> {
-    let (first, claimed): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) =
-        records.iter().partition(|r| r.first.is_some());
+    let (first, claimed): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) = records
+        .iter()
+        .partition(|r| matches!(r.delivery, RecordedDelivery::First(_)));
     let prepared = if first.is_empty() {
         None
     } else {
@@ -272,24 +324,31 @@ impl<'a> Outcomes<'a> {
             codes: records.iter().map(|r| r.status_code).collect(),
             errors: records.iter().map(|r| r.error.as_deref()).collect(),
             bodies: records.iter().map(|r| r.response_body.as_deref()).collect(),
-            statuses: records.iter().map(|r| r.new_status).collect(),
+            statuses: records.iter().map(|r| r.new_status.as_str()).collect(),
             next: records.iter().map(|r| r.next_attempt_at).collect(),
         }
     }
 }
 
 /// Outcomes of claimed attempts: the delivery's new state if this instance
-/// still holds its lease, and then its attempt row.
+/// still holds the lease the attempt was made under ($11), and then its
+/// attempt row. A redelivery asked for while the attempt ran
+/// (`walhook.redeliver`) makes the delivery pending again at once, its
+/// retry schedule restarted.
 const RECORD_CLAIMED: &str = "
 WITH owned AS (
     UPDATE walhook.deliveries d
-       SET status = u.status, attempts = u.attempt, next_attempt_at = u.next,
+       SET status = CASE WHEN d.redeliver_requested THEN 'pending' ELSE u.status END,
+           attempts = u.attempt,
+           next_attempt_at = CASE WHEN d.redeliver_requested THEN now() ELSE u.next END,
+           retry_base = CASE WHEN d.redeliver_requested THEN u.attempt ELSE d.retry_base END,
+           redeliver_requested = false,
            last_status_code = u.code, last_error = u.error, last_attempt_at = u.at,
            lease_owner = NULL, lease_until = NULL
       FROM unnest($1::int8[], $2::int4[], $3::timestamptz[], $5::int4[], $6::text[],
-                  $8::text[], $9::timestamptz[])
-           AS u(id, attempt, at, code, error, status, next)
-     WHERE d.id = u.id AND d.lease_owner = $10
+                  $8::text[], $9::timestamptz[], $11::timestamptz[])
+           AS u(id, attempt, at, code, error, status, next, lease_until)
+     WHERE d.id = u.id AND d.lease_owner = $10 AND d.lease_until = u.lease_until
     RETURNING d.id)
 INSERT INTO walhook.delivery_attempts
        (delivery_id, attempt, attempted_at, duration_ms, status_code, error, response_body, instance_id)
@@ -306,7 +365,15 @@ async fn record_claimed(
     instance: Uuid,
     records: &[&AttemptRecord],
 ) -> Result<(), tokio_postgres::Error> {
-    let ids: Vec<i64> = records.iter().map(|r| r.delivery_id).collect();
+    let leases: Vec<Lease> = records
+        .iter()
+        .filter_map(|r| match r.delivery {
+            RecordedDelivery::Claimed(lease) => Some(lease),
+            RecordedDelivery::First(_) => None,
+        })
+        .collect();
+    let ids: Vec<i64> = leases.iter().map(|l| l.delivery_id).collect();
+    let until: Vec<DateTime<Utc>> = leases.iter().map(|l| l.until).collect();
     let o = Outcomes::of(records);
     client
         .execute(
@@ -314,7 +381,7 @@ async fn record_claimed(
             &[
                 &[&ids as &(dyn ToSql + Sync)],
                 &o.params()[..],
-                &[&instance],
+                &[&instance, &until],
             ]
             .concat(),
         )
@@ -418,7 +485,10 @@ async fn record_first(
 ) -> Result<(), tokio_postgres::Error> {
     let new: Vec<&NewDelivery> = records
         .iter()
-        .map(|r| r.first.as_ref().expect("partitioned on first"))
+        .filter_map(|r| match &r.delivery {
+            RecordedDelivery::First(new) => Some(new),
+            RecordedDelivery::Claimed(_) => None,
+        })
         .collect();
     let events: Vec<Uuid> = new.iter().map(|n| n.event_id).collect();
     let subscriptions: Vec<Uuid> = new.iter().map(|n| n.subscription_id).collect();
@@ -445,17 +515,56 @@ async fn record_first(
     Ok(())
 }
 
-/// Give back leases of deliveries this instance claimed but did not attempt.
+/// Give back leases this instance took but did not attempt under. A lease
+/// that lapsed and was taken again since (by this instance or another) is a
+/// different lease and stays.
 pub async fn release(
     client: &Client,
     instance: Uuid,
-    ids: &[i64],
+    leases: &[Lease],
 ) -> Result<u64, tokio_postgres::Error> {
+    let ids: Vec<i64> = leases.iter().map(|l| l.delivery_id).collect();
+    let until: Vec<DateTime<Utc>> = leases.iter().map(|l| l.until).collect();
     client
         .execute(
-            "UPDATE walhook.deliveries SET lease_owner = NULL, lease_until = NULL
-              WHERE id = ANY($1) AND lease_owner = $2",
-            &[&ids, &instance],
+            "UPDATE walhook.deliveries d SET lease_owner = NULL, lease_until = NULL
+               FROM unnest($1::int8[], $3::timestamptz[]) AS l(id, until)
+              WHERE d.id = l.id AND d.lease_owner = $2 AND d.lease_until = l.until",
+            &[&ids, &instance, &until],
+        )
+        .await
+}
+
+/// Pending rows for deliveries that have none (ON CONFLICT: a row that
+/// exists already keeps its state), for subscriptions that still exist. For
+/// the deliveries of a replayed event, and for first attempts that leave
+/// memory without an outcome (held past `first_attempt_hold`, or dropped).
+/// It reads no growing table, so it is prepared.
+pub const INSERT_PENDING: &str = "
+INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq)
+SELECT d.event_id, d.subscription_id, d.apiresource, d.commit_lsn::pg_lsn, d.seq
+  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[])
+       AS d(event_id, subscription_id, apiresource, commit_lsn, seq)
+  JOIN walhook.subscriptions s ON s.id = d.subscription_id
+ON CONFLICT (event_id, subscription_id) DO NOTHING";
+
+/// Insert pending rows for `rows` ([`INSERT_PENDING`]); returns how many
+/// were new.
+pub async fn insert_pending(
+    client: &mut PreparedClient,
+    rows: &[NewDelivery],
+) -> Result<u64, tokio_postgres::Error> {
+    let events: Vec<Uuid> = rows.iter().map(|n| n.event_id).collect();
+    let subscriptions: Vec<Uuid> = rows.iter().map(|n| n.subscription_id).collect();
+    let resources: Vec<&str> = rows.iter().map(|n| &*n.apiresource).collect();
+    let lsns: Vec<String> = rows.iter().map(|n| n.commit_lsn.to_string()).collect();
+    let seqs: Vec<i32> = rows.iter().map(|n| n.seq).collect();
+    let statement = client.statement(INSERT_PENDING).await?;
+    client
+        .client()
+        .execute(
+            &statement,
+            &[&events, &subscriptions, &resources, &lsns, &seqs],
         )
         .await
 }
@@ -508,6 +617,7 @@ mod tests {
     #[test]
     fn only_statements_reading_no_growing_table_are_prepared() {
         assert_eq!(growing_table_read(RECORD_FIRST_NEW), None);
+        assert_eq!(growing_table_read(INSERT_PENDING), None);
         assert_eq!(growing_table_read(RECORD_FIRST), None);
         // sent as text (`record_with`), as the claimed attempts' statement
         assert_eq!(

@@ -9,8 +9,10 @@
 //! (`ON CONFLICT (id) DO NOTHING`), so a replayed change is stored once.
 //!
 //! A delivery attempted from memory gets its row once, with its outcome (see
-//! [`super::deliveries::record`]); until then the unconfirmed WAL holds the
-//! obligation. That is only sound for an event this batch stored for the first
+//! [`super::deliveries::record`]); until then the event's `owed` column,
+//! stored in the same statement, holds the obligation (see
+//! [`super::obligations`]), so the slot may confirm the batch as soon as it
+//! commits. That is only sound for an event this batch stored for the first
 //! time: an event that existed already is a replay, whose deliveries may have
 //! rows (or outcomes) from before, so they are inserted `pending`
 //! (`ON CONFLICT DO NOTHING`, by a second statement) and claimed.
@@ -21,6 +23,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use super::deliveries::INSERT_PENDING;
 use super::prepared::PreparedClient;
 use crate::mapping::event::Event;
 
@@ -41,13 +44,14 @@ macro_rules! write_batch {
             "
 WITH stored AS (
     INSERT INTO walhook.events (id, type, apiresource, revision, commit_lsn, commit_time,
-                                source_table, body, error, seq)
+                                source_table, body, error, seq, owed)
     SELECT id, type, apiresource, revision, commit_lsn::pg_lsn, commit_time, source_table,
-           body::json, error, seq
+           body::json, error, seq, owed::uuid[]
       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[],
-                  $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::int4[])
+                  $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::int4[],
+                  $16::text[])
            AS e(id, type, apiresource, revision, commit_lsn, commit_time, source_table, body,
-                error, seq)
+                error, seq, owed)
     ",
             $events_conflict,
             "
@@ -83,17 +87,6 @@ const WRITE_BATCH: &str = write_batch!(
     "ON CONFLICT (id) DO NOTHING",
     "ON CONFLICT (event_id, subscription_id) DO NOTHING"
 );
-
-/// Pending deliveries alone: those of a replayed event that were to be
-/// attempted from memory (its deliveries may have rows from before, so they
-/// are claimed instead).
-const INSERT_PENDING: &str = "
-INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq)
-SELECT d.event_id, d.subscription_id, d.apiresource, d.commit_lsn::pg_lsn, d.seq
-  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[])
-       AS d(event_id, subscription_id, apiresource, commit_lsn, seq)
-  JOIN walhook.subscriptions s ON s.id = d.subscription_id
-ON CONFLICT (event_id, subscription_id) DO NOTHING";
 
 /// Delivery rows to insert, one array per column.
 #[derive(Default)]
@@ -167,6 +160,8 @@ pub async fn write_batch(
     // to be a replay (then below)
     let mut pending = PendingRows::default();
     let mut from_memory_rows: Vec<(usize, Uuid)> = Vec::new();
+    // per event, the subscriptions it owes from memory, as a uuid[] literal
+    let mut owed: Vec<Option<String>> = vec![None; n];
     for (i, e) in events.iter().enumerate() {
         // an event that could not be built is stored with its error, not sent
         if e.body.is_none() {
@@ -175,12 +170,20 @@ pub async fn write_batch(
         for sub in &e.subscriptions {
             if from_memory(i, *sub) {
                 from_memory_rows.push((i, *sub));
+                let list = owed[i].get_or_insert_with(|| String::from("{"));
+                if list.len() > 1 {
+                    list.push(',');
+                }
+                list.push_str(sub.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
             } else {
                 pending.push(e, *sub, &lsns[i]);
             }
         }
+        if let Some(list) = &mut owed[i] {
+            list.push('}');
+        }
     }
-    let params: [&(dyn ToSql + Sync); 15] = [
+    let params: [&(dyn ToSql + Sync); 16] = [
         &ids,
         &types,
         &apiresources,
@@ -196,6 +199,7 @@ pub async fn write_batch(
         &pending.apiresources,
         &pending.lsns,
         &pending.seqs,
+        &owed,
     ];
     let statement = client.statement(WRITE_NEW_BATCH).await?;
     let row = match client.client().query_one(&statement, &params).await {
@@ -219,8 +223,11 @@ pub async fn write_batch(
         }
     }
     if !replayed.events.is_empty() {
-        // the batch's events are committed: a failure here drops the session
-        // before its position is confirmed, and the replay inserts these rows
+        // pending rows alone for the deliveries of replayed events that were
+        // to be attempted from memory (they may have rows from before, so
+        // they are claimed instead). The batch's events are committed: a
+        // failure here drops the session before its position is published,
+        // and the replay inserts these rows
         let statement = client.statement(INSERT_PENDING).await?;
         inserted += client
             .client()

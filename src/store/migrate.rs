@@ -55,6 +55,16 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "statement_level_references",
         include_str!("../../sql/migrations/0009_statement_level_references.sql"),
     ),
+    (
+        10,
+        "obligations",
+        include_str!("../../sql/migrations/0010_obligations.sql"),
+    ),
+    (
+        11,
+        "retry_limits",
+        include_str!("../../sql/migrations/0011_retry_limits.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -10,6 +10,7 @@ pub(crate) mod history;
 pub mod keys;
 pub mod migrate;
 pub(crate) mod monitor;
+pub mod obligations;
 pub mod prepared;
 pub(crate) mod presence;
 pub mod replay;

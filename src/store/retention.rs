@@ -3,7 +3,9 @@
 //! Batched deletes (not partitions) keep the schema plain for operators who
 //! query it; each statement removes at most [`BATCH`] rows, so locks stay short
 //! and autovacuum keeps the tables from bloating. Events with a pending
-//! delivery are never removed, whatever their age. The audit log is kept
+//! delivery are never removed, whatever their age, nor events whose
+//! deliveries from memory may still lack a row (owed, at or past the mark of
+//! `store::obligations`): their delivery is undetermined. The audit log is kept
 //! forever unless the `audit_retention` setting names an interval.
 
 use tokio_postgres::Client;
@@ -44,6 +46,9 @@ pub async fn sweep(
                       WHERE e.commit_time < now() - make_interval(secs => $1)
                         AND NOT EXISTS (SELECT 1 FROM walhook.deliveries d
                                          WHERE d.event_id = e.id AND d.status = 'pending')
+                        AND (e.owed IS NULL
+                             OR e.commit_lsn < (SELECT min(materialised_lsn)
+                                                  FROM walhook.delivery_marks))
                       LIMIT $2)",
                 &[&event_secs, &BATCH],
             )

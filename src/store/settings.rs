@@ -22,7 +22,7 @@ pub async fn load(client: &Client) -> Result<Settings, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT key, value,
-                    CASE WHEN key IN ('event_retention', 'attempt_retention')
+                    CASE WHEN key IN ('event_retention', 'attempt_retention', 'first_attempt_hold')
                          THEN extract(epoch FROM value::interval)::float8 END
                FROM walhook.settings",
             &[],
@@ -39,6 +39,10 @@ pub async fn load(client: &Client) -> Result<Settings, tokio_postgres::Error> {
             }
             "attempt_retention" => {
                 settings.attempt_retention = Duration::from_secs_f64(secs.unwrap_or(0.0).max(0.0))
+            }
+            "first_attempt_hold" => {
+                settings.first_attempt_hold =
+                    Duration::from_secs_f64(secs.unwrap_or(1.0).clamp(0.001, 60.0))
             }
             "max_payload_bytes" => {
                 if let Ok(v) = value.parse() {

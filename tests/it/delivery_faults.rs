@@ -38,13 +38,30 @@ async fn count(db: &TestDb<'_>, sql: &str) -> i64 {
 
 /// Whether the slot's confirmed position is still at or before the commit of
 /// every stored event (so a restart replays them all).
-async fn slot_holds_every_event(db: &TestDb<'_>) -> bool {
+/// The slot never waits on a receiver: wait until its confirmed position is
+/// past every stored event.
+async fn wait_slot_confirms_every_event(db: &TestDb<'_>) {
     let sql = format!(
         "SELECT count(*) FROM walhook.events e, pg_replication_slots s
-          WHERE s.slot_name = '{}' AND s.confirmed_flush_lsn > e.commit_lsn",
+          WHERE s.slot_name = '{}' AND s.confirmed_flush_lsn <= e.commit_lsn",
         db.slot
     );
-    count(db, &sql).await == 0
+    wait_until(WAIT, "the slot confirmed past every stored event", || async {
+        (count(db, &sql).await == 0).then_some(())
+    })
+    .await;
+}
+
+/// Events whose deliveries have no row, each naming its subscription in
+/// `owed` (the obligation the next instance to stream sweeps into a row).
+async fn events_owing_without_a_row(db: &TestDb<'_>) -> i64 {
+    count(
+        db,
+        "SELECT count(*) FROM walhook.events e
+          WHERE cardinality(e.owed) = 1
+            AND NOT EXISTS (SELECT 1 FROM walhook.deliveries d WHERE d.event_id = e.id)",
+    )
+    .await
 }
 
 async fn wait_succeeded(db: &TestDb<'_>, n: i64) {
@@ -223,6 +240,9 @@ async fn sigkill_after_the_2xx_before_the_outcome_is_stored_delivers_again() {
     let mut first = walhook_streaming(&db);
     let locker = first_request_outcome_held(&db, &receiver).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // the receiver answered and the outcome waits on a lock: the slot is
+    // confirmed past the event anyway, which owes the delivery
+    wait_slot_confirms_every_event(&db).await;
     first.kill_9();
     locker.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(
@@ -231,15 +251,16 @@ async fn sigkill_after_the_2xx_before_the_outcome_is_stored_delivers_again() {
         "the outcome must not have been stored before the kill"
     );
     // a first attempt's row is written once, with its outcome: until then the
-    // slot position holds the obligation
+    // event's row holds the obligation
     assert_eq!(
         count(&db, "SELECT count(*) FROM walhook.deliveries").await,
         0,
         "no outcome stored, so no delivery row yet"
     );
-    assert!(
-        slot_holds_every_event(&db).await,
-        "the slot must not be confirmed past a delivery whose outcome is not stored"
+    assert_eq!(
+        events_owing_without_a_row(&db).await,
+        1,
+        "the stored event names the delivery it owes"
     );
     let _second = walhook_streaming(&db);
     wait_succeeded(&db, 1).await;
@@ -259,8 +280,8 @@ async fn sigkill_after_the_2xx_before_the_outcome_is_stored_delivers_again() {
 
 /// The crash window between storing events (their deliveries waiting in
 /// memory for a first attempt, with no row yet) and the first attempt: the
-/// slot is not confirmed past them, and after a restart every event is
-/// delivered.
+/// slot is confirmed past them (it never waits on a receiver), the events owe
+/// their deliveries, and after a restart every event is delivered.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_after_events_are_stored_before_their_first_attempt_delivers_after_restart() {
     let db = Cluster::shared().new_database();
@@ -279,18 +300,16 @@ async fn sigkill_after_events_are_stored_before_their_first_attempt_delivers_aft
         (receiver.count() == 1).then_some(())
     })
     .await;
+    wait_slot_confirms_every_event(&db).await;
     let rows = count(&db, "SELECT count(*) FROM walhook.deliveries").await;
-    let held = slot_holds_every_event(&db).await;
+    let owing = events_owing_without_a_row(&db).await;
     first.kill_9();
     assert_eq!(receiver.count(), 1);
     assert_eq!(
         rows, 0,
         "one delivery in flight and two waiting in memory, none recorded yet"
     );
-    assert!(
-        held,
-        "the slot must not be confirmed past events whose deliveries are not recorded"
-    );
+    assert_eq!(owing, 3, "each stored event names the delivery it owes");
     assert_eq!(
         count(&db, "SELECT count(*) FROM walhook.events").await,
         3,
