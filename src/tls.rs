@@ -40,6 +40,9 @@ pub struct ConnectConfig {
     pub config: tokio_postgres::Config,
     pub ssl_mode: SslMode,
     pub root_cert: Option<PathBuf>,
+    /// The names of the parameters the URL gave, so that walhook's own
+    /// defaults (the SQL sessions' keepalives and timeouts) leave them be.
+    url_parameters: Vec<String>,
 }
 
 /// Why TLS could not be set up.
@@ -57,12 +60,12 @@ impl ConnectConfig {
     /// Parse a libpq URL (`postgres://...?sslmode=verify-full&sslrootcert=ca.pem`)
     /// or key=value string.
     pub fn parse(url: &str) -> Result<ConnectConfig, TlsError> {
-        let (rest, mode, root_cert) =
-            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                split_url(url)?
-            } else {
-                split_key_values(url)
-            };
+        let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        let (rest, mode, root_cert) = if is_url {
+            split_url(url)?
+        } else {
+            split_key_values(url)
+        };
         let ssl_mode = match mode.as_deref() {
             None | Some("prefer") | Some("allow") => SslMode::Prefer,
             Some("disable") => SslMode::Disable,
@@ -85,7 +88,14 @@ impl ConnectConfig {
             config,
             ssl_mode,
             root_cert: root_cert.map(PathBuf::from),
+            url_parameters: parameter_names(url, is_url),
         })
+    }
+
+    /// Whether the URL (or key=value string) set `parameter`, e.g.
+    /// `keepalives_idle`: a default of walhook's must not replace it.
+    pub fn url_sets(&self, parameter: &str) -> bool {
+        self.url_parameters.iter().any(|p| p == parameter)
     }
 
     /// The rustls configuration for this database; `None` for `disable`.
@@ -143,29 +153,24 @@ impl ConnectConfig {
     }
 }
 
-/// Remove `sslmode` and `sslrootcert` from a URL's query.
+/// Remove `sslmode` and `sslrootcert` from a URL's query. The other
+/// parameters stay as written: tokio-postgres percent-decodes them as libpq
+/// does, with `+` a plus sign, so re-encoding them as a form (a space as `+`)
+/// would change them (`options=-c%20jit%3Doff` would become `-c+jit=off`).
 fn split_url(url: &str) -> Result<(String, Option<String>, Option<String>), TlsError> {
     let mut parsed = url::Url::parse(url).map_err(|e| TlsError::Url(e.to_string()))?;
     let (mut mode, mut root) = (None, None);
-    let kept: Vec<(String, String)> = parsed
-        .query_pairs()
-        .filter_map(|(k, v)| match k.as_ref() {
-            "sslmode" => {
-                mode = Some(v.into_owned());
-                None
-            }
-            "sslrootcert" => {
-                root = Some(v.into_owned());
-                None
-            }
-            _ => Some((k.into_owned(), v.into_owned())),
-        })
-        .collect();
-    if kept.is_empty() {
-        parsed.set_query(None);
-    } else {
-        parsed.query_pairs_mut().clear().extend_pairs(kept);
+    let mut kept = Vec::new();
+    for pair in parsed.query().unwrap_or_default().split('&') {
+        match url::form_urlencoded::parse(pair.as_bytes()).next() {
+            Some((k, v)) if k == "sslmode" => mode = Some(v.into_owned()),
+            Some((k, v)) if k == "sslrootcert" => root = Some(v.into_owned()),
+            Some(_) => kept.push(pair),
+            None => {} // an empty pair (`?&a=1`, `?a=1&`)
+        }
     }
+    let query = kept.join("&");
+    parsed.set_query((!query.is_empty()).then_some(query.as_str()));
     Ok((parsed.to_string(), mode, root))
 }
 
@@ -181,6 +186,20 @@ fn split_key_values(s: &str) -> (String, Option<String>, Option<String>) {
         }
     }
     (kept.join(" "), mode, root)
+}
+
+/// The names of a URL's query parameters, or of a key=value string's keys.
+fn parameter_names(url: &str, is_url: bool) -> Vec<String> {
+    if is_url {
+        url::Url::parse(url)
+            .map(|u| u.query_pairs().map(|(k, _)| k.into_owned()).collect())
+            .unwrap_or_default()
+    } else {
+        url.split_whitespace()
+            .filter_map(|token| token.split_once('='))
+            .map(|(k, _)| k.to_owned())
+            .collect()
+    }
 }
 
 /// `require` / `prefer`: encrypt, accept any certificate, still check that the
@@ -294,6 +313,14 @@ mod tests {
         assert_eq!(db.root_cert, Some(PathBuf::from("/ca.pem")));
         assert_eq!(db.config.get_application_name(), Some("x"));
         assert_eq!(db.config.get_ssl_mode(), WireMode::Require);
+        // the rest of the query as written, decoded by tokio-postgres
+        let db = ConnectConfig::parse(
+            "postgres://u@h/d?options=-c%20jit%3Doff&sslmode=disable&application_name=a+b",
+        )
+        .unwrap();
+        assert_eq!(db.config.get_options(), Some("-c jit=off"));
+        assert_eq!(db.config.get_application_name(), Some("a+b"));
+        assert!(db.url_sets("options") && db.url_sets("sslmode") && !db.url_sets("user"));
         let kv = ConnectConfig::parse("host=db user=u sslmode=disable").unwrap();
         assert_eq!(kv.ssl_mode, SslMode::Disable);
         assert_eq!(kv.config.get_user(), Some("u"));
