@@ -22,6 +22,7 @@ mod dev_quickstart;
 mod directory_events;
 mod iam_events;
 mod operations;
+mod receiver_hostility;
 mod references;
 mod signing_interop;
 mod tls;
