@@ -24,5 +24,6 @@ mod iam_events;
 mod operations;
 mod receiver_hostility;
 mod references;
+mod sessions;
 mod signing_interop;
 mod tls;
