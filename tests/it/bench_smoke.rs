@@ -72,6 +72,11 @@ async fn benchmark_smoke_run_produces_every_figure() {
         ("two instances", "deliveries"),
         ("two instances", "walhook CPU per event"),
         ("two instances", "peak RSS"),
+        ("drain 100-row", "events stored"),
+        ("hung neighbour", "walhook"),
+        ("hung neighbour", "events stored"),
+        ("hung neighbour", "stored / drain 100-row"),
+        ("hung neighbour", "connections to the hung receiver"),
         ("dead receiver", "drain after outage"),
         ("1 big txn", "peak RSS"),
     ] {

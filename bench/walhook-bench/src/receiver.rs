@@ -3,17 +3,21 @@
 //! latency of its first receipt (arrival time minus the body's
 //! `updatetimestamp`, the commit time). It can refuse connections (the
 //! dead-receiver scenario): stopping closes the listener AND every open
-//! keep-alive connection, so walhook really sees a dead peer.
+//! keep-alive connection, so walhook really sees a dead peer. A
+//! [`HungReceiver`] accepts connections and never answers (the hung-neighbour
+//! scenario).
 
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncReadExt;
 use tokio::task::JoinSet;
 
 #[derive(Default)]
@@ -95,6 +99,61 @@ impl Drop for Receiver {
         if let Some(server) = self.server.take() {
             server.abort();
         }
+    }
+}
+
+/// A receiver that accepts every connection, reads what comes and never
+/// answers: each request ends in the client's timeout. A connection is held
+/// until the client closes it.
+pub struct HungReceiver {
+    addr: SocketAddr,
+    accepted: Arc<AtomicU64>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl HungReceiver {
+    pub async fn start() -> std::io::Result<HungReceiver> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let accepted = Arc::new(AtomicU64::new(0));
+        let count = accepted.clone();
+        let server = tokio::spawn(async move {
+            // dropping the set (when this task is aborted) closes every connection
+            let mut connections = JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((mut stream, _)) = accepted else { continue };
+                        count.fetch_add(1, Ordering::Relaxed);
+                        connections.spawn(async move {
+                            let mut sink = [0u8; 4096];
+                            while stream.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+                        });
+                    }
+                    Some(_) = connections.join_next() => {}
+                }
+            }
+        });
+        Ok(HungReceiver {
+            addr,
+            accepted,
+            server,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for HungReceiver {
+    fn drop(&mut self) {
+        self.server.abort();
     }
 }
 

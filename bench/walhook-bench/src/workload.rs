@@ -184,6 +184,56 @@ pub async fn current_lsn(client: &Client) -> anyhow::Result<String> {
         .get(0))
 }
 
+/// Subscribe `url` to every event with a request timeout of `timeout_ms`.
+pub async fn subscribe(db: &Database, url: &str, timeout_ms: i32) -> anyhow::Result<()> {
+    db.client
+        .execute(
+            "INSERT INTO walhook.subscriptions (url, timeout_ms) VALUES ($1, $2)",
+            &[&url, &timeout_ms],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The server's current WAL position and how far slot `slot`'s confirmed
+/// position is behind it, in bytes.
+pub async fn slot_behind_now(client: &Client, slot: &str) -> anyhow::Result<(String, f64)> {
+    let row = client
+        .query_one(
+            "SELECT pg_current_wal_lsn()::text,
+                    (pg_current_wal_lsn() - confirmed_flush_lsn)::float8
+               FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// Whether slot `slot` has confirmed WAL position `lsn`.
+pub async fn slot_confirmed(client: &Client, slot: &str, lsn: &str) -> anyhow::Result<bool> {
+    Ok(client
+        .query_one(
+            "SELECT confirmed_flush_lsn >= $2::text::pg_lsn
+               FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot, &lsn],
+        )
+        .await?
+        .get(0))
+}
+
+/// When the last event was stored: the start of the transaction of walhook's
+/// last batch (`walhook.events.created_at` defaults to `now()`), in seconds
+/// since the Unix epoch.
+pub async fn last_stored(client: &Client) -> anyhow::Result<f64> {
+    Ok(client
+        .query_one(
+            "SELECT coalesce(extract(epoch FROM max(created_at))::float8, 0) FROM walhook.events",
+            &[],
+        )
+        .await?
+        .get(0))
+}
+
 /// Deliveries recorded `succeeded`.
 pub async fn succeeded(client: &Client) -> anyhow::Result<i64> {
     Ok(client

@@ -2,9 +2,11 @@
 //! the first reference), then walhook started and timed until the receiver has
 //! every delivery and every delivery is recorded `succeeded`. One instance (100-
 //! and 1-row transactions), ten subscriptions (fan-out), and two instances on
-//! one slot (the standby claims backlog with `FOR UPDATE SKIP LOCKED`).
+//! one slot (the standby claims backlog with `FOR UPDATE SKIP LOCKED`). Besides
+//! the drain's own time, each measures when the last event was stored and how
+//! far the slot's confirmed position is behind at the end.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{Bench, finish, wait_for};
 use crate::cpu::{CpuMeter, CpuUse};
@@ -13,21 +15,38 @@ use crate::references;
 use crate::workload::{self, Database};
 
 /// What one timed drain measured.
-struct Drained {
-    seconds: f64,
+pub(super) struct Drained {
+    pub seconds: f64,
+    /// From walhook's start to its last batch of events (the store's rate is
+    /// events over this).
+    pub stored_seconds: f64,
+    /// How far the slot's confirmed position was behind the server's WAL
+    /// position at the end, in bytes.
+    pub slot_behind: f64,
+    /// Seconds from the end until the slot confirmed the position the server
+    /// was at then, or [`super::Sizes::slot_catch_up`] when it did not within it.
+    pub slot_catch_up: f64,
+    pub slot_caught_up: bool,
     /// The largest peak RSS of the instances, MiB.
-    peak_rss: f64,
-    cpu: CpuUse,
+    pub peak_rss: f64,
+    pub cpu: CpuUse,
     /// Of the attempts started, the share that took the claim path (stored
     /// `pending`, claimed back) instead of going from memory, in %; None
     /// when a binary does not export `walhook_dispatched_total`.
-    claimed_share: Option<f64>,
+    pub claimed_share: Option<f64>,
+}
+
+impl Drained {
+    /// Events stored per second (the drain stored `events` events).
+    pub fn store_rate(&self, events: usize) -> f64 {
+        events as f64 / self.stored_seconds
+    }
 }
 
 /// Start `instances` walhook processes on a written backlog and time them until
 /// the receiver has `total` distinct deliveries and all are recorded
-/// `succeeded`.
-async fn drain_backlog(
+/// `succeeded`; then how far the slot is behind, until it catches up.
+pub(super) async fn drain_backlog(
     bench: &Bench<'_>,
     db: &Database,
     slot: &str,
@@ -36,6 +55,7 @@ async fn drain_backlog(
     instances: usize,
 ) -> anyhow::Result<Drained> {
     let started = Instant::now();
+    let started_at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?;
     let mut walhooks = Vec::new();
     let mut ports = Vec::new();
     for _ in 0..instances {
@@ -71,7 +91,20 @@ async fn drain_backlog(
     .await?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = meter.stop();
+    let (end_lsn, slot_behind) = workload::slot_behind_now(&db.client, slot).await?;
+    let end = Instant::now();
     let claimed_share = claimed_share(&ports).await;
+    let limit = bench.sizes.slot_catch_up;
+    let caught_up = wait_for("the slot to catch up", limit * 2, || async {
+        all_alive()?;
+        workload::slot_confirmed(&db.client, slot, &end_lsn).await
+    });
+    let slot_caught_up = match tokio::time::timeout(limit, caught_up).await {
+        Ok(waited) => waited.map(|_| true)?,
+        Err(_) => false,
+    };
+    let slot_catch_up = end.elapsed().as_secs_f64().min(limit.as_secs_f64());
+    let stored_seconds = workload::last_stored(&db.client).await? - started_at.as_secs_f64();
     let peak_rss = walhooks
         .iter()
         .map(|w| w.peak_rss_mib())
@@ -81,6 +114,10 @@ async fn drain_backlog(
     }
     Ok(Drained {
         seconds,
+        stored_seconds,
+        slot_behind,
+        slot_catch_up,
+        slot_caught_up,
         peak_rss,
         cpu,
         claimed_share,
@@ -121,9 +158,40 @@ fn add_claimed_share(bench: &mut Bench<'_>, scenario: &str, drained: &Drained) {
     }
 }
 
+/// The store's rate (the drain stored `events` events) and where the slot
+/// stood at the drain's end, as figures of `scenario`.
+pub(super) fn add_store_and_slot(
+    bench: &mut Bench<'_>,
+    scenario: &str,
+    drained: &Drained,
+    events: usize,
+) {
+    bench.add(
+        scenario,
+        "events stored",
+        drained.store_rate(events),
+        "events/s",
+    );
+    bench.add(
+        scenario,
+        "slot behind at the end",
+        drained.slot_behind / 1024.0,
+        "KiB",
+    );
+    if !drained.slot_caught_up {
+        eprintln!("   (the slot did not catch up within the limit: the figure is the limit)");
+    }
+    bench.add(
+        scenario,
+        "slot catch-up after the end",
+        drained.slot_catch_up,
+        "s",
+    );
+}
+
 /// CPU per delivered event (µs) of walhook, PostgreSQL (all its processes) and
 /// the bench's receiver, and the average load of the first two (% of a core).
-fn add_cpu(bench: &mut Bench<'_>, scenario: &str, cpu: &CpuUse, events: usize) {
+pub(super) fn add_cpu(bench: &mut Bench<'_>, scenario: &str, cpu: &CpuUse, events: usize) {
     let per_event = |seconds: f64| seconds * 1e6 / events as f64;
     bench.add(
         scenario,
@@ -157,9 +225,8 @@ fn add_cpu(bench: &mut Bench<'_>, scenario: &str, cpu: &CpuUse, events: usize) {
     );
 }
 
-/// A database with `subscriptions` subscriptions to `receiver`, walhook's slot
-/// created (walhook started and stopped), and `changes` changes written in
-/// `per_txn`-row transactions; returns it and PostgreSQL's write rate.
+/// A database with `subscriptions` subscriptions to `receiver` and a backlog
+/// ([`write_backlog`]); returns it and PostgreSQL's write rate.
 async fn with_backlog(
     bench: &Bench<'_>,
     name: &str,
@@ -168,7 +235,20 @@ async fn with_backlog(
     changes: usize,
     per_txn: usize,
 ) -> anyhow::Result<(Database, f64)> {
-    let db = workload::prepare(
+    let db = subscribed(bench, name, receiver, subscriptions).await?;
+    let write_rate = write_backlog(bench, &db, name, changes, per_txn).await?;
+    Ok((db, write_rate))
+}
+
+/// Database `name` prepared for the binary under test, with `subscriptions`
+/// subscriptions to `receiver` (default settings).
+pub(super) async fn subscribed(
+    bench: &Bench<'_>,
+    name: &str,
+    receiver: &Receiver,
+    subscriptions: usize,
+) -> anyhow::Result<Database> {
+    workload::prepare(
         bench.cluster,
         name,
         &bench.binary.path,
@@ -176,10 +256,21 @@ async fn with_backlog(
         subscriptions,
         None,
     )
-    .await?;
-    bench.start_walhook(&db, name).await?.stop().await; // creates the slot
-    let write_rate = workload::write_backlog(&db, changes, per_txn).await?;
-    Ok((db, write_rate))
+    .await
+}
+
+/// Walhook's slot `slot` created on `db` (walhook started and stopped), then
+/// `changes` changes written in `per_txn`-row transactions; returns
+/// PostgreSQL's write rate.
+pub(super) async fn write_backlog(
+    bench: &Bench<'_>,
+    db: &Database,
+    slot: &str,
+    changes: usize,
+    per_txn: usize,
+) -> anyhow::Result<f64> {
+    bench.start_walhook(db, slot).await?.stop().await;
+    workload::write_backlog(db, changes, per_txn).await
 }
 
 pub async fn drain(bench: &mut Bench<'_>, name: &str, per_txn: usize) -> anyhow::Result<()> {
@@ -239,6 +330,7 @@ pub async fn drain(bench: &mut Bench<'_>, name: &str, per_txn: usize) -> anyhow:
         bench.add(&scenario, "naive peer", naive, "changes/s");
         bench.add(&scenario, "walhook / naive", rate / naive, "x");
     }
+    add_store_and_slot(bench, &scenario, &drained, total);
     add_cpu(bench, &scenario, &drained.cpu, total);
     add_claimed_share(bench, &scenario, &drained);
     bench.add(&scenario, "peak RSS", drained.peak_rss, "MiB");

@@ -6,6 +6,7 @@
 //! side spent per delivered event.
 
 mod drain;
+mod hung;
 mod live;
 
 use std::future::Future;
@@ -30,6 +31,9 @@ pub struct Sizes {
     pub outage: Duration,
     pub outage_rate: f64,
     pub big_txn: usize,
+    /// How long a drain waits after its end for the slot to confirm the
+    /// position the server was at then.
+    pub slot_catch_up: Duration,
 }
 
 impl Sizes {
@@ -45,6 +49,7 @@ impl Sizes {
                 outage: Duration::from_secs(3),
                 outage_rate: 200.0,
                 big_txn: 10_000,
+                slot_catch_up: Duration::from_secs(3),
             }
         } else {
             Sizes {
@@ -57,6 +62,7 @@ impl Sizes {
                 outage: Duration::from_secs(60),
                 outage_rate: 1_000.0,
                 big_txn: 1_000_000,
+                slot_catch_up: Duration::from_secs(180),
             }
         }
     }
@@ -166,6 +172,7 @@ enum Step {
     Live(Option<f64>),
     Fanout,
     TwoInstances,
+    HungNeighbour,
     Dead,
     BigTxn,
 }
@@ -179,6 +186,7 @@ impl Step {
             Step::Live(_) => "latency",
             Step::Fanout => "fanout",
             Step::TwoInstances => "two",
+            Step::HungNeighbour => "hung",
             Step::Dead => "dead",
             Step::BigTxn => "bigtxn",
         }
@@ -210,7 +218,13 @@ pub async fn run_all(
     }
     let mut steps = vec![Step::Drain(100), Step::Drain(1)];
     steps.extend(sizes.live_rates.iter().map(|&rate| Step::Live(rate)));
-    steps.extend([Step::Fanout, Step::TwoInstances, Step::Dead, Step::BigTxn]);
+    steps.extend([
+        Step::Fanout,
+        Step::TwoInstances,
+        Step::HungNeighbour,
+        Step::Dead,
+        Step::BigTxn,
+    ]);
     let wanted = |step: Step| {
         options
             .only
@@ -236,6 +250,7 @@ pub async fn run_all(
                 Step::Live(rate) => live::live(&mut bench, &name, rate).await?,
                 Step::Fanout => drain::fanout(&mut bench, &name).await?,
                 Step::TwoInstances => drain::two_instances(&mut bench, &name).await?,
+                Step::HungNeighbour => hung::hung_neighbour(&mut bench, &name).await?,
                 Step::Dead => live::dead_receiver(&mut bench, &name).await?,
                 Step::BigTxn => live::big_transaction(&mut bench, &name).await?,
             }
