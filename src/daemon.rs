@@ -238,9 +238,8 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
 /// here when it does, so it is not awaited twice).
 struct Stages {
     writer: Option<tokio::task::JoinHandle<()>>,
-    dispatch: Option<
-        tokio::task::JoinHandle<Result<(), crate::delivery::dispatcher::DeliveryError>>,
-    >,
+    dispatch:
+        Option<tokio::task::JoinHandle<Result<(), crate::delivery::dispatcher::DeliveryError>>>,
     backfills: Option<tokio::task::JoinHandle<()>>,
     http: Option<tokio::task::JoinHandle<Result<(), std::io::Error>>>,
 }

@@ -26,6 +26,7 @@ pub mod daemon;
 pub mod delivery;
 pub mod dev;
 pub(crate) mod error;
+pub(crate) mod failpoint;
 pub(crate) mod http;
 pub mod local_cluster;
 pub(crate) mod mapping;

@@ -153,10 +153,7 @@ impl Dispatcher {
         ));
         let unrecorded: Unrecorded = Arc::default();
         let (records_tx, records_rx) = mpsc::channel::<Finished>(1024);
-        let unmet = std::mem::replace(
-            &mut self.first_attempts.unmet,
-            mpsc::unbounded_channel().1,
-        );
+        let unmet = std::mem::replace(&mut self.first_attempts.unmet, mpsc::unbounded_channel().1);
         let mut recorder = tokio::spawn(
             Recorder {
                 database: self.config.database.clone(),
@@ -196,6 +193,9 @@ impl Dispatcher {
         };
         let mut hold_check = tokio::time::interval(HOLD_CHECK_EVERY);
         hold_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        if crate::failpoint::armed("dispatcher-panic") {
+            panic!("failpoint dispatcher-panic");
+        }
         let mut reloaded = Instant::now();
         let mut claim_due = true;
         // The last claim found work: claim again once enough requests ended

@@ -145,7 +145,11 @@ pub struct Unmet {
 impl Obligation {
     /// The delivery row it is about.
     pub fn delivery(&self) -> &NewDelivery {
-        &self.owed.as_ref().expect("an obligation is owed until met").new
+        &self
+            .owed
+            .as_ref()
+            .expect("an obligation is owed until met")
+            .new
     }
 
     /// Its row is written (with the outcome): the batch may move on.

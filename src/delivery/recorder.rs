@@ -157,9 +157,15 @@ impl Recorder {
     /// while the database cannot be reached, until `STOP_GRACE` after
     /// `stopping`; split what PostgreSQL refuses. Returns per row whether it
     /// was stored.
-    async fn store(&self, client: &mut ReconnectingClient, write: &Write<'_>, n: usize) -> Vec<bool> {
+    async fn store(
+        &self,
+        client: &mut ReconnectingClient,
+        write: &Write<'_>,
+        n: usize,
+    ) -> Vec<bool> {
         let mut stored = vec![false; n];
-        let mut ranges: Vec<Range<usize>> = vec![0..n];
+        // ranges still to store: the whole, or the halves of a refused one
+        let mut ranges: Vec<Range<usize>> = std::iter::once(0..n).collect();
         let mut give_up_at: Option<tokio::time::Instant> = None;
         let mut delay = Duration::from_millis(100);
         while let Some(range) = ranges.pop() {

@@ -107,6 +107,9 @@ pub struct MigrateReport {
 
 /// Apply every migration the database lacks. Idempotent.
 pub async fn migrate(client: &mut Client) -> Result<MigrateReport, MigrateError> {
+    // a migration may build an index on a large table, and a second migrator
+    // waits for the first: neither is bound by the sessions' statement timeout
+    client.batch_execute("SET statement_timeout = 0").await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK_KEY])
         .await?;

@@ -20,8 +20,11 @@ pub async fn sweep(
     client: &Client,
     settings: &Settings,
 ) -> Result<(u64, u64), tokio_postgres::Error> {
-    let attempt_secs = settings.attempt_retention.as_secs_f64();
-    let event_secs = settings.event_retention.as_secs_f64();
+    // an infinite retention (PostgreSQL 17's 'infinity') keeps everything:
+    // a century is as good and stays inside `interval`'s range
+    const CENTURY: f64 = 100.0 * 365.25 * 86_400.0;
+    let attempt_secs = settings.attempt_retention.as_secs_f64().min(CENTURY);
+    let event_secs = settings.event_retention.as_secs_f64().min(CENTURY);
     let mut attempts = 0;
     loop {
         let n = client

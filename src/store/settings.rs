@@ -16,6 +16,12 @@ use crate::tls::ConnectConfig;
 /// How often [`watch()`] re-reads `walhook.settings`.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
 
+/// An interval setting's seconds as a duration; an infinite one (PostgreSQL
+/// 17 accepts `'infinity'`) is the longest.
+fn seconds(secs: Option<f64>) -> Duration {
+    Duration::try_from_secs_f64(secs.unwrap_or(0.0).max(0.0)).unwrap_or(Duration::MAX)
+}
+
 /// Read the settings; absent keys keep their defaults.
 pub async fn load(client: &Client) -> Result<Settings, tokio_postgres::Error> {
     let mut settings = Settings::default();
@@ -34,12 +40,8 @@ pub async fn load(client: &Client) -> Result<Settings, tokio_postgres::Error> {
         let secs: Option<f64> = row.get(2);
         match key {
             "allow_insecure_targets" => settings.allow_insecure_targets = value == "true",
-            "event_retention" => {
-                settings.event_retention = Duration::from_secs_f64(secs.unwrap_or(0.0).max(0.0))
-            }
-            "attempt_retention" => {
-                settings.attempt_retention = Duration::from_secs_f64(secs.unwrap_or(0.0).max(0.0))
-            }
+            "event_retention" => settings.event_retention = seconds(secs),
+            "attempt_retention" => settings.attempt_retention = seconds(secs),
             "first_attempt_hold" => {
                 settings.first_attempt_hold =
                     Duration::from_secs_f64(secs.unwrap_or(1.0).clamp(0.001, 60.0))

@@ -108,7 +108,9 @@ pub async fn load(
                 retry_schedule: schedule
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|s| Duration::from_secs_f64(s.max(0.0)))
+                    // an infinite step (PostgreSQL 17, a row from before
+                    // migration 0011) is the longest wait; delivery clamps it
+                    .map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX))
                     .collect(),
                 standard_envelope: r.try_get::<_, String>(13)? == "standard",
                 signature_schemes: r.try_get(14)?,

@@ -36,8 +36,6 @@ async fn count(db: &TestDb<'_>, sql: &str) -> i64 {
     db.client().await.query_one(sql, &[]).await.unwrap().get(0)
 }
 
-/// Whether the slot's confirmed position is still at or before the commit of
-/// every stored event (so a restart replays them all).
 /// The slot never waits on a receiver: wait until its confirmed position is
 /// past every stored event.
 async fn wait_slot_confirms_every_event(db: &TestDb<'_>) {
@@ -46,9 +44,11 @@ async fn wait_slot_confirms_every_event(db: &TestDb<'_>) {
           WHERE s.slot_name = '{}' AND s.confirmed_flush_lsn <= e.commit_lsn",
         db.slot
     );
-    wait_until(WAIT, "the slot confirmed past every stored event", || async {
-        (count(db, &sql).await == 0).then_some(())
-    })
+    wait_until(
+        WAIT,
+        "the slot confirmed past every stored event",
+        || async { (count(db, &sql).await == 0).then_some(()) },
+    )
     .await;
 }
 

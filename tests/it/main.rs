@@ -21,6 +21,7 @@ mod delivery_faults;
 mod dev_quickstart;
 mod directory_events;
 mod iam_events;
+mod isolation;
 mod operations;
 mod receiver_hostility;
 mod references;
