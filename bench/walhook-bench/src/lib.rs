@@ -39,8 +39,8 @@ pub struct Options {
     /// Runs of every scenario (the table shows median and spread).
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
-    /// Only these scenarios: drain100, drain1, latency, fanout, two, hung, dead,
-    /// bigtxn.
+    /// Only these scenarios: drain100, drain1, latency (or one rate of it:
+    /// live1000, live5000, livemax), fanout, two, hung, dead, bigtxn.
     #[arg(long, value_delimiter = ',')]
     pub only: Option<Vec<String>>,
     /// Where JSON, CSV and SVG go.

@@ -192,6 +192,17 @@ impl Step {
         }
     }
 
+    /// Whether `--only` name `name` selects this step: its name, or for one
+    /// live rate alone `live<rate>` (`live1000`, `livemax`).
+    fn selected_by(self, name: &str) -> bool {
+        name == self.only_name()
+            || match self {
+                Step::Live(Some(rate)) => name == format!("live{rate}"),
+                Step::Live(None) => name == "livemax",
+                _ => false,
+            }
+    }
+
     fn db_name(self) -> &'static str {
         match self {
             Step::Live(_) => "live",
@@ -229,7 +240,7 @@ pub async fn run_all(
         options
             .only
             .as_ref()
-            .is_none_or(|o| o.iter().any(|x| x == step.only_name()))
+            .is_none_or(|o| o.iter().any(|x| step.selected_by(x)))
     };
     let mut n = 0;
     for step in steps.into_iter().filter(|&s| wanted(s)) {
