@@ -39,6 +39,12 @@ impl StatusReport {
         let _ = writeln!(out, "\ndeliveries in the last hour");
         table(&mut out, &self.deliveries_last_hour);
         let _ = writeln!(out, "  pending now: {}", self.pending_deliveries);
+        let _ = writeln!(
+            out,
+            "  in memory, no row yet: {} (owed by stored events from the mark {})",
+            self.owed_without_row,
+            self.delivery_mark.as_deref().unwrap_or("-")
+        );
         let _ = writeln!(out, "\nfailing subscriptions");
         if self.failing_subscriptions.is_empty() {
             let _ = writeln!(out, "  none");

@@ -228,7 +228,11 @@ impl Worker {
             serde_json::to_string(&watermark).unwrap_or_default()
         };
         backfills::emit_watermark(client, &mark(Mark::Low)).await?;
-        let (rows, cursor) = match read_chunk(client, backfill, shape, limit).await {
+        let read = match self.wait_for_earlier_transactions(client).await {
+            Ok(()) => read_chunk(client, backfill, shape, limit).await,
+            Err(error) => Err(error),
+        };
+        let (rows, cursor) = match read {
             Ok(read) => read,
             Err(error) => {
                 // close the window the writer opened (best effort: it also
@@ -296,6 +300,33 @@ impl Worker {
             }
         }
         Ok(Step::More)
+    }
+
+    /// Wait until the transactions in progress at the low watermark have
+    /// ended (as `CREATE INDEX CONCURRENTLY` does). One of them may have
+    /// changed a row before the low watermark and commit after the high
+    /// one: read meanwhile, the row's snapshot (at the low watermark's
+    /// position, so a higher revision) would outrank that newer change.
+    /// Ended before the read, its commit falls inside the window, and the
+    /// row is left to its change event.
+    async fn wait_for_earlier_transactions(
+        &self,
+        client: &Client,
+    ) -> Result<(), tokio_postgres::Error> {
+        let mut running = backfills::transactions_in_progress(client).await?;
+        let began = Instant::now();
+        let mut pause = Duration::from_millis(5);
+        let mut warned = false;
+        while !running.is_empty() && !self.shutdown.is_cancelled() {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+            running = backfills::still_in_progress(client, &running).await?;
+            if !warned && !running.is_empty() && began.elapsed() > Duration::from_secs(10) {
+                tracing::warn!(transactions = ?running, "a backfill chunk waits for transactions in progress since before its low watermark; it reads once they commit or roll back");
+                warned = true;
+            }
+        }
+        Ok(())
     }
 
     /// The writer's verdict on the chunk.

@@ -221,6 +221,38 @@ pub async fn emit_watermark(client: &Client, content: &str) -> Result<Lsn, tokio
     Ok(text.parse().unwrap_or_default())
 }
 
+/// The transactions in progress now (other than this session's), as
+/// `xid8` text: a chunk read after they end cannot miss a change one of them
+/// made before the low watermark and commits after the high one.
+pub async fn transactions_in_progress(
+    client: &Client,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    client
+        .query_one(
+            "SELECT coalesce(array_agg(x::text), '{}')
+               FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+              WHERE x IS DISTINCT FROM pg_current_xact_id_if_assigned()",
+            &[],
+        )
+        .await?
+        .try_get(0)
+}
+
+/// Those of `xids` still in progress.
+pub async fn still_in_progress(
+    client: &Client,
+    xids: &[String],
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    client
+        .query_one(
+            "SELECT coalesce(array_agg(x), '{}') FROM unnest($1::text[]) AS x
+              WHERE pg_xact_status(x::xid8) = 'in progress'",
+            &[&xids],
+        )
+        .await?
+        .try_get(0)
+}
+
 /// How many of these events are stored.
 pub async fn count_stored(client: &Client, ids: &[Uuid]) -> Result<i64, tokio_postgres::Error> {
     if ids.is_empty() {

@@ -16,6 +16,12 @@ pub struct StatusReport {
     /// Deliveries last attempted (or created) in the last hour, by status.
     pub deliveries_last_hour: Vec<(String, i64)>,
     pub pending_deliveries: i64,
+    /// Deliveries owed by stored events with no row yet: held in the
+    /// streaming instance's memory for their first attempt, or left by an
+    /// instance that stopped (the next to stream writes their pending rows).
+    pub owed_without_row: i64,
+    /// Up to where every owed delivery has its row (`walhook.delivery_marks`).
+    pub delivery_mark: Option<String>,
     pub failing_subscriptions: Vec<FailingSubscription>,
     /// Unfinished backfills and those finished in the last hour.
     pub backfills: Vec<crate::store::backfills::BackfillStatus>,
@@ -104,6 +110,10 @@ pub async fn collect(client: &Client, slot: &str) -> Result<StatusReport, tokio_
             .await?,
     )?;
     let pending_deliveries = super::deliveries::pending_count(client).await?;
+    let owed_without_row = super::obligations::owed_without_row(client, &slot.name).await?;
+    let delivery_mark = super::obligations::mark(client, &slot.name)
+        .await?
+        .map(|lsn| lsn.to_string());
     let failing_subscriptions = client
         .query(
             "SELECT s.id::text, s.name, s.url,
@@ -138,6 +148,8 @@ pub async fn collect(client: &Client, slot: &str) -> Result<StatusReport, tokio_
         events_last_hour,
         deliveries_last_hour,
         pending_deliveries,
+        owed_without_row,
+        delivery_mark,
         failing_subscriptions,
         backfills,
     })

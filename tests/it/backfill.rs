@@ -682,3 +682,66 @@ async fn a_million_row_backfill_stays_under_64_mib() {
     );
     assert!(hwm_kib < 64 * 1024, "peak RSS {hwm_kib} KiB");
 }
+
+/// A transaction that changed a row before a chunk's low watermark and
+/// commits after its high one: the chunk waits for it to end, so the row's
+/// last event by revision is that change, not a snapshot of the state before
+/// it (whose revision, the low watermark's position, would be higher).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_in_progress_at_the_low_watermark_is_never_outranked_by_its_snapshot() {
+    let db = Cluster::shared().new_database();
+    prepare(&db, 20);
+    let receiver = Receiver::start().await;
+    let sub = subscribe(&db, &receiver.url(), "", "");
+    let _walhook = start(&db);
+    let writer = db.client().await;
+    writer
+        .batch_execute("BEGIN; UPDATE items SET v = 42 WHERE id = 5")
+        .await
+        .unwrap();
+    let backfill = {
+        let db_url = db.url();
+        let sub = sub.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::support::walhook(&[
+                "backfill",
+                "--database-url",
+                &db_url,
+                "--subscription",
+                &sub,
+                "--table",
+                "items",
+            ])
+        })
+    };
+    // the backfill's low watermark is written while the update is in progress
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while value(
+        &db,
+        "SELECT count(*) FROM walhook.backfills WHERE status = 'running'",
+    )
+    .await
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backfill is not running: {}\n{}",
+            db.psql("SELECT status, error FROM walhook.backfills"),
+            db.psql("SELECT pid, state, wait_event_type, wait_event, left(query, 100) FROM pg_stat_activity WHERE datname = current_database()")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    writer.batch_execute("COMMIT").await.unwrap();
+    let (status, out, err) = backfill.await.unwrap();
+    assert!(status.success(), "{out}\n{err}");
+    db.psql("INSERT INTO items (id, name) VALUES (99999, 'sentinel')");
+    wait_settled(&db, &receiver, "/items/99999").await;
+    let last = last_by_revision(events_for(&db, &sub).await);
+    let (kind, body) = &last["/items/5"];
+    assert_eq!(
+        body["resourcepayload"]["v"], 42,
+        "the last event of /items/5 by revision is {kind}: {body}"
+    );
+    assert_final_state(&last, &table_rows(&db).await);
+}

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::process::walhook_bin;
+use crate::support::process::{walhook, walhook_bin};
 use crate::support::receiver::Reply;
 use crate::support::{
     ChildProcess, Cluster, ClusterOptions, Receiver, TestDb, migrate, subscribe, wait_until,
@@ -69,7 +69,7 @@ async fn a_hung_receiver_holds_neither_the_slot_nor_ingestion() {
     hung.set_default(Reply::Hang);
     subscribe(&db, &healthy.url(), "", "");
     let hung_id = subscribe(&db, &hung.url(), ", timeout_ms", ", 2000");
-    let _walhook = walhook_streaming(&db);
+    let daemon = walhook_streaming(&db);
     // one large transaction, then many small ones
     db.psql("INSERT INTO items (id) SELECT generate_series(1, 20000)");
     db.psql(
@@ -109,6 +109,30 @@ async fn a_hung_receiver_holds_neither_the_slot_nor_ingestion() {
         },
     )
     .await;
+    // every obligation is visible: the gauges, and `walhook status`
+    let metrics = reqwest::get(format!(
+        "http://{}/metrics",
+        daemon.http_addr.as_ref().unwrap()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    for gauge in [
+        "walhook_deliveries_in_memory ",
+        "walhook_pending_deliveries ",
+        "walhook_delivery_mark_lag_bytes ",
+    ] {
+        assert!(metrics.contains(gauge), "{gauge} in:\n{metrics}");
+    }
+    assert!(
+        metrics.contains("walhook_deliveries_materialised_total{reason=\"held\"}"),
+        "{metrics}"
+    );
+    let (status, out, err) = walhook(&["status", "--database-url", &db.url(), "--slot", &db.slot]);
+    assert!(status.success(), "{err}");
+    assert!(out.contains("in memory, no row yet: "), "{out}");
 }
 
 /// Writes 10-row transactions every few milliseconds until told to stop,
