@@ -181,28 +181,35 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
         backfills: Some(backfills),
         http: Some(http),
     };
-    let supervised = tokio::select! {
-        supervised = supervise_stream(StreamContext {
-            options: &options,
-            database: &database,
-            replication: &replication,
-            items: items_tx,
-            durable: durable_rx,
-            materialised: materialised_rx,
-            system_id,
-            store_failed,
-            health: &health,
-            shutdown: &shutdown,
-            streamed_before: std::sync::atomic::AtomicBool::new(false),
-        }) => supervised,
-        // the stream is dropped with its future: the replication connection
-        // closes, and the slot keeps its confirmed position
-        died = stages.first_to_end() => {
-            let error = died;
-            tracing::error!(%error, "a stage died; stopping");
-            health.set_failed(error.to_string());
-            shutdown.cancel();
-            Err(error)
+    let stream = supervise_stream(StreamContext {
+        options: &options,
+        database: &database,
+        replication: &replication,
+        items: items_tx,
+        durable: durable_rx,
+        materialised: materialised_rx,
+        system_id,
+        store_failed,
+        health: &health,
+        shutdown: &shutdown,
+        streamed_before: std::sync::atomic::AtomicBool::new(false),
+    });
+    tokio::pin!(stream);
+    let supervised = loop {
+        tokio::select! {
+            supervised = &mut stream => break supervised,
+            // a stage that ends while stopping does its job; one that ends
+            // before has died: the stream is dropped with its future (the
+            // replication connection closes, the slot keeps its position)
+            error = stages.first_to_end() => {
+                if shutdown.is_cancelled() {
+                    continue;
+                }
+                tracing::error!(%error, "a stage died; stopping");
+                health.set_failed(error.to_string());
+                shutdown.cancel();
+                break Err(error);
+            }
         }
     };
 
@@ -275,6 +282,7 @@ impl Stages {
                 self.http = None;
                 ("HTTP server", why(ended))
             }
+            else => std::future::pending().await,
         };
         DaemonError::StageDied { stage, why }
     }
