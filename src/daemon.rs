@@ -194,7 +194,7 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
         shutdown: &shutdown,
         streamed_before: std::sync::atomic::AtomicBool::new(false),
     });
-    tokio::pin!(stream);
+    let mut stream = Box::pin(stream);
     let supervised = loop {
         tokio::select! {
             supervised = &mut stream => break supervised,
@@ -212,6 +212,9 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
             }
         }
     };
+    // with it go the replication connection and the items sender, so the
+    // writer drains
+    drop(stream);
 
     // Stop order: the stream is down (items sender dropped), so the writer
     // drains and stores what it has; then deliveries park; then the rest.

@@ -5,7 +5,8 @@
 //!  worker (SQL connection)                 slot loop -> writer (WAL order)
 //!  ───────────────────────                 ─────────────────────────────────
 //!  emit low watermark  ──── WAL ────────▶  Low: open a window for the table
-//!  SELECT chunk (pk > cursor LIMIT n)       changes of the table: note their keys
+//!  wait for transactions then in progress   changes of the table: note their keys
+//!  SELECT chunk (pk > cursor LIMIT n)
 //!  register chunk in [`Chunks`]
 //!  emit high watermark ──── WAL ────────▶  High: take the chunk, drop rows whose
 //!                                           key changed in the window, the rest
@@ -15,10 +16,13 @@
 //!
 //! This is the watermark scheme of DBLog (Netflix) and Debezium's incremental
 //! snapshots. The chunk is read after the low watermark committed and before
-//! the high one, so any change the chunk's copy of a row could race with
-//! commits inside the window and is seen by the writer between the two
+//! the high one, and only once every transaction in progress at the low
+//! watermark has ended, so any change the chunk's copy of a row could race
+//! with commits inside the window and is seen by the writer between the two
 //! watermarks: such a row is left out and its change event, already in the
-//! stream, carries its latest state. Every other row's copy is the state as of
+//! stream, carries its latest state. (Without that wait, a change made before
+//! the low watermark and committed after the high one would carry an older
+//! revision, its record's position, than the row's stale snapshot.) Every other row's copy is the state as of
 //! the window, older than any change that follows the high watermark. Snapshot
 //! events are stored by the writer, in the same batches as the stream's
 //! events, so the slot's confirmed position and the order of `commit_lsn`
@@ -26,7 +30,7 @@
 //!
 //! Crash safety: event ids are derived from the backfill id and the row's
 //! primary key, and the cursor moves only once the chunk's events are durably
-//! stored. A restart (or a stream session that did not see both watermarks)
+//! stored (with them, the deliveries they owe: `store::obligations`). A restart (or a stream session that did not see both watermarks)
 //! redoes the chunk from the stored cursor; ids already stored are skipped.
 //! Memory is one chunk, plus the keys changed inside an open window.
 

@@ -498,7 +498,12 @@ impl Scheduler {
     /// kept out of memory for a while: a receiver that slow is not waited on.
     fn release_held(&mut self, hold: Duration) {
         let mut slowed = Vec::new();
+        let held_too_long =
+            |job: &Job| matches!(job.origin, JobOrigin::First(_)) && job.handed_at.elapsed() > hold;
         for (subscription, queue) in &mut self.queues {
+            if !queue.iter().any(held_too_long) {
+                continue;
+            }
             let before = queue.len();
             let mut kept = VecDeque::with_capacity(before);
             for job in queue.drain(..) {
