@@ -4,7 +4,8 @@
 //! the store or hold the slot's confirmed position back for everyone. So the
 //! figures are the store's rate, the healthy receiver's drain, and how far
 //! the slot is behind at the end, each also as a ratio to the plain drain of
-//! the same binary in the same run.
+//! the same binary in the same run (measured just before, so that drift of a
+//! shared machine over the run stays out of the ratio as far as it can).
 
 use super::drain::{self, Drained};
 use super::{Bench, finish};
