@@ -2,7 +2,8 @@
 //! tokio-postgres does not stream CopyBoth.
 //!
 //! An SSLRequest and a rustls handshake first when `sslmode` asks for TLS
-//! ([`crate::tls`]); then startup with `replication=database`, authentication
+//! ([`crate::tls`]; with the client certificate of `sslcert`/`sslkey` when the
+//! URL names one); then startup with `replication=database`, authentication
 //! (trust, cleartext, md5, SCRAM-SHA-256 via postgres-protocol), simple queries
 //! (`IDENTIFY_SYSTEM`, `CREATE_REPLICATION_SLOT`), then `START_REPLICATION`, after
 //! which the connection becomes a [`ReplicationStream`] of CopyData frames.
@@ -201,7 +202,10 @@ impl ReplicationConnection {
         wire.flush().await?;
         let mut conn = ReplicationConnection { wire };
         conn.authenticate(&user, config.get_password()).await?;
-        conn.read_until_ready().await?;
+        // a FATAL here is about the role (no REPLICATION, no CONNECT)
+        conn.read_until_ready()
+            .await
+            .map_err(|e| auth_error(&user, e))?;
         Ok(conn)
     }
 
@@ -302,7 +306,13 @@ impl ReplicationConnection {
         let mut rows = Vec::new();
         let mut error = None;
         loop {
-            match self.wire.next("before ReadyForQuery").await? {
+            // after a FATAL error the server closes the connection: the error
+            // is the story, not the end of file that follows it
+            let message = match self.wire.next("before ReadyForQuery").await {
+                Ok(message) => message,
+                Err(failure) => return Err(error.unwrap_or(failure)),
+            };
+            match message {
                 Message::ReadyForQuery(_) => return error.map_or(Ok(rows), Err),
                 Message::ErrorResponse(body) => {
                     error.get_or_insert(server_error(body.fields()));
@@ -473,7 +483,7 @@ async fn negotiate_tls(
             let tls = connector.connect(name, socket).await.map_err(|e| {
                 if e.kind() == std::io::ErrorKind::InvalidData {
                     ConnError::Config(format!(
-                        "TLS handshake with {host} failed: {e}; check sslmode and sslrootcert"
+                        "TLS handshake with {host} failed: {e}; check sslmode, sslrootcert, sslcert and sslkey"
                     ))
                 } else {
                     ConnError::Io(e)
@@ -576,6 +586,18 @@ fn auth_error(user: &str, error: ConnError) -> ConnError {
         Some(SqlState::INVALID_PASSWORD) => ConnError::Auth(format!(
             "password authentication failed for user {user}: check the password in --database-url"
         )),
+        // PostgreSQL 15: "must be superuser or replication role to start
+        // walsender"; 16 and later: "permission denied to start WAL sender"
+        Some(SqlState::INSUFFICIENT_PRIVILEGE)
+            if error.to_string().to_lowercase().contains("sender") =>
+        {
+            ConnError::Auth(format!(
+                "role {user} lacks the REPLICATION attribute, which the replication connection \
+                 needs ({error}): as an administrator run ALTER ROLE {} REPLICATION (on Amazon \
+                 RDS and Aurora: GRANT rds_replication TO {0}); see docs/least-privilege.md",
+                quote_ident(user)
+            ))
+        }
         Some(SqlState::INVALID_AUTHORIZATION_SPECIFICATION) => ConnError::Auth(format!(
             "the server refused a replication connection for user {user} ({error}): grant \
              REPLICATION to the user (or use a superuser) and allow `replication` connections \

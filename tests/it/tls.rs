@@ -1,12 +1,16 @@
 //! TLS to PostgreSQL on both connections: a cluster with a certificate signed
-//! by a test CA (made with the `openssl` CLI) that refuses plain connections.
+//! by a test CA (made with the `openssl` CLI) that refuses plain connections,
+//! and one that authenticates a user by its client certificate (`cert` in
+//! pg_hba.conf), presented from `sslcert`/`sslkey` by both connections.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use crate::support::cluster::chown_to_server_user;
-use crate::support::{Cluster, ClusterOptions, wait_until, walhook, walhook_run};
+use crate::support::{
+    ChildProcess, Cluster, ClusterOptions, TestDb, wait_until, walhook, walhook_run,
+};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -18,6 +22,33 @@ fn openssl(dir: &Path, args: &[&str]) {
         out.status.success(),
         "openssl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `{name}.pem`: the request `{name}.csr` signed by `{ca}` with the X.509v3
+/// extensions `extensions`.
+fn sign(dir: &Path, ca: &str, name: &str, extensions: &str) {
+    let ext = format!("{name}.ext");
+    std::fs::write(dir.join(&ext), extensions).unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
     );
 }
 
@@ -62,31 +93,12 @@ fn certificates(dir: &Path) {
             "/CN=127.0.0.1",
         ],
     );
-    std::fs::write(
-        dir.join("server.ext"),
+    sign(
+        dir,
+        "ca",
+        "server",
         "subjectAltName=IP:127.0.0.1,DNS:pg.walhook.test\nbasicConstraints=CA:FALSE\n\
          keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ],
     );
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(
@@ -97,6 +109,36 @@ fn certificates(dir: &Path) {
     chown_to_server_user(dir);
     chown_to_server_user(&dir.join("server.key"));
     chown_to_server_user(&dir.join("server.pem"));
+}
+
+/// A routed `items` table, `walhook run` on `url` (and `extra` options) until
+/// it streams, and two inserted rows stored as events.
+async fn two_events_streamed(db: &TestDb<'_>, url: &str, extra: &[&str]) -> ChildProcess {
+    db.psql(
+        "CREATE TABLE items (id int PRIMARY KEY);
+         INSERT INTO walhook.routes (source_table, resource, apiresource) VALUES ('items', 'item', '/items/{id}');",
+    );
+    let walhook = walhook_run(url, &db.slot, &db.publication, extra);
+    walhook.wait_for_log("streaming", Duration::from_secs(60));
+    db.psql("INSERT INTO items VALUES (1), (2)");
+    wait_until(Duration::from_secs(60), "2 events stored", || async {
+        let n: i64 = db
+            .psql("SELECT count(*) FROM walhook.events")
+            .parse()
+            .unwrap();
+        (n >= 2).then_some(())
+    })
+    .await;
+    walhook
+}
+
+/// A `pg_stat_ssl` column of the walsender whose `pg_stat_replication` row
+/// matches `filter`.
+fn walsender_ssl(db: &TestDb<'_>, column: &str, filter: &str) -> String {
+    db.psql(&format!(
+        "SELECT s.{column} FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)
+          WHERE r.{filter}"
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -186,26 +228,8 @@ async fn both_connections_use_tls_and_certificates_are_checked() {
     );
 
     // the daemon over sslmode=require: SQL and replication stream, end to end
-    db.psql(
-        "CREATE TABLE items (id int PRIMARY KEY);
-         INSERT INTO walhook.routes (source_table, resource, apiresource) VALUES ('items', 'item', '/items/{id}');",
-    );
     let required = format!("{}?sslmode=require&application_name=walhook_tls", db.url());
-    let walhook = walhook_run(&required, &db.slot, &db.publication, &[]);
-    walhook.wait_for_log("streaming", Duration::from_secs(60));
-    db.psql("INSERT INTO items VALUES (1), (2)");
-    wait_until(
-        Duration::from_secs(60),
-        "2 events stored over TLS",
-        || async {
-            let n: i64 = db
-                .psql("SELECT count(*) FROM walhook.events")
-                .parse()
-                .unwrap();
-            (n >= 2).then_some(())
-        },
-    )
-    .await;
+    let walhook = two_events_streamed(&db, &required, &[]).await;
     let plain = db.psql(
         "SELECT count(*) FILTER (WHERE NOT s.ssl) || '/' || count(*)
            FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
@@ -236,14 +260,227 @@ async fn both_connections_use_tls_and_certificates_are_checked() {
         .expect("walhook exits");
     assert!(!exited.success());
     assert!(wrong.log().contains("TLS handshake"), "{}", wrong.log());
-    let walsender = db.psql(
-        "SELECT s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)
-          WHERE r.application_name = 'walhook_tls'",
-    );
     assert_eq!(
-        walsender,
+        walsender_ssl(&db, "ssl", "application_name = 'walhook_tls'"),
         "t",
         "the replication stream is encrypted\n{}",
         walhook.log()
+    );
+}
+
+/// A client certificate for `user` signed by `ca` (`{name}.pem`, `{name}.key`):
+/// an RSA key (PKCS#8, as `openssl genpkey` writes it) or, with `ec`, a P-256 key
+/// in SEC1 form (`EC PRIVATE KEY`).
+fn client_certificate(dir: &Path, ca: &str, name: &str, user: &str, ec: bool) {
+    let key = format!("{name}.key");
+    if ec {
+        openssl(
+            dir,
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                &key,
+            ],
+        );
+    } else {
+        openssl(
+            dir,
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                &key,
+            ],
+        );
+    }
+    let csr = format!("{name}.csr");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={user}"),
+        ],
+    );
+    sign(
+        dir,
+        ca,
+        name,
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=clientAuth\n",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_certificates_authenticate_both_connections() {
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path();
+    certificates(dir);
+    // the user's certificate in three key forms, and one from an unknown CA
+    client_certificate(dir, "ca", "client", "walhook_cert", false);
+    openssl(
+        dir,
+        &[
+            "rsa",
+            "-in",
+            "client.key",
+            "-traditional",
+            "-out",
+            "client.rsa.key",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            "client.key",
+            "-out",
+            "client.enc.key",
+            "-passout",
+            "pass:secret",
+        ],
+    );
+    client_certificate(dir, "ca", "client_ec", "walhook_cert", true);
+    client_certificate(dir, "other", "stranger", "walhook_cert", false);
+    let text = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    assert!(text("client.key").contains("BEGIN PRIVATE KEY"), "PKCS#8");
+    assert!(
+        text("client.rsa.key").contains("BEGIN RSA PRIVATE KEY"),
+        "PKCS#1"
+    );
+    assert!(
+        text("client_ec.key").contains("BEGIN EC PRIVATE KEY"),
+        "SEC1"
+    );
+    chown_to_server_user(&dir.join("ca.pem"));
+
+    let cluster = Cluster::start(ClusterOptions {
+        extra_conf: vec![
+            "ssl = on".into(),
+            format!("ssl_cert_file = '{}'", dir.join("server.pem").display()),
+            format!("ssl_key_file = '{}'", dir.join("server.key").display()),
+            format!("ssl_ca_file = '{}'", dir.join("ca.pem").display()),
+        ],
+        // walhook_cert may connect only with a certificate the CA signed for it;
+        // the harness's postgres user keeps trust
+        hba_first: vec![
+            "hostssl all walhook_cert 127.0.0.1/32 cert".into(),
+            "hostssl replication walhook_cert 127.0.0.1/32 cert".into(),
+            "host all walhook_cert 127.0.0.1/32 reject".into(),
+            "host replication walhook_cert 127.0.0.1/32 reject".into(),
+        ],
+        ..Default::default()
+    });
+    cluster.psql("postgres", "CREATE ROLE walhook_cert LOGIN SUPERUSER");
+    let db = cluster.database();
+    let base = db.url().replace("postgres@", "walhook_cert@").to_string();
+    let with = |cert: &str, key: &str| {
+        format!(
+            "{base}?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}&application_name=walhook_cert",
+            dir.join("ca.pem").display(),
+            dir.join(cert).display(),
+            dir.join(key).display()
+        )
+    };
+
+    // without a certificate the server refuses walhook_cert
+    let (status, _, err) = walhook(&[
+        "migrate",
+        "--database-url",
+        &format!("{base}?sslmode=require"),
+    ]);
+    assert!(!status.success(), "no certificate must be refused");
+    assert!(err.contains("certificate"), "{err}");
+    // one signed by a CA the server does not trust is refused too
+    let (status, _, err) = walhook(&[
+        "migrate",
+        "--database-url",
+        &with("stranger.pem", "stranger.key"),
+    ]);
+    assert!(
+        !status.success(),
+        "an unknown CA's certificate must be refused"
+    );
+    assert!(
+        err.to_lowercase().contains("certificate") || err.contains("alert"),
+        "{err}"
+    );
+    // an encrypted key is refused by name, before connecting
+    let (status, _, err) = walhook(&[
+        "migrate",
+        "--database-url",
+        &format!(
+            "{}&sslpassword=secret",
+            with("client.pem", "client.enc.key")
+        ),
+    ]);
+    assert!(!status.success());
+    assert!(err.contains("is encrypted (sslpassword)"), "{err}");
+
+    // PKCS#8, PKCS#1 and SEC1 keys all authenticate (key=value form for one)
+    let (status, out, err) = walhook(&[
+        "migrate",
+        "--database-url",
+        &with("client.pem", "client.key"),
+    ]);
+    assert!(status.success(), "PKCS#8: {out}\n{err}");
+    let (status, out, err) = walhook(&[
+        "status",
+        "--database-url",
+        &with("client.pem", "client.rsa.key"),
+    ]);
+    assert!(status.success(), "PKCS#1: {out}\n{err}");
+    let key_values = format!(
+        "host=127.0.0.1 port={} dbname={} user=walhook_cert sslmode=verify-ca sslrootcert={} \
+         sslcert={} sslkey={}",
+        cluster.port(),
+        db.name,
+        dir.join("ca.pem").display(),
+        dir.join("client_ec.pem").display(),
+        dir.join("client_ec.key").display()
+    );
+    let (status, out, err) = walhook(&["status", "--database-url", &key_values]);
+    assert!(status.success(), "SEC1, key=value: {out}\n{err}");
+
+    // the daemon: SQL sessions and the replication stream, each with the certificate
+    let daemon = two_events_streamed(
+        &db,
+        &with("client.pem", "client.key"),
+        &["--replication-url", &with("client_ec.pem", "client_ec.key")],
+    )
+    .await;
+    let sessions = db.psql(
+        "SELECT count(*) FILTER (WHERE s.client_dn = '/CN=walhook_cert') || '/' || count(*)
+           FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+          WHERE a.usename = 'walhook_cert' AND a.backend_type = 'client backend'",
+    );
+    let (with_cert, total) = sessions.split_once('/').unwrap();
+    assert!(
+        total.parse::<i32>().unwrap() >= 1,
+        "SQL sessions: {sessions}"
+    );
+    assert_eq!(
+        with_cert, total,
+        "every SQL session presented the certificate"
+    );
+    assert_eq!(
+        walsender_ssl(&db, "client_dn", "usename = 'walhook_cert'"),
+        "/CN=walhook_cert",
+        "the replication stream presented the certificate\n{}",
+        daemon.log()
     );
 }
