@@ -91,6 +91,25 @@ pub enum Command {
     /// events, consistent with the stream; prints the backfill's id, then its
     /// progress (`walhook run` does the work).
     Backfill(BackfillArgs),
+    /// The replication slot: the way forward when it was invalidated, dropped
+    /// or re-created behind walhook's back (docs/slot-safety.md).
+    #[command(subcommand)]
+    Slot(SlotCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SlotCommand {
+    /// Drop (if it exists) and create the slot again, reset walhook's record
+    /// of it, declare the changes between the last confirmed position and the
+    /// new slot's start lost (log, walhook.audit_log, metric), and start a
+    /// backfill of every enabled routed table for every enabled subscription
+    /// so receivers converge. Stop every walhook on the slot first. Without
+    /// --yes, prints what it would do and exits 2.
+    Recreate {
+        /// Do it (without: print the plan, change nothing).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -15,6 +15,16 @@
 //! finds the server shutting down, the replication connection is closed at
 //! once (the walsender would otherwise wait for a confirmation that cannot be
 //! stored) and resumes from the confirmed position when the server is back.
+//!
+//! A slot is never lost silently (docs/slot-safety.md): each session checks
+//! the slot against walhook's record of it before streaming, positions reach
+//! the server only once recorded ([`slot_guard`]), and an invalidated,
+//! missing or replaced slot ends the process non-zero with a message naming
+//! the slot, the last confirmed position and `walhook slot recreate`
+//! ([`slot_recreate`]).
+
+mod slot_guard;
+pub mod slot_recreate;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -30,7 +40,8 @@ use crate::pipeline::{ITEMS_CAPACITY, Writer};
 use crate::reconnect::{Backoff, Tries};
 use crate::replication::conn::{ConnError, ReplicationConnection};
 use crate::replication::lsn::Lsn;
-use crate::replication::slot::{self, PreflightError, SlotState};
+use crate::replication::slot::identity::{self, Verdict};
+use crate::replication::slot::{self, PreflightError};
 use crate::replication::stream::{FailureStreak, SlotStream, StreamError, StreamItem, StreamLinks};
 use crate::store::migrate::{self, MigrateError};
 use crate::store::monitor;
@@ -75,6 +86,13 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     let replication = options.replication()?;
     let client = crate::store::connect(&database).await?;
     migrate::check_version(&client).await?;
+    match slot::wal_keep_warning(&client).await {
+        Ok(Some(warning)) => tracing::warn!("{warning}"),
+        Ok(None) => {}
+        Err(error) => {
+            tracing::debug!(error = %crate::error::describe(&error), "cannot read max_slot_wal_keep_size")
+        }
+    }
     crate::store::config::register_publication(&client, &options.publication)
         .await
         .map_err(during("registering the publication with its routed tables"))?;
@@ -133,6 +151,16 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
     let dispatch = tokio::spawn(dispatcher.run(dispatch_shutdown.clone()));
 
     let (durable_tx, durable_rx) = watch::channel(Lsn(0));
+    // what the slot loop may confirm: durable positions once recorded
+    let (confirmable_tx, confirmable_rx) = watch::channel(Lsn(0));
+    let recorder = tokio::spawn(slot_guard::record_positions(
+        crate::store::ReconnectingClient::new(database.clone()),
+        options.slot.clone(),
+        durable_rx.clone(),
+        confirmable_tx,
+        store_failed.clone(),
+        shutdown.clone(),
+    ));
     let (materialised_tx, materialised_rx) = watch::channel(Lsn(0));
     let jobs = tokio::spawn(periodic_jobs(
         PeriodicContext {
@@ -187,6 +215,7 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
         replication: &replication,
         items: items_tx,
         durable: durable_rx,
+        confirmable: confirmable_rx,
         materialised: materialised_rx,
         system_id,
         store_failed,
@@ -231,6 +260,7 @@ pub async fn run(options: CommonOptions, shutdown: CancellationToken) -> Result<
         let _ = backfills.await;
     }
     let _ = jobs.await;
+    let _ = recorder.await;
     if let Some(http) = stages.http.take() {
         let _ = http.await;
     }
@@ -299,6 +329,9 @@ struct StreamContext<'a> {
     replication: &'a crate::tls::ConnectConfig,
     items: mpsc::Sender<StreamItem>,
     durable: watch::Receiver<Lsn>,
+    /// Durable positions once recorded in `walhook.slot_identity`: what the
+    /// slot loop confirms.
+    confirmable: watch::Receiver<Lsn>,
     /// Up to where this process's first attempts all have rows.
     materialised: watch::Receiver<Lsn>,
     system_id: Arc<OnceLock<String>>,
@@ -401,41 +434,86 @@ async fn stream_session(context: &StreamContext<'_>) -> Result<(), SessionError>
         ))))
     })?;
     health.set_database_ok(true);
-    let state = slot::preflight(&sql, &options.slot).await.map_err(|e| {
+    let transient = |e: PreflightError| {
         if e.is_transient() {
             SessionError::Stream(StreamError::Conn(ConnError::Protocol(e.to_string())))
         } else {
             SessionError::Fatal(e.into())
         }
-    })?;
+    };
+    let slot_name = &options.slot;
+    let state = slot::preflight(&sql, slot_name).await.map_err(transient)?;
+    let recorded = identity::load(&sql, slot_name)
+        .await
+        .map_err(|e| transient(e.into()))?;
+    let verdict = identity::judge(slot_name, &state, recorded.as_ref())
+        .map_err(|e| SessionError::Fatal(e.into()))?;
     let mut conn = ReplicationConnection::connect(replication).await?;
     let system = conn.identify_system().await?;
     let _ = context.system_id.set(system.system_id.clone());
-    let confirmed = match state {
-        SlotState::Ready { confirmed_flush } => confirmed_flush,
-        SlotState::Missing => {
-            let at = conn.create_slot(&options.slot).await?;
-            tracing::info!(slot = %options.slot, %at, "created replication slot");
+    let confirmed = match verdict {
+        Verdict::Same { confirmed } => confirmed,
+        Verdict::Adopt { confirmed } => {
+            identity::record(&sql, slot_name, &system.system_id, confirmed)
+                .await
+                .map_err(|e| transient(e.into()))?;
+            tracing::info!(slot = %slot_name, %confirmed, "recorded the slot walhook consumes (walhook.slot_identity)");
+            confirmed
+        }
+        Verdict::Create => {
+            let at = conn.create_slot(slot_name).await?;
+            tracing::info!(slot = %slot_name, %at, "created replication slot");
+            if identity::visible(&sql, slot_name)
+                .await
+                .map_err(|e| transient(e.into()))?
+            {
+                identity::record(&sql, slot_name, &system.system_id, at)
+                    .await
+                    .map_err(|e| transient(e.into()))?;
+            } else {
+                tracing::warn!(slot = %slot_name, "the slot is not visible over --database-url (the replication connection reaches another server): walhook cannot check it and keeps no record of it");
+            }
             at
         }
+    };
+    // the start of a gap, should the server say the slot was invalidated
+    let last_confirmed = recorded
+        .as_ref()
+        .map(|r| r.confirmed_lsn)
+        .or(Some(confirmed));
+    let invalidated = |error: StreamError| -> SessionError {
+        if let StreamError::Conn(conn) = &error
+            && let Some(what) = slot::invalidation(conn)
+        {
+            return SessionError::Fatal(
+                PreflightError::SlotInvalidated {
+                    slot: slot_name.clone(),
+                    confirmed: last_confirmed,
+                    what,
+                }
+                .into(),
+            );
+        }
+        SessionError::from(error)
     };
     sweep_owed(context, &sql, confirmed).await?;
     let stream = SlotStream::start(
         conn,
-        &options.slot,
+        slot_name,
         &options.publication,
         confirmed,
         StreamLinks {
             items: &context.items,
-            durable: context.durable.clone(),
+            durable: context.confirmable.clone(),
             shutdown: context.shutdown.clone(),
             store_failed: context.store_failed.clone(),
         },
     )
-    .await?;
+    .await
+    .map_err(invalidated)?;
     health.set_stream(StreamState::Streaming);
-    tracing::info!(slot = %options.slot, %confirmed, "streaming");
-    stream.run().await.map_err(SessionError::from)
+    tracing::info!(slot = %slot_name, %confirmed, "streaming");
+    stream.run().await.map_err(invalidated)
 }
 
 /// Before streaming: pending rows for the deliveries that stored events owe
@@ -545,12 +623,14 @@ async fn periodic_jobs(context: PeriodicContext, shutdown: CancellationToken) {
     }
 }
 
-/// Replication lag in bytes and the pending-deliveries gauge.
+/// Replication lag in bytes, the slot's cost and record, and the
+/// pending-deliveries gauge.
 async fn update_gauges(client: &tokio_postgres::Client, slot: &str) {
-    if let Ok(status) = monitor::slot_status(client, slot).await
-        && let Some(lag) = status.lag_bytes
-    {
-        telemetry::REPLICATION_LAG_BYTES.set(lag);
+    if let Ok(status) = monitor::slot_status(client, slot).await {
+        if let Some(lag) = status.lag_bytes {
+            telemetry::REPLICATION_LAG_BYTES.set(lag);
+        }
+        slot_guard::set_gauges(&status);
     }
     if let Ok(n) = crate::store::deliveries::pending_count(client).await {
         telemetry::PENDING_DELIVERIES.set(n);

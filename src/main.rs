@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use walhook::config::{ApiTokensCommand, Cli, Command, KeysCommand, LogFormat};
+use walhook::config::{ApiTokensCommand, Cli, Command, KeysCommand, LogFormat, SlotCommand};
 
 /// jemalloc instead of glibc's allocator: events, requests and rows are
 /// allocated on one thread and freed on another, where glibc's arenas took a
@@ -104,6 +104,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ApiTokens(command) => {
             let client = walhook::store::connect(&common.database()?).await?;
             api_tokens(&client, command).await?;
+        }
+        Command::Slot(SlotCommand::Recreate { yes }) => {
+            let code = walhook::daemon::slot_recreate::run(&common, yes).await?;
+            return Ok(ExitCode::from(code));
         }
         Command::Backfill(args) => {
             let client = walhook::store::connect(&common.database()?).await?;

@@ -1,12 +1,15 @@
 //! `walhook status`: what an operator asks first — is the slot streaming, how far
-//! behind is it, what happened in the last hour, and which receivers are failing.
+//! behind is it, what it costs the server (WAL retained, how close to being
+//! invalidated), what happened in the last hour, and which receivers are failing.
 
 //!
 //! The figures come from the store ([`collect`]); this module renders them.
 
 use std::fmt::Write;
 
-pub use crate::store::monitor::{FailingSubscription, SlotStatus, StatusReport, collect};
+pub use crate::store::monitor::{
+    FailingSubscription, RETAINED_WAL_WARN_BYTES, SlotStatus, StatusReport, bytes, collect,
+};
 
 impl StatusReport {
     /// A readable table.
@@ -14,8 +17,10 @@ impl StatusReport {
         let mut out = String::new();
         let s = &self.slot;
         let _ = writeln!(out, "slot {}", s.name);
-        if !s.exists {
+        if !s.exists && s.recorded_confirmed_lsn.is_none() {
             let _ = writeln!(out, "  not created yet (walhook run creates it)");
+        } else if !s.exists {
+            let _ = writeln!(out, "  missing");
         } else {
             let _ = writeln!(
                 out,
@@ -33,6 +38,30 @@ impl StatusReport {
                 s.lag_bytes.map_or("-".into(), |b| b.to_string()),
                 s.lag_seconds.map_or("- s".into(), |l| format!("{l:.3} s"))
             );
+            let _ = writeln!(
+                out,
+                "  WAL retained   {} (from restart_lsn; warning above {})",
+                s.retained_wal_bytes.map_or("-".into(), bytes),
+                bytes(RETAINED_WAL_WARN_BYTES)
+            );
+            let _ = writeln!(
+                out,
+                "  wal_status     {}, safe_wal_size {} (max_slot_wal_keep_size {})",
+                s.wal_status.as_deref().unwrap_or("-"),
+                s.safe_wal_size.map_or("unlimited".into(), bytes),
+                s.max_slot_wal_keep_size.as_deref().unwrap_or("-")
+            );
+        }
+        if let Some(recorded) = &s.recorded_confirmed_lsn {
+            let _ = writeln!(
+                out,
+                "  walhook's record: confirmed up to {recorded}; re-created {} times, {} of WAL declared lost",
+                s.recreations,
+                bytes(s.lost_wal_bytes)
+            );
+        }
+        for warning in &s.warnings {
+            let _ = writeln!(out, "  WARNING: {warning}");
         }
         let _ = writeln!(out, "\nevents in the last hour");
         table(&mut out, &self.events_last_hour);

@@ -5,8 +5,8 @@
 //! figure. `/metrics` renders the registry.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::LazyLock;
 
@@ -346,6 +346,72 @@ pub static BACKFILLS_RUNNING: LazyLock<IntGauge> = LazyLock::new(|| {
     register(IntGauge::new("backfills_running", "Backfills running in this instance").unwrap())
 });
 
+/// WAL the slot keeps on the server: from its `restart_lsn` to the current
+/// position (what a stopped or slow walhook costs the primary's disk).
+pub static SLOT_RETAINED_WAL_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "slot_retained_wal_bytes",
+            "WAL bytes the replication slot keeps on the server (current position minus restart_lsn)",
+        )
+        .unwrap(),
+    )
+});
+
+/// `safe_wal_size`: WAL that can be written before the slot is
+/// invalidated; -1 when `max_slot_wal_keep_size` is unlimited (or the slot
+/// is lost or missing).
+pub static SLOT_SAFE_WAL_SIZE_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "slot_safe_wal_size_bytes",
+            "WAL bytes that can be written before the slot is invalidated (safe_wal_size); -1 when unlimited or unknown",
+        )
+        .unwrap(),
+    )
+});
+
+/// The slot's `wal_status`: 1 for the current one (`reserved`, `extended`,
+/// `unreserved`, `lost`, or `missing` when the slot does not exist).
+pub static SLOT_WAL_STATUS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "slot_wal_status",
+                "1 for the replication slot's current wal_status (reserved, extended, unreserved, lost; missing when there is no slot)",
+            ),
+            &["status"],
+        )
+        .unwrap(),
+    )
+});
+
+/// The `wal_status` values of [`SLOT_WAL_STATUS`].
+pub const SLOT_WAL_STATUSES: [&str; 5] = ["reserved", "extended", "unreserved", "lost", "missing"];
+
+/// WAL whose changes were declared lost by `walhook slot recreate` (summed
+/// over re-creations, from `walhook.slot_identity`).
+pub static SLOT_LOST_WAL_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "slot_lost_wal_bytes",
+            "WAL bytes whose changes were declared lost when the slot was re-created (walhook slot recreate), summed",
+        )
+        .unwrap(),
+    )
+});
+
+/// Times the slot was re-created by `walhook slot recreate`.
+pub static SLOT_RECREATIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "slot_recreations",
+            "Times the replication slot was re-created with walhook slot recreate",
+        )
+        .unwrap(),
+    )
+});
+
 /// Touch every metric so each appears in `/metrics` from the start.
 pub fn init() {
     LazyLock::force(&CHANGES_RECEIVED);
@@ -378,6 +444,13 @@ pub fn init() {
     }
     LazyLock::force(&BACKFILL_ROWS);
     LazyLock::force(&BACKFILLS_RUNNING);
+    LazyLock::force(&SLOT_RETAINED_WAL_BYTES);
+    LazyLock::force(&SLOT_SAFE_WAL_SIZE_BYTES);
+    for status in SLOT_WAL_STATUSES {
+        SLOT_WAL_STATUS.with_label_values(&[status]);
+    }
+    LazyLock::force(&SLOT_LOST_WAL_BYTES);
+    LazyLock::force(&SLOT_RECREATIONS);
 }
 
 /// The registry in Prometheus text format.

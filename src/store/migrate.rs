@@ -65,6 +65,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "retry_limits",
         include_str!("../../sql/migrations/0011_retry_limits.sql"),
     ),
+    (
+        12,
+        "slot_identity",
+        include_str!("../../sql/migrations/0012_slot_identity.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

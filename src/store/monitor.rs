@@ -35,7 +35,30 @@ pub struct SlotStatus {
     pub lag_bytes: Option<i64>,
     pub lag_seconds: Option<f64>,
     pub confirmed_flush_lsn: Option<String>,
+    /// WAL the slot keeps on the server: from its `restart_lsn` to the
+    /// current position (`walhook_slot_retained_wal_bytes`).
+    pub retained_wal_bytes: Option<i64>,
+    /// `reserved`, `extended`, `unreserved` (lost at the next checkpoint
+    /// unless it catches up) or `lost` (invalidated).
+    pub wal_status: Option<String>,
+    /// WAL that can still be written before the slot is lost; None when
+    /// `max_slot_wal_keep_size` is -1 (unlimited) or the slot is lost.
+    pub safe_wal_size: Option<i64>,
+    /// The server's `max_slot_wal_keep_size` (`-1`: unlimited).
+    pub max_slot_wal_keep_size: Option<String>,
+    /// The last position walhook may have confirmed on the slot it consumed
+    /// (`walhook.slot_identity`), when it has a record.
+    pub recorded_confirmed_lsn: Option<String>,
+    /// WAL bytes whose changes `walhook slot recreate` declared lost, summed.
+    pub lost_wal_bytes: i64,
+    /// Times the slot was re-created with `walhook slot recreate`.
+    pub recreations: i32,
+    /// What an operator should look at now (empty when all is well).
+    pub warnings: Vec<String>,
 }
+
+/// `walhook status` warns when the slot keeps more WAL than this (1 GiB).
+pub const RETAINED_WAL_WARN_BYTES: i64 = 1 << 30;
 
 #[derive(Debug, Serialize)]
 pub struct FailingSubscription {
@@ -47,21 +70,32 @@ pub struct FailingSubscription {
     pub last_error: Option<String>,
 }
 
-/// The slot's state and lag (`walhook status`, and the lag gauge).
+/// The slot's state, lag and retained WAL (`walhook status`, and the gauges).
 pub async fn slot_status(client: &Client, slot: &str) -> Result<SlotStatus, tokio_postgres::Error> {
     let slot_row = client
         .query_opt(
             "SELECT s.active,
                     pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::int8,
                     extract(epoch FROM r.flush_lag)::float8,
-                    s.confirmed_flush_lsn::text
+                    s.confirmed_flush_lsn::text,
+                    pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::int8,
+                    s.wal_status::text,
+                    s.safe_wal_size::int8
                FROM pg_replication_slots s
                LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
               WHERE s.slot_name = $1",
             &[&slot],
         )
         .await?;
-    Ok(match slot_row {
+    let keep: Option<String> = client
+        .query_one(
+            "SELECT current_setting('max_slot_wal_keep_size', true)",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    let recorded = crate::replication::slot::identity::load(client, slot).await?;
+    let mut status = match slot_row {
         Some(row) => SlotStatus {
             name: slot.to_owned(),
             exists: true,
@@ -69,6 +103,14 @@ pub async fn slot_status(client: &Client, slot: &str) -> Result<SlotStatus, toki
             lag_bytes: row.try_get(1)?,
             lag_seconds: row.try_get(2)?,
             confirmed_flush_lsn: row.try_get(3)?,
+            retained_wal_bytes: row.try_get(4)?,
+            wal_status: row.try_get(5)?,
+            safe_wal_size: row.try_get(6)?,
+            max_slot_wal_keep_size: keep,
+            recorded_confirmed_lsn: None,
+            lost_wal_bytes: 0,
+            recreations: 0,
+            warnings: Vec::new(),
         },
         None => SlotStatus {
             name: slot.to_owned(),
@@ -77,8 +119,88 @@ pub async fn slot_status(client: &Client, slot: &str) -> Result<SlotStatus, toki
             lag_bytes: None,
             lag_seconds: None,
             confirmed_flush_lsn: None,
+            retained_wal_bytes: None,
+            wal_status: None,
+            safe_wal_size: None,
+            max_slot_wal_keep_size: keep,
+            recorded_confirmed_lsn: None,
+            lost_wal_bytes: 0,
+            recreations: 0,
+            warnings: Vec::new(),
         },
-    })
+    };
+    if let Some(recorded) = &recorded {
+        status.recorded_confirmed_lsn = Some(recorded.confirmed_lsn.to_string());
+        status.lost_wal_bytes = recorded.lost_wal_bytes;
+        status.recreations = recorded.recreations;
+    }
+    status.warnings = slot_warnings(&status, recorded.as_ref());
+    Ok(status)
+}
+
+/// What `walhook status` warns about the slot: an invalidated, missing or
+/// replaced slot (the daemon stops on those), WAL at risk, or more than
+/// [`RETAINED_WAL_WARN_BYTES`] retained.
+fn slot_warnings(
+    s: &SlotStatus,
+    recorded: Option<&crate::replication::slot::identity::Identity>,
+) -> Vec<String> {
+    use crate::replication::slot::{SlotState, identity};
+    let mut warnings = Vec::new();
+    let confirmed_flush = s
+        .confirmed_flush_lsn
+        .as_deref()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_default();
+    let state = match (s.exists, s.wal_status.as_deref()) {
+        (false, _) => SlotState::Missing,
+        (true, Some("lost")) => SlotState::Lost { confirmed_flush },
+        (true, _) => SlotState::Ready { confirmed_flush },
+    };
+    if let Err(error) = identity::judge(&s.name, &state, recorded) {
+        warnings.push(error.to_string());
+    }
+    if s.wal_status.as_deref() == Some("unreserved") {
+        warnings.push(format!(
+            "the slot keeps more WAL than max_slot_wal_keep_size ({}): it is invalidated at \
+             the next checkpoint unless walhook catches up first",
+            s.max_slot_wal_keep_size.as_deref().unwrap_or("-")
+        ));
+    }
+    if let Some(retained) = s.retained_wal_bytes
+        && retained > RETAINED_WAL_WARN_BYTES
+    {
+        warnings.push(format!(
+            "the slot keeps {} of WAL on the server (warning above {}): is walhook running \
+             and keeping up? (see walhook_slot_retained_wal_bytes)",
+            bytes(retained),
+            bytes(RETAINED_WAL_WARN_BYTES)
+        ));
+    }
+    if s.max_slot_wal_keep_size.as_deref() == Some("-1") {
+        warnings.push(
+            "max_slot_wal_keep_size is -1 (unlimited): a stopped or stuck walhook makes the \
+             slot keep WAL until the disk fills; set a limit (docs/slot-safety.md)"
+                .to_owned(),
+        );
+    }
+    warnings
+}
+
+/// Bytes for people: B, KiB, MiB, GiB.
+pub fn bytes(n: i64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value.abs() >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// Gather the `walhook status` report with a handful of queries.

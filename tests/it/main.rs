@@ -27,4 +27,5 @@ mod receiver_hostility;
 mod references;
 mod sessions;
 mod signing_interop;
+mod slot_safety;
 mod tls;
