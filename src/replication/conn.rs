@@ -593,7 +593,7 @@ fn auth_error(user: &str, error: ConnError) -> ConnError {
         {
             ConnError::Auth(format!(
                 "role {user} lacks the REPLICATION attribute, which the replication connection \
-                 needs ({error}): as an administrator run ALTER ROLE {} REPLICATION (on Amazon \
+                 needs ({error}): as an administrator: ALTER ROLE {} REPLICATION (on Amazon \
                  RDS and Aurora: GRANT rds_replication TO {0}); see docs/least-privilege.md",
                 quote_ident(user)
             ))

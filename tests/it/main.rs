@@ -23,6 +23,7 @@ mod directory_events;
 mod iam_events;
 mod isolation;
 mod operations;
+mod privileges;
 mod receiver_hostility;
 mod references;
 mod sessions;
