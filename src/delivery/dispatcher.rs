@@ -493,15 +493,22 @@ impl Scheduler {
         }
     }
 
-    /// First attempts that waited in memory longer than `hold` leave it for
-    /// pending rows (claimed like any retry), and their subscriptions are
-    /// kept out of memory for a while: a receiver that slow is not waited on.
+    /// First attempts that waited in memory longer than `hold` behind their
+    /// own receiver (it runs `max_in_flight` requests) leave it for pending
+    /// rows (claimed like any retry), and their subscriptions are kept out of
+    /// memory for a while: a receiver that slow is not waited on. Jobs that
+    /// wait for a request slot of the instance (a fan-out of one backlog: the
+    /// machine is the limit, not the receiver) stay.
     fn release_held(&mut self, hold: Duration) {
         let mut slowed = Vec::new();
         let held_too_long =
             |job: &Job| matches!(job.origin, JobOrigin::First(_)) && job.handed_at.elapsed() > hold;
         for (subscription, queue) in &mut self.queues {
-            if !queue.iter().any(held_too_long) {
+            let running = self.running.get(subscription).copied().unwrap_or(0);
+            let saturated = queue
+                .front()
+                .is_some_and(|job| running >= job.target.max_in_flight);
+            if !saturated || !queue.iter().any(held_too_long) {
                 continue;
             }
             let before = queue.len();

@@ -205,24 +205,38 @@ struct Shared {
 /// Subscriptions not admitted to memory until the time given (see
 /// [`SLOW_FOR`]); shared by the writer's admission and the dispatcher.
 #[derive(Debug, Clone, Default)]
-pub struct SlowSubscriptions(Arc<Mutex<HashMap<Uuid, Instant>>>);
+pub struct SlowSubscriptions(Arc<SlowInner>);
+
+#[derive(Debug, Default)]
+struct SlowInner {
+    until: Mutex<HashMap<Uuid, Instant>>,
+    /// Whether `until` may hold an entry: the writer's admission asks for
+    /// every delivery, and mostly none is slow.
+    any: std::sync::atomic::AtomicBool,
+}
 
 impl SlowSubscriptions {
     /// `subscription` was slow or failing just now.
     pub fn slowed(&self, subscription: Uuid) {
-        let mut slow = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slow = self.0.until.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         slow.retain(|_, until| *until > now);
         slow.insert(subscription, now + SLOW_FOR);
+        self.0.any.store(true, Ordering::Release);
     }
 
     /// Whether `subscription` is kept out of memory now.
     pub fn is_slow(&self, subscription: &Uuid) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(subscription)
-            .is_some_and(|until| *until > Instant::now())
+        if !self.0.any.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut slow = self.0.until.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        slow.retain(|_, until| *until > now);
+        if slow.is_empty() {
+            self.0.any.store(false, Ordering::Release);
+        }
+        slow.contains_key(subscription)
     }
 }
 
@@ -586,6 +600,57 @@ mod tests {
             admission.admit(PER_SUBSCRIPTION, slow_id, 1),
             Admit::No,
             "over twice as far behind as the fast receiver: it does not keep up"
+        );
+    }
+
+    #[test]
+    fn a_slow_subscription_and_work_over_the_byte_bound_stay_out_of_memory() {
+        let plain = target(false);
+        let id = plain.id;
+        let (first, receiver) = FirstAttempts::new(Targets::of([plain]), 100);
+        let mut admission = first.admission();
+        assert_eq!(admission.admit(0, id, BYTES_IN_MEMORY - 1), Admit::Yes);
+        assert_eq!(
+            admission.admit(1, id, 2),
+            Admit::Full,
+            "over the byte bound: wait for room"
+        );
+        drop(admission);
+        receiver.slow.slowed(id);
+        assert_eq!(first.admission().admit(0, id, 1), Admit::No, "slow");
+    }
+
+    #[test]
+    fn an_obligation_dropped_unmet_goes_to_the_recorder_and_holds_nothing() {
+        let (durable, _) = tokio::sync::watch::channel(crate::replication::lsn::Lsn(0));
+        let (materialised, materialised_rx) =
+            tokio::sync::watch::channel(crate::replication::lsn::Lsn(0));
+        let positions = super::super::positions::Positions::new(durable, materialised);
+        let ticket = positions.committed(Some(crate::replication::lsn::Lsn(7)), 1);
+        let (unmet_tx, mut unmet_rx) = mpsc::unbounded_channel();
+        let obligation = Obligation {
+            owed: Some(Unmet {
+                new: NewDelivery {
+                    event_id: Uuid::new_v4(),
+                    subscription_id: Uuid::new_v4(),
+                    apiresource: Arc::from("/items/1"),
+                    commit_lsn: crate::replication::lsn::Lsn(6),
+                    seq: 0,
+                },
+                ticket,
+                reason: "dropped",
+            }),
+            unmet: unmet_tx,
+        };
+        drop(obligation);
+        let unmet = unmet_rx.try_recv().expect("sent to the recorder");
+        assert_eq!(unmet.reason, "dropped");
+        assert_eq!(*materialised_rx.borrow(), crate::replication::lsn::Lsn(0));
+        unmet.ticket.recorded();
+        assert_eq!(
+            *materialised_rx.borrow(),
+            crate::replication::lsn::Lsn(7),
+            "once its pending row is written, the mark moves"
         );
     }
 
