@@ -107,7 +107,9 @@ async fn quickstart(
         ready = wait_ready(http_addr) => ready?,
         ended = &mut daemon => anyhow::bail!("walhook stopped while starting: {:?}", ended?),
     }
-    println!("  walhook streaming; metrics and JWKS on http://{http_addr}\n");
+    println!("  walhook streaming; metrics and JWKS on http://{http_addr}");
+    let console_token = crate::store::api_tokens::create(&client, "walhook-dev").await?;
+    println!("  console: http://{http_addr}/console#token={console_token}\n");
 
     for step in sample.steps {
         println!("> {}", step.what);

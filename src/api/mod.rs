@@ -15,6 +15,8 @@
 //! made here fires `webhook.created` through the replication stream like any
 //! subscription. `/v1/openapi.json` needs no token; every other route does.
 
+pub mod console;
+pub(crate) mod deliveries;
 pub(crate) mod error;
 pub(crate) mod history;
 pub(crate) mod openapi;
@@ -73,7 +75,10 @@ pub fn router(database: ConnectConfig) -> Router {
                 .delete(webhooks::delete),
         )
         .route("/v1/webhooks/{id}/deliveries", get(history::deliveries))
+        .route("/v1/events", get(deliveries::search))
         .route("/v1/events/{id}", get(history::event))
+        .route("/v1/deliveries/{id}", get(deliveries::get))
+        .route("/v1/deliveries/{id}/attempts", get(deliveries::attempts))
         .route("/v1/deliveries/{id}/redeliver", post(history::redeliver))
         .route("/v1/audit", get(history::audit_log))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use super::deliveries::{Attempt, DeliveryDetail};
 use super::error::{ErrorBody, ErrorDetail};
 use super::webhooks::AuthInput;
 use crate::store::audit::AuditEntry;
@@ -113,6 +114,22 @@ pub struct AuditPage {
     next_cursor: Option<String>,
 }
 
+/// A page of a delivery's attempts, oldest first.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptPage {
+    data: Vec<Attempt>,
+    next_cursor: Option<String>,
+}
+
+/// A page of events, newest first.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventPage {
+    data: Vec<Event>,
+    next_cursor: Option<String>,
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "walhook management API", version = "1",
@@ -122,11 +139,13 @@ pub struct AuditPage {
         super::webhooks::create, super::webhooks::list, super::webhooks::get,
         super::webhooks::update, super::webhooks::delete,
         super::history::deliveries, super::history::event, super::history::redeliver,
-        super::history::audit_log,
+        super::history::audit_log, super::deliveries::get, super::deliveries::attempts,
+        super::deliveries::search,
     ),
     components(schemas(
         Webhook, AuthSummary, WebhookCreate, WebhookUpdate, AuthInput, WebhookPage,
         Delivery, DeliveryPage, Event, AuditEntry, AuditPage, ErrorBody, ErrorDetail,
+        DeliveryDetail, Attempt, AttemptPage, EventPage,
     )),
     modifiers(&BearerAuth),
 )]

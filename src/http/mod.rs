@@ -96,6 +96,7 @@ pub fn router(health: Arc<Health>, keys: KeyRing) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(AppState { health, keys })
+        .merge(crate::api::console::router())
 }
 
 /// Serve until shutdown, with the `/v1` API on `database`.

@@ -16,6 +16,7 @@ mod bench_smoke;
 mod cdc_core;
 mod cdc_faults;
 mod compose_files;
+mod console;
 mod delivery;
 mod delivery_faults;
 mod dev_quickstart;

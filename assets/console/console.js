@@ -1,0 +1,529 @@
+// The walhook console: a page of plain JavaScript over the /v1 API.
+//
+// No build step and no dependencies. Every page is a hash route
+// (#/webhooks/<id>?status=failed), so a URL can be shared and reloaded. The
+// bearer token is pasted once and kept in sessionStorage (no cookies, so no
+// CSRF); the API's 401 forgets it and shows the prompt again. Data is put in
+// the page with textContent only, never as HTML.
+"use strict";
+
+(function () {
+  const TOKEN_KEY = "walhook.token";
+  const main = document.getElementById("main");
+  const flash = document.getElementById("flash");
+  const forget = document.getElementById("forget-token");
+  let refreshTimer = null;
+  let generation = 0;
+
+  // ---- small helpers -------------------------------------------------------
+
+  // h("a", {href: "#/x", class: "c"}, "text", child, ...): an element.
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+      else if (value === true) el.setAttribute(key, "");
+      else el.setAttribute(key, String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return el;
+  }
+
+  // Put `nodes` in place of `el`'s children, skipping the absent ones.
+  function fill(el, ...nodes) {
+    el.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined && n !== false));
+  }
+
+  function show(...nodes) {
+    fill(main, ...nodes);
+  }
+
+  function say(text, kind) {
+    flash.textContent = text;
+    flash.className = kind || "";
+    if (text) setTimeout(() => { if (flash.textContent === text) say(""); }, 6000);
+  }
+
+  function when(iso) {
+    if (!iso) return "—";
+    const d = new Date(iso);
+    return d.toLocaleString(undefined, { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
+  }
+
+  function field(label, input, hint) {
+    const id = input.id;
+    return h("div", { class: "field" },
+      h("label", { for: id }, label), input,
+      hint ? h("small", { id: id + "-hint" }, hint) : null);
+  }
+
+  function words(text) {
+    return text.split(/[\s,]+/).map((w) => w.trim()).filter(Boolean);
+  }
+
+  function statusBadge(status) {
+    return h("span", { class: "badge status-" + status }, status);
+  }
+
+  // ---- the token and the API -----------------------------------------------
+
+  function token() {
+    return sessionStorage.getItem(TOKEN_KEY);
+  }
+
+  class Unauthorized extends Error {}
+
+  async function api(method, path, body) {
+    const headers = { authorization: "Bearer " + token(), accept: "application/json" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    const response = await fetch(path, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store", credentials: "omit",
+    });
+    const text = await response.text();
+    const data = text ? JSON.parse(text) : null;
+    if (response.status === 401) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      prompt((data && data.message) || "the API refused the token");
+      throw new Unauthorized();
+    }
+    if (!response.ok) {
+      const details = (data && data.details || []).map((d) => d.param + ": " + d.msg).join("; ");
+      const error = new Error((data && data.message || response.statusText) + (details ? " (" + details + ")" : ""));
+      error.status = response.status;
+      throw error;
+    }
+    return data;
+  }
+
+  function prompt(refusal) {
+    stopRefresh();
+    forget.hidden = true;
+    const input = h("input", {
+      id: "token-input", type: "password", autocomplete: "off", required: true,
+      "aria-describedby": "token-input-hint", spellcheck: "false",
+    });
+    const form = h("form", { id: "token-form", class: "card narrow" },
+      h("h1", {}, "API token"),
+      refusal ? h("p", { id: "token-error", class: "error", role: "alert" }, "Token refused: " + refusal) : null,
+      field("Bearer token", input,
+        "From `walhook api-tokens create --name NAME`. Kept in this tab only (sessionStorage)."),
+      h("button", { type: "submit", id: "token-save" }, "Use token"));
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+      route();
+    });
+    show(form);
+    input.focus();
+  }
+
+  // ---- routing ---------------------------------------------------------------
+
+  function here() {
+    const raw = window.location.hash.replace(/^#/, "") || "/webhooks";
+    const [path, query] = raw.split("?");
+    return { parts: path.split("/").filter(Boolean), query: new URLSearchParams(query || "") };
+  }
+
+  function go(path) {
+    window.location.hash = "#" + path;
+  }
+
+  function stopRefresh() {
+    if (refreshTimer) clearInterval(refreshTimer);
+    refreshTimer = null;
+  }
+
+  // Call `update` every 2 s while this page is shown.
+  function every2s(update) {
+    stopRefresh();
+    const mine = generation;
+    refreshTimer = setInterval(() => {
+      if (mine !== generation || document.hidden) return;
+      update().catch(failed);
+    }, 2000);
+  }
+
+  function failed(error) {
+    if (error instanceof Unauthorized) return;
+    say(error.message, "error");
+  }
+
+  async function route() {
+    // a token in the fragment (#token=..., as `walhook dev` prints) is taken once
+    const fromUrl = window.location.hash.match(/^#token=([^&]+)/);
+    if (fromUrl) {
+      sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(fromUrl[1]));
+      history.replaceState(null, "", window.location.pathname + "#/webhooks");
+    }
+    generation += 1;
+    stopRefresh();
+    if (!token()) return prompt();
+    forget.hidden = false;
+    const { parts, query } = here();
+    for (const link of document.querySelectorAll("nav a")) {
+      const current = ("#/" + parts[0]) === link.getAttribute("href");
+      if (current) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
+    show(h("p", { class: "loading" }, "Loading…"));
+    try {
+      if (parts[0] === "webhooks" && parts.length === 1) await webhooksPage(query);
+      else if (parts[0] === "webhooks" && parts[1] === "new") await webhookForm(null);
+      else if (parts[0] === "webhooks" && parts[2] === "edit") await webhookForm(parts[1]);
+      else if (parts[0] === "webhooks") await webhookPage(parts[1], query);
+      else if (parts[0] === "deliveries") await deliveryPage(parts[1]);
+      else if (parts[0] === "events" && parts[1]) await eventPage(parts[1]);
+      else if (parts[0] === "events") await eventsPage(query);
+      else if (parts[0] === "health") await healthPage(query);
+      else show(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/webhooks" }, "Webhooks")));
+      main.focus({ preventScroll: true });
+    } catch (error) {
+      if (error instanceof Unauthorized) return;
+      show(h("h1", {}, "Error"), h("p", { class: "error", role: "alert" }, error.message));
+    }
+  }
+
+  // ---- webhooks --------------------------------------------------------------
+
+  async function webhooksPage(query) {
+    const cursor = query.get("cursor");
+    const page = await api("GET", "/v1/webhooks?limit=50" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
+    const rows = page.data.map((w) => h("tr", { "data-id": w.id },
+      h("td", {}, h("a", { href: "#/webhooks/" + w.id }, w.name || w.id)),
+      h("td", { class: "url" }, w.url),
+      h("td", {}, w.events.join(" ")),
+      h("td", {}, w.disabled ? h("span", { class: "badge status-failed" }, "disabled")
+        : h("span", { class: "badge status-succeeded" }, "enabled")),
+      h("td", { class: "last" }, "…")));
+    show(
+      h("div", { class: "title" }, h("h1", {}, "Webhooks"),
+        h("a", { class: "button", id: "new-webhook", href: "#/webhooks/new" }, "New webhook")),
+      page.data.length === 0 ? h("p", {}, "No webhooks yet.") :
+        h("table", { id: "webhooks" },
+          h("thead", {}, h("tr", {}, ["Name", "URL", "Events", "State", "Last delivery"].map((c) => h("th", { scope: "col" }, c)))),
+          h("tbody", {}, rows)),
+      page.nextCursor ? h("p", {}, h("a", { href: "#/webhooks?cursor=" + encodeURIComponent(page.nextCursor) }, "More webhooks →")) : null);
+    // the last delivery of each, filled in as it comes
+    await Promise.all(page.data.map(async (w, i) => {
+      const last = await api("GET", "/v1/webhooks/" + w.id + "/deliveries?limit=1");
+      const cell = rows[i].querySelector(".last");
+      const d = last.data[0];
+      cell.replaceChildren(d ? h("span", {}, statusBadge(d.status), " ", d.eventType, " ", when(d.createdAt)) : "none");
+    }));
+  }
+
+  async function webhookForm(id) {
+    const w = id ? await api("GET", "/v1/webhooks/" + id) : null;
+    const input = (name, attrs) => h("input", Object.assign({ id: "wh-" + name, name }, attrs));
+    const url = input("url", { type: "url", required: true, value: w ? w.url : "", placeholder: "https://receiver.example/hooks" });
+    const events = input("events", { required: true, value: w ? w.events.join(" ") : "*", list: "event-types" });
+    const name = input("name", { value: w && w.name || "" });
+    const description = h("textarea", { id: "wh-description", rows: 2 }, w && w.description || "");
+    const disabled = input("disabled", { type: "checkbox", checked: !!(w && w.disabled) });
+    const ordered = input("ordered", { type: "checkbox", checked: !!(w && w.ordered) });
+    const envelope = h("select", { id: "wh-envelope" },
+      ["none", "standard"].map((v) => h("option", { value: v, selected: w && w.envelope === v }, v)));
+    const retry = input("retry", { value: w ? w.retrySchedule.join(" ") : "", placeholder: "5s 5min 30min 2h 5h 10h 10h" });
+    const timeout = input("timeout", { type: "number", min: 1, max: 300000, value: w ? w.timeoutMs : "", placeholder: "3000" });
+    const inflight = input("inflight", { type: "number", min: 1, max: 10000, value: w ? w.maxInFlight : "", placeholder: "32" });
+    const headers = h("textarea", { id: "wh-headers", rows: 3, placeholder: "x-tenant: acme" },
+      w ? Object.entries(w.headers).map(([k, v]) => k + ": " + v).join("\n") : "");
+    const params = h("textarea", { id: "wh-query", rows: 2, placeholder: "key=value" },
+      w ? Object.entries(w.queryParams).map(([k, v]) => k + "=" + v).join("\n") : "");
+    const authType = h("select", { id: "wh-auth" },
+      [["keep", "unchanged"], ["none", "none"], ["bearer", "bearer token"], ["basic", "basic"]]
+        .filter(([v]) => id || v !== "keep")
+        .map(([v, label]) => h("option", { value: v }, label)));
+    const authToken = input("auth-token", { type: "password", autocomplete: "off" });
+    const authUser = input("auth-username", { autocomplete: "off" });
+    const authPassword = input("auth-password", { type: "password", autocomplete: "off" });
+    const catalogue = h("datalist", { id: "event-types" });
+    const form = h("form", { id: "webhook-form", class: "card" },
+      h("h1", {}, w ? "Edit webhook" : "New webhook"),
+      field("Receiver URL", url, "https; plain http only with allow_insecure_targets"),
+      field("Events", events, "Patterns separated by spaces: an exact type, prefix.* or *"),
+      field("Name", name), field("Description", description),
+      h("fieldset", {}, h("legend", {}, "Delivery"),
+        field("Retry schedule", retry, "Delays before each retry, e.g. 5s 5min 30min; empty keeps the current or default"),
+        field("Timeout (ms)", timeout), field("Max in flight", inflight),
+        field("Envelope", envelope),
+        h("div", { class: "check" }, ordered, h("label", { for: "wh-ordered" }, "Ordered per apiresource")),
+        h("div", { class: "check" }, disabled, h("label", { for: "wh-disabled" }, "Disabled"))),
+      h("fieldset", {}, h("legend", {}, "Request"),
+        field("Headers", headers, "One per line: name: value"),
+        field("Query parameters", params, "One per line: key=value"),
+        field("Authorization", authType, w ? "Currently " + w.auth.type : null),
+        field("Bearer token", authToken), field("Basic user name", authUser), field("Basic password", authPassword)),
+      catalogue,
+      h("p", { id: "form-error", class: "error", role: "alert" }),
+      h("div", { class: "actions" },
+        h("button", { type: "submit", id: "wh-save" }, w ? "Save" : "Create webhook"),
+        h("a", { href: w ? "#/webhooks/" + w.id : "#/webhooks" }, "Cancel")));
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const body = {
+        url: url.value.trim(), events: words(events.value), name: name.value || null,
+        description: description.value || null, disabled: disabled.checked, ordered: ordered.checked,
+        envelope: envelope.value,
+        headers: lines(headers.value, ":"), queryParams: lines(params.value, "="),
+      };
+      if (retry.value.trim()) body.retrySchedule = words(retry.value);
+      if (timeout.value) body.timeoutMs = Number(timeout.value);
+      if (inflight.value) body.maxInFlight = Number(inflight.value);
+      if (authType.value === "none") body.auth = { type: "none" };
+      if (authType.value === "bearer") body.auth = { type: "bearer", token: authToken.value };
+      if (authType.value === "basic") body.auth = { type: "basic", username: authUser.value, password: authPassword.value };
+      try {
+        if (w) {
+          await api("PUT", "/v1/webhooks/" + w.id, body);
+          say("Saved.");
+          go("/webhooks/" + w.id);
+        } else {
+          created(await api("POST", "/v1/webhooks", body));
+        }
+      } catch (error) {
+        if (!(error instanceof Unauthorized)) form.querySelector("#form-error").textContent = error.message;
+      }
+    });
+    show(form);
+    url.focus();
+  }
+
+  function lines(text, sep) {
+    const out = {};
+    for (const line of text.split("\n")) {
+      const at = line.indexOf(sep);
+      if (at > 0) out[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+    }
+    return out;
+  }
+
+  // After creation: the secret, shown this once.
+  function created(w) {
+    const copy = h("button", { type: "button", id: "copy-secret" }, "Copy");
+    copy.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(w.secret);
+        say("Secret copied.");
+      } catch (_) {
+        const range = document.createRange();
+        range.selectNodeContents(document.getElementById("secret"));
+        getSelection().removeAllRanges();
+        getSelection().addRange(range);
+        say("Select and copy the secret (the clipboard is not available here).");
+      }
+    });
+    show(h("div", { class: "card" },
+      h("h1", {}, "Webhook created"),
+      h("p", {}, "Its signing secret is shown this once: the receiver checks the ",
+        h("code", {}, "webhook-signature"), " v1 HMAC with it."),
+      h("p", { class: "secret" }, h("code", { id: "secret" }, w.secret), " ", copy),
+      h("p", {}, h("a", { id: "open-webhook", href: "#/webhooks/" + w.id }, "Open " + (w.name || "the webhook")))));
+  }
+
+  async function webhookPage(id, query) {
+    const w = await api("GET", "/v1/webhooks/" + id);
+    const status = query.get("status") || "";
+    const cursor = query.get("cursor");
+    const toggle = h("button", { type: "button", id: "toggle-disabled" }, w.disabled ? "Enable" : "Disable");
+    toggle.addEventListener("click", async () => {
+      try {
+        await api("PUT", "/v1/webhooks/" + id, { disabled: !w.disabled });
+        say(w.disabled ? "Enabled." : "Disabled.");
+        route();
+      } catch (error) { failed(error); }
+    });
+    const remove = h("button", { type: "button", id: "delete", class: "danger" }, "Delete…");
+    const confirm = h("div", { id: "confirm-delete", class: "confirm", hidden: true, role: "alertdialog", "aria-label": "Confirm deletion" },
+      h("p", {}, "Delete this webhook? Its deliveries go with it."),
+      h("button", { type: "button", id: "confirm-delete-yes", class: "danger", onclick: async () => {
+        try {
+          await api("DELETE", "/v1/webhooks/" + id);
+          say("Deleted.");
+          go("/webhooks");
+        } catch (error) { failed(error); }
+      } }, "Delete"),
+      h("button", { type: "button", onclick: () => { confirm.hidden = true; remove.focus(); } }, "Cancel"));
+    remove.addEventListener("click", () => { confirm.hidden = false; confirm.querySelector("button").focus(); });
+    const filter = h("select", { id: "delivery-status" },
+      ["", "pending", "succeeded", "failed"].map((s) => h("option", { value: s, selected: s === status }, s || "any")));
+    filter.addEventListener("change", () => go("/webhooks/" + id + (filter.value ? "?status=" + filter.value : "")));
+    const table = h("div", { id: "deliveries-area" });
+    const resendFailed = h("button", { type: "button", id: "resend-failed" }, "Resend failed on this page");
+    show(
+      h("div", { class: "title" }, h("h1", {}, w.name || "Webhook"),
+        h("span", { id: "wh-state" }, w.disabled ? statusBadge("disabled") : statusBadge("enabled"))),
+      h("dl", { class: "facts" },
+        h("dt", {}, "URL"), h("dd", { class: "url" }, w.url),
+        h("dt", {}, "Events"), h("dd", {}, w.events.join(" ")),
+        h("dt", {}, "Retry schedule"), h("dd", {}, w.retrySchedule.join(" ")),
+        h("dt", {}, "Timeout"), h("dd", {}, w.timeoutMs + " ms, at most " + w.maxInFlight + " in flight"),
+        h("dt", {}, "Envelope"), h("dd", {}, w.envelope + (w.ordered ? ", ordered" : "")),
+        h("dt", {}, "Authorization"), h("dd", {}, w.auth.type),
+        h("dt", {}, "Id"), h("dd", {}, h("code", {}, w.id))),
+      h("div", { class: "actions" },
+        h("a", { class: "button", href: "#/webhooks/" + id + "/edit", id: "edit" }, "Edit"), toggle, remove),
+      confirm,
+      h("div", { class: "title" }, h("h2", {}, "Deliveries"),
+        h("div", { class: "field inline" }, h("label", { for: "delivery-status" }, "Status"), filter),
+        resendFailed),
+      table);
+    let shown = [];
+    resendFailed.addEventListener("click", async () => {
+      const failedOnes = shown.filter((d) => d.status === "failed");
+      try {
+        for (const d of failedOnes) await api("POST", "/v1/deliveries/" + d.id + "/redeliver");
+        say("Queued again: " + failedOnes.length + ".");
+        await load();
+      } catch (error) { failed(error); }
+    });
+    async function load() {
+      const q = new URLSearchParams({ limit: "25" });
+      if (status) q.set("status", status);
+      if (cursor) q.set("cursor", cursor);
+      const page = await api("GET", "/v1/webhooks/" + id + "/deliveries?" + q);
+      shown = page.data;
+      fill(table, deliveriesTable(page.data),
+        page.nextCursor ? h("p", {}, h("a", { id: "older", href: "#/webhooks/" + id + "?" +
+          new URLSearchParams(Object.assign(status ? { status } : {}, { cursor: page.nextCursor })) }, "Older deliveries →")) : null);
+    }
+    await load();
+    if (!cursor) every2s(load);
+  }
+
+  function deliveriesTable(rows) {
+    if (rows.length === 0) return h("p", { id: "no-deliveries" }, "No deliveries.");
+    return h("table", { id: "deliveries" },
+      h("thead", {}, h("tr", {}, ["Delivery", "Event type", "Status", "Attempts", "Last response", "Last attempt"]
+        .map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, rows.map((d) => h("tr", { "data-id": d.id, "data-status": d.status },
+        h("td", {}, h("a", { href: "#/deliveries/" + d.id }, "#" + d.id)),
+        h("td", {}, d.eventType),
+        h("td", {}, statusBadge(d.status)),
+        h("td", { class: "num" }, d.attempts),
+        h("td", {}, d.lastStatusCode !== null ? String(d.lastStatusCode) : (d.lastError || "—")),
+        h("td", {}, when(d.lastAttemptAt))))));
+  }
+
+  // ---- one delivery ------------------------------------------------------------
+
+  async function deliveryPage(id) {
+    const area = h("div", {});
+    async function load() {
+      const d = await api("GET", "/v1/deliveries/" + id);
+      const attempts = await api("GET", "/v1/deliveries/" + id + "/attempts?limit=100");
+      const resend = h("button", { type: "button", id: "resend" }, "Resend");
+      resend.addEventListener("click", async () => {
+        try {
+          await api("POST", "/v1/deliveries/" + id + "/redeliver");
+          say("Queued again.");
+          await load();
+        } catch (error) { failed(error); }
+      });
+      fill(area,
+        h("div", { class: "title" }, h("h1", {}, "Delivery #" + d.id), h("span", { id: "delivery-state" }, statusBadge(d.status)), resend),
+        h("dl", { class: "facts" },
+          h("dt", {}, "Event"), h("dd", {}, h("a", { href: "#/events/" + d.eventId }, d.eventType + " " + d.eventId)),
+          h("dt", {}, "Webhook"), h("dd", {}, h("a", { href: "#/webhooks/" + d.webhookId }, d.webhookId)),
+          h("dt", {}, "Attempts"), h("dd", { id: "attempt-count" }, d.attempts),
+          h("dt", {}, "Next attempt"), h("dd", {}, when(d.nextAttemptAt)),
+          h("dt", {}, "Created"), h("dd", {}, when(d.createdAt))),
+        h("h2", {}, "Attempts"),
+        attempts.data.length === 0 ? h("p", {}, "No attempt yet.") :
+          h("table", { id: "attempts" },
+            h("thead", {}, h("tr", {}, ["#", "Time", "Duration", "Status", "Error", "Response body"].map((c) => h("th", { scope: "col" }, c)))),
+            h("tbody", {}, attempts.data.map((a) => h("tr", { "data-attempt": a.attempt },
+              h("td", { class: "num" }, a.attempt),
+              h("td", {}, when(a.attemptedAt)),
+              h("td", { class: "num" }, a.durationMs + " ms"),
+              h("td", { class: "num" }, a.statusCode === null ? "—" : a.statusCode),
+              h("td", {}, a.error || ""),
+              h("td", {}, a.responseBody ? h("pre", {}, a.responseBody) : ""))))));
+    }
+    show(area);
+    await load();
+    every2s(load);
+  }
+
+  // ---- events ----------------------------------------------------------------------
+
+  async function eventsPage(query) {
+    const input = (name, label, attrs) => field(label, h("input", Object.assign({ id: "ev-" + name, name, value: query.get(name) || "" }, attrs)));
+    const form = h("form", { id: "events-form", class: "filters" },
+      input("type", "Type", { placeholder: "organisation.* " }),
+      input("apiresource", "Apiresource", { placeholder: "/organisations/*" }),
+      input("fromRevision", "From revision", { type: "number" }),
+      input("toRevision", "To revision", { type: "number" }),
+      h("button", { type: "submit", id: "ev-search" }, "Search"));
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const q = new URLSearchParams();
+      for (const el of form.querySelectorAll("input")) if (el.value) q.set(el.name, el.value);
+      go("/events?" + q);
+    });
+    const q = new URLSearchParams(query);
+    q.set("limit", "50");
+    const page = await api("GET", "/v1/events?" + q);
+    const next = new URLSearchParams(query);
+    if (page.nextCursor) next.set("cursor", page.nextCursor);
+    show(h("h1", {}, "Events"), form,
+      page.data.length === 0 ? h("p", {}, "No events match.") :
+        h("table", { id: "events" },
+          h("thead", {}, h("tr", {}, ["Type", "Apiresource", "Revision", "Committed"].map((c) => h("th", { scope: "col" }, c)))),
+          h("tbody", {}, page.data.map((e) => h("tr", { "data-id": e.id },
+            h("td", {}, h("a", { href: "#/events/" + e.id }, e.type)),
+            h("td", { class: "url" }, e.apiresource),
+            h("td", { class: "num" }, e.revision),
+            h("td", {}, when(e.commitTime)))))),
+      page.nextCursor ? h("p", {}, h("a", { href: "#/events?" + next }, "Older events →")) : null);
+  }
+
+  async function eventPage(id) {
+    const e = await api("GET", "/v1/events/" + id);
+    show(h("h1", {}, e.type),
+      h("dl", { class: "facts" },
+        h("dt", {}, "Id (webhook-id)"), h("dd", {}, h("code", {}, e.id)),
+        h("dt", {}, "Apiresource"), h("dd", {}, e.apiresource),
+        h("dt", {}, "Revision"), h("dd", {}, e.revision),
+        h("dt", {}, "Committed"), h("dd", {}, when(e.commitTime))),
+      h("h2", {}, "Body"),
+      h("pre", { id: "event-body", tabindex: 0 }, e.body === null ? "(not built: see walhook.events.error)" : JSON.stringify(e.body, null, 2)));
+  }
+
+  // ---- health ------------------------------------------------------------------------
+
+  async function healthPage(query) {
+    const ready = await fetch("/readyz", { cache: "no-store" });
+    const readyText = await ready.text();
+    const jwks = await (await fetch("/.well-known/jwks.json", { cache: "no-store" })).json();
+    const cursor = query.get("cursor");
+    const audit = await api("GET", "/v1/audit?limit=25" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
+    show(h("h1", {}, "Health"),
+      h("p", { id: "readiness" }, statusBadge(ready.ok ? "succeeded" : "failed"), " ", readyText.trim()),
+      h("h2", {}, "Signing keys (JWKS)"),
+      h("ul", { id: "keys" }, jwks.keys.map((k) => h("li", {}, h("code", {}, k.kid), " ", k.crv))),
+      h("p", {}, h("a", { href: "/.well-known/jwks.json" }, "/.well-known/jwks.json"), " · ", h("a", { href: "/metrics" }, "/metrics")),
+      h("h2", {}, "Audit log"),
+      h("table", { id: "audit" },
+        h("thead", {}, h("tr", {}, ["Time", "Actor", "Action", "Object"].map((c) => h("th", { scope: "col" }, c)))),
+        h("tbody", {}, audit.data.map((a) => h("tr", {},
+          h("td", {}, when(a.at)), h("td", {}, a.actor), h("td", {}, a.action),
+          h("td", { class: "url" }, [a.object, a.objectId].filter(Boolean).join(" ")))))),
+      audit.nextCursor ? h("p", {}, h("a", { href: "#/health?cursor=" + encodeURIComponent(audit.nextCursor) }, "Older entries →")) : null);
+  }
+
+  // ---- start -------------------------------------------------------------------------
+
+  forget.addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    prompt();
+  });
+  window.addEventListener("hashchange", route);
+  route();
+})();

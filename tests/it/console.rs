@@ -1,0 +1,373 @@
+//! The web console (`GET /console`): its static files and their policy, the
+//! API endpoints it added (a delivery, its attempts, the event search), and
+//! the console driven in a real headless Chromium over WebDriver against a
+//! `walhook run` daemon: paste a token, create a webhook and see its secret,
+//! watch a delivery appear, see a failing delivery's attempts and resend it,
+//! disable a webhook, and a wrong token bringing the prompt back.
+//!
+//! The browser test needs `chromium` and `chromium-driver` (`.ci/browser.sh`);
+//! without chromedriver it skips, unless `WALHOOK_REQUIRE_BROWSER` is set (CI).
+//! On failure it saves a screenshot and the page's HTML under
+//! `target/console-screenshots/` (and, each run, one of a webhook's deliveries:
+//! `deliveries.png`, the picture in docs/console.md).
+
+#[path = "support/webdriver.rs"]
+mod webdriver;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::support::api::{ApiServer, create_token};
+use crate::support::receiver::Reply;
+use crate::support::{Cluster, Receiver, migrate, wait_until, walhook_run};
+use serde_json::{Value, json};
+use webdriver::Browser;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_is_served_under_a_strict_policy() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, walhook::api::console::router()).await;
+    });
+    for (path, kind) in [
+        ("/console", "text/html"),
+        ("/console/", "text/html"),
+        ("/console/console.js", "text/javascript"),
+        ("/console/console.css", "text/css"),
+    ] {
+        let response = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(header("content-type").starts_with(kind), "{path}");
+        let csp = header("content-security-policy");
+        assert!(csp.contains("default-src 'none'"), "{path}: {csp}");
+        assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert!(csp.contains("connect-src 'self'"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe"), "{path}: {csp}");
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        let body = response.text().await.unwrap();
+        if kind == "text/html" {
+            assert!(body.contains(r#"<script src="/console/console.js" defer></script>"#));
+            assert!(!body.contains("<script>"), "no inline script");
+        }
+    }
+    task.abort();
+}
+
+/// A delivery with three attempts, written as the dispatcher would, and two events.
+fn seed_history(db: &crate::support::TestDb<'_>, webhook: &str) -> (String, String) {
+    let out = db.psql(&format!(
+        "WITH e AS (
+           INSERT INTO walhook.events (id, type, apiresource, revision, commit_lsn, commit_time, body)
+           VALUES (gen_random_uuid(), 'item.created', '/items/1', 10, '0/10', now() - interval '1 minute',
+                   '{{\"apiresource\": \"/items/1\"}}'),
+                  (gen_random_uuid(), 'item.updated', '/items/1', 11, '0/20', now(),
+                   '{{\"apiresource\": \"/items/1\"}}')
+           RETURNING id, type),
+         d AS (
+           INSERT INTO walhook.deliveries (event_id, subscription_id, status, attempts, apiresource,
+                                           commit_lsn, last_status_code, last_error, last_attempt_at)
+           SELECT id, '{webhook}', 'failed', 3, '/items/1', '0/10', 500, 'HTTP 500', now()
+             FROM e WHERE type = 'item.created'
+           RETURNING id, event_id)
+         SELECT d.id || ' ' || d.event_id FROM d"
+    ));
+    let (delivery, event) = out.trim().split_once(' ').unwrap();
+    db.psql(&format!(
+        "INSERT INTO walhook.delivery_attempts
+           (delivery_id, attempt, attempted_at, duration_ms, status_code, error, response_body)
+         SELECT {delivery}, n, now(), 7 * n, 500, 'HTTP 500', 'down ' || n
+           FROM generate_series(1, 3) n"
+    ));
+    (delivery.to_owned(), event.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_its_attempts_and_events_are_found_through_the_api() {
+    let db = Cluster::shared().database();
+    let api = ApiServer::start(&db).await;
+    db.psql("INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true')");
+    let created = api
+        .post(
+            "/v1/webhooks",
+            json!({"url": "https://receiver.example/in", "events": ["item.*"]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let webhook = created.body["id"].as_str().unwrap().to_owned();
+    let (delivery, event) = seed_history(&db, &webhook);
+
+    let one = api.get(&format!("/v1/deliveries/{delivery}")).await;
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert_eq!(one.body["webhookId"], webhook.as_str());
+    assert_eq!(one.body["eventId"], event.as_str());
+    assert_eq!(one.body["status"], "failed");
+    assert_eq!(one.body["attempts"], 3);
+
+    let (attempts, pages) = api
+        .all_pages(&format!("/v1/deliveries/{delivery}/attempts"), 2)
+        .await;
+    assert_eq!(pages, 2);
+    let numbers: Vec<i64> = attempts
+        .iter()
+        .map(|a| a["attempt"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2, 3], "oldest first");
+    assert_eq!(attempts[2]["statusCode"], 500);
+    assert_eq!(attempts[2]["durationMs"], 21);
+    assert_eq!(attempts[2]["error"], "HTTP 500");
+    assert_eq!(attempts[2]["responseBody"], "down 3");
+    assert!(attempts[0]["attemptedAt"].is_string());
+
+    api.get("/v1/deliveries/999999")
+        .await
+        .assert_error(404, "id");
+    api.get("/v1/deliveries/x/attempts")
+        .await
+        .assert_error(400, "id");
+    api.get("/v1/deliveries/999999/attempts")
+        .await
+        .assert_error(404, "id");
+
+    let types = |reply: &crate::support::api::Reply| -> Vec<String> {
+        reply.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = api.get("/v1/events").await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    assert_eq!(
+        types(&all),
+        ["item.updated", "item.created"],
+        "newest first"
+    );
+    let (paged, pages) = api.all_pages("/v1/events", 1).await;
+    assert_eq!((paged.len(), pages), (2, 2));
+    assert_eq!(
+        types(&api.get("/v1/events?type=item.created").await),
+        ["item.created"]
+    );
+    assert_eq!(types(&api.get("/v1/events?type=item.*").await).len(), 2);
+    assert_eq!(types(&api.get("/v1/events?type=user.*").await).len(), 0);
+    assert_eq!(
+        types(
+            &api.get("/v1/events?apiresource=/items/*&fromRevision=11")
+                .await
+        ),
+        ["item.updated"]
+    );
+    assert_eq!(
+        types(
+            &api.get("/v1/events?apiresource=/items/1&toRevision=10")
+                .await
+        ),
+        ["item.created"]
+    );
+    api.get("/v1/events?fromRevision=ten")
+        .await
+        .assert_error(400, "fromRevision");
+    api.get("/v1/events?kind=x").await.assert_error(400, "kind");
+    api.get("/v1/events?cursor=nope")
+        .await
+        .assert_error(400, "cursor");
+
+    let doc = api.get("/v1/openapi.json").await.body;
+    for (path, operation) in [
+        ("/v1/deliveries/{id}", "getDelivery"),
+        ("/v1/deliveries/{id}/attempts", "listAttempts"),
+        ("/v1/events", "searchEvents"),
+    ] {
+        assert_eq!(
+            doc["paths"][path]["get"]["operationId"], operation,
+            "{path}"
+        );
+    }
+    for schema in ["Attempt", "AttemptPage", "DeliveryDetail", "EventPage"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+    }
+    crate::support::python::verify("validate_openapi.py", &doc)
+        .expect("a valid OpenAPI 3.1 document");
+}
+
+/// Where a failed browser test leaves its screenshot and HTML.
+fn screenshot_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/console-screenshots")
+        .join(format!("{name}.png"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_in_a_browser_creates_watches_resends_and_disables() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let browser = Arc::new(browser);
+    let scenario = tokio::spawn(console_scenario(Arc::clone(&browser)));
+    let outcome = scenario.await;
+    if outcome.is_err() {
+        let path = screenshot_path("the_console_in_a_browser");
+        browser.screenshot(&path).await;
+        eprintln!("screenshot of the failing page: {}", path.display());
+    }
+    if let Ok(browser) = Arc::try_unwrap(browser) {
+        browser.quit().await;
+    }
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+async fn console_scenario(browser: Arc<Browser>) {
+    let db = Cluster::shared().database();
+    let good = Receiver::start().await;
+    let failing = Receiver::start().await;
+    failing.set_default(Reply::StatusWithBody(500, b"receiver down".to_vec()));
+    migrate(&db.url());
+    db.psql(
+        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
+         CREATE TABLE items (id int PRIMARY KEY, label text);
+         INSERT INTO walhook.routes (source_table, resource, apiresource)
+         VALUES ('items', 'item', '/items/{id}');",
+    );
+    let token = create_token(&db.url(), "console");
+    let daemon = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
+    daemon.wait_for_log("streaming", WAIT);
+    let base = format!("http://{}", daemon.http_addr.as_ref().unwrap());
+
+    // the prompt first; the token pasted once
+    browser.goto(&format!("{base}/console#/webhooks")).await;
+    browser.fill("#token-input", &token).await;
+    browser.click("#token-save").await;
+    browser.wait_text("main h1", "Webhooks", WAIT).await;
+    let kept = browser
+        .execute("return sessionStorage.getItem('walhook.token')")
+        .await;
+    assert_eq!(kept, Value::String(token.clone()), "kept in sessionStorage");
+
+    // create a webhook: its secret is shown once
+    let secret = create_in_console(&browser, "good hook", &good.url(), "10ms").await;
+    let stored = db.psql("SELECT secret FROM walhook.subscriptions WHERE name = 'good hook'");
+    assert_eq!(secret, stored.trim(), "the secret shown is the webhook's");
+    browser.click("#open-webhook").await;
+    browser.wait_text("main h1", "good hook", WAIT).await;
+    browser.wait_for("#no-deliveries", WAIT).await;
+
+    // a row inserted: the delivery appears on the open page by itself
+    db.psql("INSERT INTO items VALUES (1, 'one')");
+    browser
+        .wait_for("#deliveries tr[data-status=succeeded]", WAIT)
+        .await;
+    let row = browser.text("#deliveries tbody tr").await;
+    let page = browser.text("main").await;
+    assert!(
+        !page.contains("null") && !page.contains("undefined"),
+        "{page}"
+    );
+    assert!(row.contains("item.created") && row.contains("204"), "{row}");
+    // the picture of docs/console.md, kept under target/ for a human to look at
+    browser.screenshot(&screenshot_path("deliveries")).await;
+    let good_page = browser
+        .execute("return window.location.hash")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // a failing receiver: the delivery shows each attempt, then is resent
+    browser.goto(&format!("{base}/console#/webhooks/new")).await;
+    create_in_console(&browser, "failing hook", &failing.url(), "10ms 10ms").await;
+    browser.click("#open-webhook").await;
+    browser.wait_text("main h1", "failing hook", WAIT).await;
+    db.psql("INSERT INTO items VALUES (2, 'two')");
+    browser
+        .wait_for("#deliveries tr[data-status=failed]", WAIT)
+        .await;
+    browser.click("#deliveries tr[data-status=failed] a").await;
+    browser.wait_text("#delivery-state", "failed", WAIT).await;
+    wait_until(WAIT, "three attempts shown", || async {
+        (browser.count("#attempts tbody tr").await == 3).then_some(())
+    })
+    .await;
+    let attempts = browser.text("#attempts").await;
+    assert!(
+        attempts.contains("500") && attempts.contains("receiver down"),
+        "{attempts}"
+    );
+    failing.set_default(Reply::Status(204));
+    browser.click("#resend").await;
+    browser
+        .wait_text("#delivery-state", "succeeded", WAIT)
+        .await;
+    assert_eq!(browser.count("#attempts tbody tr").await, 4);
+    assert!(
+        browser
+            .text("#attempts tbody tr:last-child")
+            .await
+            .contains("204")
+    );
+
+    // the event behind it, pretty-printed
+    browser.click("main dl a[href^='#/events/']").await;
+    browser
+        .wait_text("#event-body", "\"apiresource\": \"/items/2\"", WAIT)
+        .await;
+
+    // disable the good webhook from its page
+    browser.goto(&format!("{base}/console{good_page}")).await;
+    browser.wait_text("#wh-state", "enabled", WAIT).await;
+    browser.click("#toggle-disabled").await;
+    browser.wait_text("#wh-state", "disabled", WAIT).await;
+    assert_eq!(
+        db.psql("SELECT disabled FROM walhook.subscriptions WHERE name = 'good hook'")
+            .trim(),
+        "t"
+    );
+
+    // a wrong token: the API's 401 brings the prompt back, the token forgotten
+    browser
+        .execute("sessionStorage.setItem('walhook.token', 'whk_not-a-token'); return null")
+        .await;
+    browser.goto(&format!("{base}/console#/webhooks")).await;
+    browser
+        .wait_text("#token-error", "invalid or revoked", WAIT)
+        .await;
+    assert_eq!(
+        browser
+            .execute("return sessionStorage.getItem('walhook.token')")
+            .await,
+        Value::Null
+    );
+    assert!(browser.text("#token-form").await.contains("Bearer token"));
+}
+
+/// Fill the new-webhook form and submit it; the secret shown.
+async fn create_in_console(browser: &Browser, name: &str, url: &str, retry: &str) -> String {
+    let on_form = browser.count("#webhook-form").await == 1;
+    if !on_form {
+        browser.click("#new-webhook").await;
+    }
+    browser.wait_for("#webhook-form", WAIT).await;
+    browser.fill("#wh-url", url).await;
+    browser.fill("#wh-events", "item.*").await;
+    browser.fill("#wh-name", name).await;
+    browser.fill("#wh-retry", retry).await;
+    browser.click("#wh-save").await;
+    let secret = browser.wait_text("#secret", "whsec_", WAIT).await;
+    assert!(browser.count("#copy-secret").await == 1);
+    secret
+}
