@@ -2,7 +2,9 @@
 //! the integration tests (`tests/it/support/cluster.rs` is a thin layer on it).
 //!
 //! Built from the PostgreSQL binaries installed on the machine ([`bin_path`]:
-//! `$PG_BIN`, the newest `/usr/lib/postgresql/*/bin`, or `pg_config --bindir`):
+//! `$PG_BIN`, the newest `/usr/lib/postgresql/*/bin`, or `pg_config --bindir`;
+//! a client tool that folder lacks, such as `psql` or `pg_isready` beside a
+//! server-only build, is taken from the other installations or `PATH`):
 //! `initdb` into a folder of its own, `wal_level=logical` (or what
 //! [`LocalClusterOptions::wal_level`] says), loopback only on a free port, trust
 //! authentication. PostgreSQL refuses to run as root, so when walhook runs as uid
@@ -82,31 +84,63 @@ fn bin_dir() -> Result<&'static Path, LocalClusterError> {
 fn find_binaries() -> Option<PathBuf> {
     let has_initdb = |dir: &Path| dir.join("initdb").is_file();
     if let Some(dir) = std::env::var_os("PG_BIN").map(PathBuf::from) {
+        // absolute, so that a relative PG_BIN holds in other working folders
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
         return has_initdb(&dir).then_some(dir);
     }
+    installations().into_iter().find(|dir| has_initdb(dir))
+}
+
+/// The PostgreSQL installations of the machine, newest first:
+/// `/usr/lib/postgresql/*/bin`, then `pg_config --bindir`.
+fn installations() -> Vec<PathBuf> {
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| {
-            let version = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            has_initdb(&bin).then_some((version, bin))
-        })
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
         .collect();
     versions.sort();
-    if let Some((_, bin)) = versions.pop() {
-        return Some(bin);
+    let mut dirs: Vec<PathBuf> = versions.into_iter().rev().map(|(_, bin)| bin).collect();
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if out.status.success() && !dir.is_empty() {
+            dirs.push(PathBuf::from(dir));
+        }
     }
-    let out = Command::new("pg_config").arg("--bindir").output().ok()?;
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    has_initdb(&dir).then_some(dir)
+    dirs
+}
+
+/// `name` in the server's folder `server`, or else (a client tool missing from
+/// a server-only build, such as `psql` or `pg_isready` beside the binaries of
+/// `.ci/postgres-versions.sh`) in the machine's other installations or `PATH`;
+/// the server's folder when none has it, so that errors name the expected path.
+/// Client tools talk to servers of later majors (psql 15 runs SQL on 18).
+fn tool_in(server: &Path, name: &str) -> PathBuf {
+    static FALLBACK: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    let own = server.join(name);
+    if own.is_file() {
+        return own;
+    }
+    FALLBACK
+        .get_or_init(|| {
+            let mut dirs = installations();
+            if let Some(path) = std::env::var_os("PATH") {
+                dirs.extend(std::env::split_paths(&path));
+            }
+            dirs
+        })
+        .iter()
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+        .unwrap_or(own)
 }
 
 /// Path of a PostgreSQL client or server binary (`psql`, `pg_recvlogical`, ...)
-/// of the installation clusters are started from.
+/// of the installation clusters are started from (a client tool it lacks from
+/// another installation).
 pub fn bin_path(name: &str) -> Result<PathBuf, LocalClusterError> {
-    Ok(bin_dir()?.join(name))
+    Ok(tool_in(bin_dir()?, name))
 }
 
 fn running_as_root() -> bool {
@@ -264,9 +298,10 @@ impl LocalCluster {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
-    /// Path of a client or server binary (`psql`, `pg_recvlogical`, ...).
+    /// Path of a client or server binary (`psql`, `pg_recvlogical`, ...); a
+    /// client tool the server's folder lacks comes from another installation.
     pub fn bin(&self, name: &str) -> PathBuf {
-        self.bin.join(name)
+        tool_in(&self.bin, name)
     }
 
     pub fn log_file(&self) -> PathBuf {

@@ -24,6 +24,7 @@ mod directory_events;
 mod iam_events;
 mod isolation;
 mod operations;
+mod pg_versions;
 mod privileges;
 mod receiver_hostility;
 mod references;

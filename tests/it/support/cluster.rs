@@ -122,6 +122,16 @@ impl Cluster {
         try_psql_url(&self.url(db), sql)
     }
 
+    /// The server's major version (15, 16, 17, 18, ...), for what differs by
+    /// version (docs/postgres-versions.md); `PG_BIN` chooses the server.
+    pub fn major(&self) -> u32 {
+        let num: u32 = self
+            .psql("postgres", "SHOW server_version_num")
+            .parse()
+            .expect("server_version_num is a number");
+        num / 10_000
+    }
+
     /// A fresh database (with its own slot and publication names).
     pub fn new_database(&'static self) -> TestDb<'static> {
         self.database()
