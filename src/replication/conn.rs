@@ -599,9 +599,11 @@ fn auth_error(user: &str, error: ConnError) -> ConnError {
             ))
         }
         Some(SqlState::INVALID_AUTHORIZATION_SPECIFICATION) => ConnError::Auth(format!(
-            "the server refused a replication connection for user {user} ({error}): grant \
-             REPLICATION to the user (or use a superuser) and allow `replication` connections \
-             in pg_hba.conf"
+            "the server refused a replication connection for user {user} ({error}): \
+             pg_hba.conf must let the user connect to the database (a logical replication \
+             connection matches the database's lines, not `replication`) by password, \
+             scram-sha-256, trust or cert (with sslcert and sslkey), and the role needs \
+             REPLICATION"
         )),
         _ => error,
     }

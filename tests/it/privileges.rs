@@ -1,7 +1,8 @@
 //! walhook as a role that is not superuser, with the statements of
 //! docs/least-privilege.md: `LOGIN REPLICATION`, `CREATE` on the database (for
 //! the walhook schema and the publication), membership of the role owning the
-//! routed tables (for `REPLICA IDENTITY FULL` and the publication). And what
+//! routed tables (for `REPLICA IDENTITY FULL` and the publication), or instead
+//! of that membership an administrator preparing each routed table. And what
 //! walhook says when one of those is missing: the privilege, and the statement
 //! that grants it.
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use walhook::delivery::verifier::Verifier;
 
-use crate::support::cluster::psql_url;
+use crate::support::cluster::{psql_url, try_psql_url};
 use crate::support::{Cluster, Receiver, TestDb, wait_until, walhook, walhook_run};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -143,6 +144,15 @@ async fn walhook_runs_end_to_end_as_a_role_that_is_not_superuser() {
     }
 }
 
+/// Wait until one event of type `event_type` is stored.
+async fn event_stored(db: &TestDb<'_>, event_type: &str) {
+    let sql = format!("SELECT count(*) FROM walhook.events WHERE type = '{event_type}'");
+    wait_until(WAIT, &format!("a {event_type} event stored"), || async {
+        (db.psql(&sql) == "1").then_some(())
+    })
+    .await;
+}
+
 /// Run walhook as `url`'s role until it exits; its log.
 fn run_until_it_stops(db: &TestDb<'_>, url: &str) -> String {
     let mut daemon = walhook_run(url, &db.slot, &db.publication, &[]);
@@ -232,11 +242,7 @@ async fn each_missing_privilege_is_named_with_the_statement_that_grants_it() {
         &roles.url(&db, &roles.app),
         "INSERT INTO items VALUES (1, 'one')",
     );
-    wait_until(WAIT, "the event stored", || async {
-        (db.psql("SELECT count(*) FROM walhook.events WHERE type = 'item.created'") == "1")
-            .then_some(())
-    })
-    .await;
+    event_stored(&db, "item.created").await;
     // a route added while walhook runs, as its role: the publication follows
     // through the membership of the owner's role
     let as_app = roles.url(&db, &roles.app);
@@ -247,10 +253,60 @@ async fn each_missing_privilege_is_named_with_the_statement_that_grants_it() {
               VALUES ('other', 'other', '/other/{id}')",
     );
     psql_url(&as_app, "INSERT INTO other VALUES (1)");
-    wait_until(WAIT, "the new route's event stored", || async {
-        (db.psql("SELECT count(*) FROM walhook.events WHERE type = 'other.created'") == "1")
-            .then_some(())
-    })
-    .await;
+    event_stored(&db, "other.created").await;
+    assert!(!daemon.log().contains("must be owner"), "{}", daemon.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_membership_an_administrator_prepares_each_routed_table() {
+    let db = Cluster::shared().new_database();
+    let roles = Roles::create(&db, "REPLICATION");
+    let as_walhook = roles.url(&db, &roles.walhook);
+    db.psql(&format!(
+        "GRANT CREATE ON DATABASE {} TO {}",
+        db.name, roles.walhook
+    ));
+    migrate_as(&as_walhook);
+    // walhook creates its publication (no routes yet)
+    let daemon = walhook_run(&as_walhook, &db.slot, &db.publication, &[]);
+    daemon.wait_for_log("streaming", WAIT);
+    // docs/least-privilege.md, the variant without membership: per table, as
+    // an administrator, then the route as walhook's role
+    db.psql(&format!(
+        "ALTER TABLE items REPLICA IDENTITY FULL;
+         ALTER PUBLICATION {pub} ADD TABLE items;
+         GRANT SELECT ON items TO {walhook};",
+        pub = db.publication,
+        walhook = roles.walhook,
+    ));
+    psql_url(
+        &as_walhook,
+        "INSERT INTO walhook.routes (source_table, resource, apiresource)
+              VALUES ('items', 'item', '/items/{id}')",
+    );
+    psql_url(
+        &roles.url(&db, &roles.app),
+        "INSERT INTO items VALUES (1, 'one')",
+    );
+    event_stored(&db, "item.created").await;
+    // a table not prepared is refused when its route is written, by PostgreSQL
+    psql_url(
+        &roles.url(&db, &roles.app),
+        "CREATE TABLE other (id int PRIMARY KEY)",
+    );
+    let refused = try_psql_url(
+        &as_walhook,
+        "INSERT INTO walhook.routes (source_table, resource, apiresource)
+              VALUES ('other', 'other', '/other/{id}')",
+    )
+    .expect_err("walhook's role does not own other");
+    assert!(
+        refused.contains("must be owner of table other"),
+        "{refused}"
+    );
+    // a restart re-registers the publication without needing ownership
+    drop(daemon);
+    let daemon = walhook_run(&as_walhook, &db.slot, &db.publication, &[]);
+    daemon.wait_for_log("streaming", WAIT);
     assert!(!daemon.log().contains("must be owner"), "{}", daemon.log());
 }
