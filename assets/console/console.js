@@ -180,6 +180,7 @@
       else if (parts[0] === "deliveries") await deliveryPage(parts[1]);
       else if (parts[0] === "events" && parts[1]) await eventPage(parts[1]);
       else if (parts[0] === "events") await eventsPage(query);
+      else if (parts[0] === "backfills") await backfillsPage();
       else if (parts[0] === "health") await healthPage(query);
       else show(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/webhooks" }, "Webhooks")));
       main.focus({ preventScroll: true });
@@ -494,6 +495,71 @@
         h("dt", {}, "Committed"), h("dd", {}, when(e.commitTime))),
       h("h2", {}, "Body"),
       h("pre", { id: "event-body", tabindex: 0 }, e.body === null ? "(not built: see walhook.events.error)" : JSON.stringify(e.body, null, 2)));
+  }
+
+  // ---- backfills -------------------------------------------------------------------
+
+  async function backfillsPage() {
+    const hooks = (await api("GET", "/v1/webhooks?limit=100")).data;
+    const names = new Map(hooks.map((w) => [w.id, w.name || w.id]));
+    const webhook = h("select", { id: "bf-webhook", required: true },
+      hooks.map((w) => h("option", { value: w.id }, names.get(w.id))));
+    const table = h("input", { id: "bf-table", required: true, placeholder: "directory.organisations" });
+    const where = h("input", { id: "bf-where", placeholder: "status = 'active'" });
+    const form = h("form", { id: "backfill-form", class: "filters" },
+      field("Webhook", webhook), field("Table", table), field("Where (SQL, optional)", where),
+      h("button", { type: "submit", id: "bf-start" }, "Start backfill"));
+    const error = h("p", { id: "bf-error", class: "error", role: "alert" });
+    const area = h("div", { id: "backfills-area" });
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      error.textContent = "";
+      const body = { webhookId: webhook.value, table: table.value.trim() };
+      if (where.value.trim()) body.where = where.value.trim();
+      try {
+        await api("POST", "/v1/backfills", body);
+        say("Backfill queued.");
+        await load();
+      } catch (err) {
+        if (!(err instanceof Unauthorized)) error.textContent = err.message;
+      }
+    });
+    async function load() {
+      const list = (await api("GET", "/v1/backfills")).data;
+      fill(area, list.length === 0 ? h("p", {}, "No backfill in the last hour.") :
+        h("table", { id: "backfills" },
+          h("thead", {}, h("tr", {}, ["Table", "Webhook", "Status", "Progress", "Started", "Finished", ""]
+            .map((c) => h("th", { scope: "col" }, c)))),
+          h("tbody", {}, list.map((b) => h("tr", { "data-id": b.id, "data-status": b.status },
+            h("td", {}, b.table),
+            h("td", {}, h("a", { href: "#/webhooks/" + b.webhookId }, names.get(b.webhookId) || b.webhookId)),
+            h("td", {}, statusBadge(b.status), b.error ? h("div", { class: "error" }, b.error) : null),
+            h("td", {}, progressOf(b)),
+            h("td", {}, when(b.startedAt)),
+            h("td", {}, when(b.finishedAt)),
+            h("td", {}, b.status === "pending" || b.status === "running"
+              ? h("button", { type: "button", class: "cancel", onclick: async () => {
+                try {
+                  await api("POST", "/v1/backfills/" + b.id + "/cancel");
+                  await load();
+                } catch (err) { failed(err); }
+              } }, "Cancel") : null))))));
+    }
+    show(h("h1", {}, "Backfills"),
+      h("p", {}, "Send a table's current rows to one webhook as ", h("code", {}, "<resource>.snapshot"),
+        " events, consistent with the stream. The daemon runs one backfill at a time, oldest first."),
+      form, error, area);
+    await load();
+    every2s(load);
+  }
+
+  function progressOf(b) {
+    const sent = b.rowsSent + " rows sent";
+    if (b.status === "done" || !b.estimatedRows) return h("span", { class: "rows" }, sent);
+    const label = sent + " of about " + b.estimatedRows;
+    return h("span", { class: "rows" },
+      h("progress", { max: b.estimatedRows, value: Math.min(b.rowsSent, b.estimatedRows), "aria-label": label }),
+      " ", label);
   }
 
   // ---- health ------------------------------------------------------------------------

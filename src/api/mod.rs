@@ -15,6 +15,7 @@
 //! made here fires `webhook.created` through the replication stream like any
 //! subscription. `/v1/openapi.json` needs no token; every other route does.
 
+pub(crate) mod backfills;
 pub mod console;
 pub(crate) mod deliveries;
 pub(crate) mod error;
@@ -81,6 +82,12 @@ pub fn router(database: ConnectConfig) -> Router {
         .route("/v1/deliveries/{id}/attempts", get(deliveries::attempts))
         .route("/v1/deliveries/{id}/redeliver", post(history::redeliver))
         .route("/v1/audit", get(history::audit_log))
+        .route(
+            "/v1/backfills",
+            get(backfills::list).post(backfills::create),
+        )
+        .route("/v1/backfills/{id}", get(backfills::get))
+        .route("/v1/backfills/{id}/cancel", post(backfills::cancel))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route(

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use super::backfills::{Backfill, BackfillCreate, BackfillList};
 use super::deliveries::{Attempt, DeliveryDetail};
 use super::error::{ErrorBody, ErrorDetail};
 use super::webhooks::AuthInput;
@@ -140,12 +141,13 @@ pub struct EventPage {
         super::webhooks::update, super::webhooks::delete,
         super::history::deliveries, super::history::event, super::history::redeliver,
         super::history::audit_log, super::deliveries::get, super::deliveries::attempts,
-        super::deliveries::search,
+        super::deliveries::search, super::backfills::create, super::backfills::list,
+        super::backfills::get, super::backfills::cancel,
     ),
     components(schemas(
         Webhook, AuthSummary, WebhookCreate, WebhookUpdate, AuthInput, WebhookPage,
         Delivery, DeliveryPage, Event, AuditEntry, AuditPage, ErrorBody, ErrorDetail,
-        DeliveryDetail, Attempt, AttemptPage, EventPage,
+        DeliveryDetail, Attempt, AttemptPage, EventPage, BackfillCreate, Backfill, BackfillList,
     )),
     modifiers(&BearerAuth),
 )]

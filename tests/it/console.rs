@@ -1,9 +1,11 @@
 //! The web console (`GET /console`): its static files and their policy, the
-//! API endpoints it added (a delivery, its attempts, the event search), and
+//! API endpoints it added (a delivery, its attempts, the event search,
+//! backfills), and
 //! the console driven in a real headless Chromium over WebDriver against a
 //! `walhook run` daemon: paste a token, create a webhook and see its secret,
 //! watch a delivery appear, see a failing delivery's attempts and resend it,
-//! disable a webhook, and a wrong token bringing the prompt back.
+//! start a backfill and watch it finish, disable a webhook, and a wrong token
+//! bringing the prompt back.
 //!
 //! The browser test needs `chromium` and `chromium-driver` (`.ci/browser.sh`);
 //! without chromedriver it skips, unless `WALHOOK_REQUIRE_BROWSER` is set (CI).
@@ -204,6 +206,109 @@ async fn a_delivery_its_attempts_and_events_are_found_through_the_api() {
         .expect("a valid OpenAPI 3.1 document");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn backfills_are_started_followed_and_cancelled_through_the_api() {
+    let db = Cluster::shared().database();
+    let api = ApiServer::start(&db).await;
+    db.psql(
+        "CREATE TABLE items (id int PRIMARY KEY, label text);
+         CREATE TABLE keyless (label text);
+         INSERT INTO walhook.routes (source_table, resource, apiresource)
+         VALUES ('items', 'item', '/items/{id}'), ('keyless', 'keyless', '/k/{label}');",
+    );
+    let webhook = api
+        .post(
+            "/v1/webhooks",
+            json!({"url": "https://receiver.example/in", "events": ["item.*"]}),
+        )
+        .await;
+    let webhook = webhook.body["id"].as_str().unwrap().to_owned();
+    for (body, param, rule) in [
+        (
+            json!({"webhookId": webhook, "table": "nowhere"}),
+            "table",
+            "does not exist",
+        ),
+        (
+            json!({"webhookId": webhook, "table": "keyless"}),
+            "table",
+            "primary key",
+        ),
+        (
+            json!({"webhookId": webhook, "table": "walhook.settings"}),
+            "table",
+            "route",
+        ),
+        (
+            json!({"webhookId": webhook, "table": "items", "where": "label ="}),
+            "where",
+            "where_clause",
+        ),
+        (
+            json!({"webhookId": uuid(), "table": "items"}),
+            "webhookId",
+            "does not exist",
+        ),
+        (json!({"webhookId": webhook}), "body", "table"),
+        (
+            json!({"webhookId": webhook, "table": "items", "rowsPerSecond": 0}),
+            "rowsPerSecond",
+            "rows_per_second",
+        ),
+    ] {
+        let refused = api.post("/v1/backfills", body.clone()).await;
+        assert_eq!(refused.status, 400, "{body}: {}", refused.body);
+        refused.assert_error(400, param);
+        assert!(
+            refused.body.to_string().contains(rule),
+            "{body}: {}",
+            refused.body
+        );
+    }
+    let created = api
+        .post(
+            "/v1/backfills",
+            json!({"webhookId": webhook, "table": "items", "where": "id > 1"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let b = &created.body;
+    assert_eq!(b["webhookId"], webhook.as_str());
+    assert_eq!(b["table"], "items");
+    assert_eq!(b["status"], "pending");
+    assert_eq!(b["rowsSent"], 0);
+    let id = b["id"].as_str().unwrap().to_owned();
+    assert_eq!(api.get(&format!("/v1/backfills/{id}")).await.body, *b);
+    assert_eq!(api.get("/v1/backfills").await.body, json!({"data": [b]}));
+    let cancelled = api
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/backfills/{id}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(cancelled.body["status"], "cancelled");
+    assert!(cancelled.body["finishedAt"].is_string());
+    api.get(&format!("/v1/backfills/{}", uuid()))
+        .await
+        .assert_error(404, "id");
+    api.get("/v1/backfills/x").await.assert_error(400, "id");
+    let doc = api.get("/v1/openapi.json").await.body;
+    assert_eq!(
+        doc["paths"]["/v1/backfills"]["post"]["operationId"],
+        "createBackfill"
+    );
+    assert_eq!(
+        doc["paths"]["/v1/backfills/{id}/cancel"]["post"]["operationId"],
+        "cancelBackfill"
+    );
+}
+
+fn uuid() -> String {
+    "00000000-0000-4000-8000-000000000000".to_owned()
+}
+
 /// Where a failed browser test leaves its screenshot and HTML.
 fn screenshot_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -326,6 +431,29 @@ async fn console_scenario(browser: Arc<Browser>) {
     browser
         .wait_text("#event-body", "\"apiresource\": \"/items/2\"", WAIT)
         .await;
+
+    // a backfill of the items to the good webhook, followed to its end
+    let good_id = db.psql("SELECT id FROM walhook.subscriptions WHERE name = 'good hook'");
+    browser.click("nav a[href='#/backfills']").await;
+    browser.wait_for("#backfill-form", WAIT).await;
+    browser
+        .click(&format!("#bf-webhook option[value='{}']", good_id.trim()))
+        .await;
+    browser.fill("#bf-table", "items").await;
+    browser.click("#bf-start").await;
+    let done = browser
+        .wait_text("#backfills tr[data-status=done]", "2 rows sent", WAIT)
+        .await;
+    assert!(
+        done.contains("items") && done.contains("good hook"),
+        "{done}"
+    );
+    let snapshots = good
+        .received()
+        .iter()
+        .filter(|r| r.header("webhook-event-type").as_deref() == Some("item.snapshot"))
+        .count();
+    assert_eq!(snapshots, 2, "both rows sent as snapshots");
 
     // disable the good webhook from its page
     browser.goto(&format!("{base}/console{good_page}")).await;
