@@ -310,3 +310,59 @@ async fn without_membership_an_administrator_prepares_each_routed_table() {
     daemon.wait_for_log("streaming", WAIT);
     assert!(!daemon.log().contains("must be owner"), "{}", daemon.log());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_publication_someone_else_created_is_named_with_its_owner() {
+    let db = Cluster::shared().new_database();
+    let roles = Roles::create(&db, "REPLICATION");
+    let as_walhook = roles.url(&db, &roles.walhook);
+    db.psql(&format!(
+        "GRANT CREATE ON DATABASE {db} TO {walhook};
+         GRANT {app} TO {walhook};
+         CREATE TABLE owned_by_superuser (id int PRIMARY KEY);",
+        db = db.name,
+        app = roles.app,
+        walhook = roles.walhook,
+    ));
+    migrate_as(&as_walhook);
+    // a superuser created walhook's publication, and routed a table of its own
+    db.psql(&format!(
+        "CREATE PUBLICATION {pub} FOR TABLE walhook.routes, walhook.subscriptions;
+         INSERT INTO walhook.routes (source_table, resource, apiresource)
+              VALUES ('items', 'item', '/items/{{id}}'),
+                     ('owned_by_superuser', 'other', '/other/{{id}}');",
+        pub = db.publication,
+    ));
+    let log = run_until_it_stops(&db, &as_walhook);
+    for needed in [
+        format!(
+            "ownership of publication {} (owned by postgres)",
+            db.publication
+        ),
+        format!(
+            "ALTER PUBLICATION {} OWNER TO {}",
+            db.publication, roles.walhook
+        ),
+        "ownership of table owned_by_superuser (owned by postgres".to_owned(),
+        format!(
+            "ALTER TABLE owned_by_superuser OWNER TO <the application's owner role>, then GRANT that role TO {}",
+            roles.walhook
+        ),
+    ] {
+        assert!(log.contains(&needed), "{needed:?} missing from\n{log}");
+    }
+    // membership of a superuser role is never suggested
+    assert!(
+        !log.contains(&format!("GRANT postgres TO {}", roles.walhook)),
+        "{log}"
+    );
+    // items is not named: walhook's role is a member of its owner
+    assert!(!log.contains("ownership of table items"), "{log}");
+    db.psql(&format!(
+        "ALTER PUBLICATION {} OWNER TO {};
+         ALTER TABLE owned_by_superuser OWNER TO {};",
+        db.publication, roles.walhook, roles.app
+    ));
+    let daemon = walhook_run(&as_walhook, &db.slot, &db.publication, &[]);
+    daemon.wait_for_log("streaming", WAIT);
+}
