@@ -59,6 +59,9 @@ pub struct ConnectConfig {
     url_parameters: Vec<String>,
 }
 
+/// A client certificate chain and its private key.
+type ClientIdentity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -179,10 +182,7 @@ impl ConnectConfig {
 
     /// The client certificate chain and its key, read from `sslcert` and
     /// `sslkey`; `None` when the URL names neither.
-    #[allow(clippy::type_complexity)]
-    fn client_identity(
-        &self,
-    ) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, TlsError> {
+    fn client_identity(&self) -> Result<Option<ClientIdentity>, TlsError> {
         let (cert_path, key_path) = match (&self.client_cert, &self.client_key) {
             (None, None) => return Ok(None),
             (Some(_), None) => return Err(TlsError::HalfClientCert("sslcert", "sslkey")),
