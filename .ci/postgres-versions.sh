@@ -42,21 +42,32 @@ newest() {
 
 # PostgreSQL refuses to run as root; walhook's local cluster then runs it as the
 # `postgres` OS user, who must be able to reach and run these binaries.
-check_runnable() {
-    local bin=$1
-    if [ "$(id -u)" = 0 ] && id -u postgres >/dev/null 2>&1; then
-        runuser -u postgres -- "$bin/postgres" --version >/dev/null 2>&1 || {
-            echo "the postgres OS user cannot run $bin/postgres: make its folders readable and searchable" >&2
-            return 1
-        }
-    fi
-    "$bin/postgres" --version >/dev/null
+server_user_runs() {
+    [ "$(id -u)" != 0 ] || ! id -u postgres >/dev/null 2>&1 ||
+        runuser -u postgres -- "$1/postgres" --version >/dev/null 2>&1
+}
+
+# When that user cannot reach the repository (a checkout under /root, say), the
+# major's folder moves to /var/tmp/walhook-pg/<major> and target/pg/<major>
+# becomes a link to it (the local cluster resolves PG_BIN's links).
+place_for_server_user() {
+    local major=$1 dir=$2 outside=/var/tmp/walhook-pg
+    server_user_runs "$dir/bin" && return 0
+    mkdir -p "$outside"
+    chmod 755 "$outside"
+    rm -rf "${outside:?}/$major"
+    mv "$dir" "$outside/$major"
+    ln -s "$outside/$major" "$dir"
+    server_user_runs "$dir/bin" || {
+        echo "the postgres OS user cannot run $outside/$major/bin/postgres" >&2
+        return 1
+    }
 }
 
 for major in "${majors[@]}"; do
     dir=$cache/$major
     if [ -z "${PG_VERSIONS_REFRESH:-}" ] && [ -s "$dir/VERSION" ] && [ -x "$dir/bin/postgres" ]; then
-        check_runnable "$dir/bin"
+        place_for_server_user "$major" "$dir"
         echo "$major $(cat "$dir/VERSION") $dir/bin"
         continue
     fi
@@ -75,6 +86,7 @@ for major in "${majors[@]}"; do
     rm -rf "$dir"
     mv "$work/package/native" "$dir"
     rm -rf "$work"
-    check_runnable "$dir/bin"
+    "$dir/bin/postgres" --version >/dev/null
+    place_for_server_user "$major" "$dir"
     echo "$major $version $dir/bin"
 done

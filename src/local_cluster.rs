@@ -84,8 +84,9 @@ fn bin_dir() -> Result<&'static Path, LocalClusterError> {
 fn find_binaries() -> Option<PathBuf> {
     let has_initdb = |dir: &Path| dir.join("initdb").is_file();
     if let Some(dir) = std::env::var_os("PG_BIN").map(PathBuf::from) {
-        // absolute, so that a relative PG_BIN holds in other working folders
-        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        // absolute and without links, so that a relative PG_BIN holds in other
+        // working folders and the server's OS user needs only the real folder
+        let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
         return has_initdb(&dir).then_some(dir);
     }
     installations().into_iter().find(|dir| has_initdb(dir))
