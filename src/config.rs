@@ -39,6 +39,13 @@ pub struct CommonOptions {
     #[arg(long, env = "WALHOOK_SLOT", default_value = "walhook", global = true)]
     pub slot: String,
 
+    /// Make the slot a failover slot (PostgreSQL 17+): a standby with
+    /// sync_replication_slots = on keeps a copy of it, which walhook continues
+    /// from after a promotion. A slot walhook finds is switched to failover.
+    /// See docs/slot-safety.md for the primary's and standby's settings.
+    #[arg(long, env = "WALHOOK_SLOT_FAILOVER", global = true)]
+    pub slot_failover: bool,
+
     /// Name of the publication walhook keeps in step with its routes.
     #[arg(
         long,

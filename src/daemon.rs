@@ -476,6 +476,16 @@ async fn stream_session(context: &StreamContext<'_>) -> Result<(), SessionError>
             at
         }
     };
+    if options.slot_failover {
+        match slot::ensure_failover(&sql, &mut conn, slot_name).await {
+            Ok(true) => {
+                tracing::info!(slot = %slot_name, "the slot is a failover slot now (standbys with sync_replication_slots = on keep a copy)")
+            }
+            Ok(false) => {}
+            Err(slot::FailoverError::Preflight(e)) => return Err(transient(e)),
+            Err(slot::FailoverError::Replication(e)) => return Err(e.into()),
+        }
+    }
     // the start of a gap, should the server say the slot was invalidated
     let last_confirmed = recorded
         .as_ref()

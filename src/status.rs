@@ -51,6 +51,14 @@ impl StatusReport {
                 s.safe_wal_size.map_or("unlimited".into(), bytes),
                 s.max_slot_wal_keep_size.as_deref().unwrap_or("-")
             );
+            if let Some(failover) = s.failover {
+                let _ = writeln!(
+                    out,
+                    "  failover       {}{}",
+                    if failover { "yes" } else { "no" },
+                    failover_detail(s)
+                );
+            }
         }
         if let Some(recorded) = &s.recorded_confirmed_lsn {
             let _ = writeln!(
@@ -110,6 +118,26 @@ impl StatusReport {
             );
         }
         out
+    }
+}
+
+/// Whether a failover slot is kept in step with a standby, as far as this
+/// server can tell.
+fn failover_detail(s: &SlotStatus) -> String {
+    if s.synced == Some(true) {
+        return " (this is a standby's synchronised copy)".to_owned();
+    }
+    if s.failover != Some(true) {
+        return " (--slot-failover makes it one, for standbys with sync_replication_slots = on)"
+            .to_owned();
+    }
+    match s.synchronized_standby_slots.as_deref() {
+        Some(slots) if !slots.is_empty() => {
+            format!(
+                " (synchronised: changes reach walhook only once the standbys of '{slots}' have them)"
+            )
+        }
+        _ => " (not synchronised: synchronized_standby_slots is empty)".to_owned(),
     }
 }
 

@@ -58,6 +58,8 @@ pub enum RecreateError {
     },
     #[error("the replication connection failed: {0}")]
     Replication(#[from] crate::replication::conn::ConnError),
+    #[error(transparent)]
+    Failover(#[from] crate::replication::slot::FailoverError),
     #[error("{what} failed: {}", crate::error::describe(.source))]
     Statement {
         what: &'static str,
@@ -258,6 +260,9 @@ pub async fn run(options: &CommonOptions, yes: bool) -> Result<u8, RecreateError
         tracing::info!(slot, "dropped replication slot");
     }
     let start = conn.create_slot(slot).await?;
+    if options.slot_failover {
+        crate::replication::slot::ensure_failover(&client, &mut conn, slot).await?;
+    }
     drop(conn);
     tracing::info!(slot, %start, "created replication slot");
 

@@ -16,7 +16,7 @@ pub mod identity;
 
 use tokio_postgres::Client;
 
-use super::conn::ConnError;
+use super::conn::{ConnError, ReplicationConnection};
 use super::lsn::Lsn;
 
 /// What the SQL connection told us about the slot.
@@ -26,9 +26,13 @@ pub enum SlotState {
     Missing,
     /// The slot exists and is usable; its confirmed position.
     Ready { confirmed_flush: Lsn },
-    /// The slot exists but was invalidated (`wal_status = 'lost'`): the WAL
-    /// after its confirmed position is gone.
-    Lost { confirmed_flush: Lsn },
+    /// The slot exists but was invalidated (`wal_status = 'lost'`): what it
+    /// needs to decode the changes after its confirmed position is gone.
+    Lost {
+        confirmed_flush: Lsn,
+        /// `invalidation_reason` (PostgreSQL 17+), e.g. `wal_removed`.
+        reason: Option<String>,
+    },
 }
 
 /// The command that re-creates the slot and starts the backfills.
@@ -50,9 +54,9 @@ pub enum PreflightError {
     )]
     WalLevel(String),
     #[error(
-        "replication slot '{slot}' was invalidated ({what}): the WAL it kept was removed \
-         (max_slot_wal_keep_size), so the changes after its last confirmed position {} \
-         cannot be streamed and are lost to walhook. walhook stops instead of reconnecting. \
+        "replication slot '{slot}' was invalidated ({what}): the server no longer keeps what \
+         the slot needs, so the changes after its last confirmed position {} cannot be \
+         streamed and are lost to walhook. walhook stops instead of reconnecting. \
          The way forward: `{}` re-creates the slot and backfills every routed table to every \
          enabled subscription, so receivers converge (see docs/slot-safety.md)",
         position(.confirmed),
@@ -96,6 +100,11 @@ pub enum PreflightError {
         plugin: String,
         database: String,
     },
+    #[error(
+        "--slot-failover needs PostgreSQL 17 or later (this server is {0}): failover slots \
+         are synchronised to standbys from 17 on; drop the option, or upgrade"
+    )]
+    FailoverUnsupported(String),
     #[error("database error during pre-flight checks: {}", crate::error::describe(.0))]
     Database(#[from] tokio_postgres::Error),
 }
@@ -125,8 +134,9 @@ pub async fn preflight(client: &Client, slot: &str) -> Result<SlotState, Preflig
     let row = client
         .query_opt(
             "SELECT coalesce(plugin, ''), coalesce(database, ''), current_database(),
-                    coalesce(wal_status, ''), confirmed_flush_lsn::text
-               FROM pg_replication_slots WHERE slot_name = $1",
+                    coalesce(wal_status, ''), confirmed_flush_lsn::text,
+                    to_jsonb(s) ->> 'invalidation_reason'
+               FROM pg_replication_slots s WHERE slot_name = $1",
             &[&slot],
         )
         .await?;
@@ -142,7 +152,10 @@ pub async fn preflight(client: &Client, slot: &str) -> Result<SlotState, Preflig
         .and_then(|s| s.parse::<Lsn>().ok())
         .unwrap_or_default();
     if wal_status == "lost" {
-        return Ok(SlotState::Lost { confirmed_flush });
+        return Ok(SlotState::Lost {
+            confirmed_flush,
+            reason: row.try_get(5)?,
+        });
     }
     if plugin != "pgoutput" || database != current {
         return Err(PreflightError::SlotMismatch {
@@ -154,10 +167,30 @@ pub async fn preflight(client: &Client, slot: &str) -> Result<SlotState, Preflig
     Ok(SlotState::Ready { confirmed_flush })
 }
 
+/// Why a slot is `lost`, for people: its `invalidation_reason` (17+)
+/// explained, or the usual cause when the server does not say.
+pub fn lost_because(reason: Option<&str>) -> String {
+    let why = match reason {
+        None => "most often its WAL was removed because it passed max_slot_wal_keep_size",
+        Some("wal_removed") => "its WAL was removed: it passed max_slot_wal_keep_size",
+        Some("idle_timeout") => "nobody streamed it for longer than idle_replication_slot_timeout",
+        Some("rows_removed") => {
+            "catalog rows it needed were removed (on a standby: hot_standby_feedback)"
+        }
+        Some("wal_level_insufficient") => "wal_level was lowered below logical",
+        Some(_) => "see PostgreSQL's documentation of invalidation_reason",
+    };
+    match reason {
+        Some(reason) => format!("wal_status = lost, invalidation_reason = {reason}: {why}"),
+        None => format!("wal_status = lost; {why}"),
+    }
+}
+
 /// What the server said, when a replication error says the slot was
 /// invalidated ("can no longer get changes from replication slot", with a
 /// detail such as "This slot has been invalidated because it exceeded the
-/// maximum reserved size."). Retrying cannot help.
+/// maximum reserved size."; "can no longer access replication slot" on 18).
+/// Retrying cannot help.
 pub fn invalidation(error: &ConnError) -> Option<String> {
     let ConnError::Server {
         message, detail, ..
@@ -165,7 +198,9 @@ pub fn invalidation(error: &ConnError) -> Option<String> {
     else {
         return None;
     };
+    // 15 to 17 say "get changes", 18 "access"
     let invalidated = message.contains("can no longer get changes from replication slot")
+        || message.contains("can no longer access replication slot")
         || detail
             .as_deref()
             .is_some_and(|d| d.contains("has been invalidated"));
@@ -173,6 +208,49 @@ pub fn invalidation(error: &ConnError) -> Option<String> {
         Some(detail) => format!("{message}: {detail}"),
         None => message.clone(),
     })
+}
+
+/// `--slot-failover`: make the slot a failover slot (PostgreSQL 17+), with
+/// `ALTER_REPLICATION_SLOT` on the replication connection (the slot must not
+/// be streamed by another process). True when it was switched now.
+pub async fn ensure_failover(
+    client: &Client,
+    conn: &mut ReplicationConnection,
+    slot: &str,
+) -> Result<bool, FailoverError> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int, current_setting('server_version'),
+                    (SELECT (to_jsonb(s) ->> 'failover')::boolean
+                       FROM pg_replication_slots s WHERE slot_name = $1)",
+            &[&slot],
+        )
+        .await
+        .map_err(PreflightError::from)?;
+    let number: i32 = row.try_get(0).map_err(PreflightError::from)?;
+    if number < 170_000 {
+        let version: String = row.try_get(1).map_err(PreflightError::from)?;
+        return Err(PreflightError::FailoverUnsupported(version).into());
+    }
+    let failover: Option<bool> = row.try_get(2).map_err(PreflightError::from)?;
+    if failover == Some(true) {
+        return Ok(false);
+    }
+    conn.simple_query(&format!(
+        "ALTER_REPLICATION_SLOT {} (FAILOVER true)",
+        super::conn::quote_ident(slot)
+    ))
+    .await?;
+    Ok(true)
+}
+
+/// Why the slot could not be made a failover slot.
+#[derive(Debug, thiserror::Error)]
+pub enum FailoverError {
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    #[error(transparent)]
+    Replication(#[from] ConnError),
 }
 
 /// The start-up warning when `max_slot_wal_keep_size` is -1 (unlimited):

@@ -53,6 +53,16 @@ pub struct SlotStatus {
     pub lost_wal_bytes: i64,
     /// Times the slot was re-created with `walhook slot recreate`.
     pub recreations: i32,
+    /// PostgreSQL 17+: whether the slot is a failover slot (`--slot-failover`).
+    pub failover: Option<bool>,
+    /// PostgreSQL 17+: whether this slot is a standby's synchronised copy
+    /// (true only when walhook's database URL reaches a standby).
+    pub synced: Option<bool>,
+    /// PostgreSQL 17+: the primary's `synchronized_standby_slots`: the
+    /// physical slots of standbys a failover slot never runs ahead of.
+    pub synchronized_standby_slots: Option<String>,
+    /// PostgreSQL 17+: why the slot was invalidated (`wal_removed`, `idle_timeout`, ...).
+    pub invalidation_reason: Option<String>,
     /// What an operator should look at now (empty when all is well).
     pub warnings: Vec<String>,
 }
@@ -75,25 +85,34 @@ pub async fn slot_status(client: &Client, slot: &str) -> Result<SlotStatus, toki
     let slot_row = client
         .query_opt(
             "SELECT s.active,
-                    pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::int8,
+                    pg_wal_lsn_diff(w.at, s.confirmed_flush_lsn)::int8,
                     extract(epoch FROM r.flush_lag)::float8,
                     s.confirmed_flush_lsn::text,
-                    pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::int8,
+                    pg_wal_lsn_diff(w.at, s.restart_lsn)::int8,
                     s.wal_status::text,
-                    s.safe_wal_size::int8
+                    s.safe_wal_size::int8,
+                    (to_jsonb(s) ->> 'failover')::boolean,
+                    (to_jsonb(s) ->> 'synced')::boolean,
+                    to_jsonb(s) ->> 'invalidation_reason'
                FROM pg_replication_slots s
+               -- a standby (walhook status on a failover slot's copy) has no
+               -- current position of its own: its replayed one
+               CROSS JOIN (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
+                                       ELSE pg_current_wal_lsn() END AS at) w
                LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
               WHERE s.slot_name = $1",
             &[&slot],
         )
         .await?;
-    let keep: Option<String> = client
+    let settings = client
         .query_one(
-            "SELECT current_setting('max_slot_wal_keep_size', true)",
+            "SELECT current_setting('max_slot_wal_keep_size', true),
+                    current_setting('synchronized_standby_slots', true)",
             &[],
         )
-        .await?
-        .try_get(0)?;
+        .await?;
+    let keep: Option<String> = settings.try_get(0)?;
+    let standby_slots: Option<String> = settings.try_get(1)?;
     let recorded = crate::replication::slot::identity::load(client, slot).await?;
     let mut status = match slot_row {
         Some(row) => SlotStatus {
@@ -110,6 +129,10 @@ pub async fn slot_status(client: &Client, slot: &str) -> Result<SlotStatus, toki
             recorded_confirmed_lsn: None,
             lost_wal_bytes: 0,
             recreations: 0,
+            failover: row.try_get(7)?,
+            synced: row.try_get(8)?,
+            invalidation_reason: row.try_get(9)?,
+            synchronized_standby_slots: standby_slots,
             warnings: Vec::new(),
         },
         None => SlotStatus {
@@ -126,6 +149,10 @@ pub async fn slot_status(client: &Client, slot: &str) -> Result<SlotStatus, toki
             recorded_confirmed_lsn: None,
             lost_wal_bytes: 0,
             recreations: 0,
+            failover: None,
+            synced: None,
+            invalidation_reason: None,
+            synchronized_standby_slots: standby_slots,
             warnings: Vec::new(),
         },
     };
@@ -154,7 +181,10 @@ fn slot_warnings(
         .unwrap_or_default();
     let state = match (s.exists, s.wal_status.as_deref()) {
         (false, _) => SlotState::Missing,
-        (true, Some("lost")) => SlotState::Lost { confirmed_flush },
+        (true, Some("lost")) => SlotState::Lost {
+            confirmed_flush,
+            reason: s.invalidation_reason.clone(),
+        },
         (true, _) => SlotState::Ready { confirmed_flush },
     };
     if let Err(error) = identity::judge(&s.name, &state, recorded) {
@@ -176,6 +206,20 @@ fn slot_warnings(
             bytes(retained),
             bytes(RETAINED_WAL_WARN_BYTES)
         ));
+    }
+    if s.failover == Some(true)
+        && s.synced != Some(true)
+        && s.synchronized_standby_slots
+            .as_deref()
+            .unwrap_or("")
+            .is_empty()
+    {
+        warnings.push(
+            "the slot is a failover slot but synchronized_standby_slots is empty: walhook may \
+             confirm changes the standby's copy has not reached, and a promotion would lose \
+             them; set it to the standby's physical slot (docs/slot-safety.md)"
+                .to_owned(),
+        );
     }
     if s.max_slot_wal_keep_size.as_deref() == Some("-1") {
         warnings.push(

@@ -349,3 +349,48 @@ async fn restarts_and_kills_keep_streaming_the_same_slot() {
     .await;
     stop(walhook);
 }
+
+/// `--slot-failover`: a failover slot on 17+, shown by `walhook status`; a
+/// clear stop naming the version before 17.
+#[tokio::test(flavor = "multi_thread")]
+async fn slot_failover_makes_a_failover_slot_on_17_and_stops_before() {
+    let db = Cluster::shared().new_database();
+    let receiver = Receiver::start().await;
+    prepare(&db, &receiver);
+    let version: i32 = db
+        .psql("SELECT current_setting('server_version_num')")
+        .parse()
+        .unwrap();
+    let mut walhook = walhook_run(&db.url(), &db.slot, &db.publication, &["--slot-failover"]);
+    if version < 170_000 {
+        let status = walhook.wait_exit(WAIT);
+        let log = walhook.log();
+        assert!(status.is_some_and(|s| !s.success()), "{log}");
+        assert!(
+            log.contains("--slot-failover needs PostgreSQL 17 or later"),
+            "{log}"
+        );
+        return;
+    }
+    walhook.wait_for_log("streaming", WAIT);
+    assert!(walhook.log().contains("the slot is a failover slot now"));
+    assert_eq!(
+        db.psql(&format!(
+            "SELECT failover FROM pg_replication_slots WHERE slot_name = '{}'",
+            db.slot
+        )),
+        "t"
+    );
+    let status = status_text(&db);
+    assert!(
+        status.contains("failover       yes (not synchronised"),
+        "{status}"
+    );
+    assert!(
+        status.contains("synchronized_standby_slots is empty"),
+        "{status}"
+    );
+    db.psql("INSERT INTO items VALUES (1, 'one')");
+    wait_received(&receiver, 1, "item.created", "one").await;
+    stop(walhook);
+}

@@ -52,10 +52,16 @@ pub fn judge(
 ) -> Result<Verdict, PreflightError> {
     let recorded_at = recorded.map(|r| r.confirmed_lsn);
     match (state, recorded) {
-        (SlotState::Lost { confirmed_flush }, _) => Err(PreflightError::SlotInvalidated {
+        (
+            SlotState::Lost {
+                confirmed_flush,
+                reason,
+            },
+            _,
+        ) => Err(PreflightError::SlotInvalidated {
             slot: slot.to_owned(),
             confirmed: recorded_at.or(Some(*confirmed_flush)),
-            what: "wal_status = lost".to_owned(),
+            what: super::lost_because(reason.as_deref()),
         }),
         (SlotState::Missing, None) => Ok(Verdict::Create),
         (SlotState::Missing, Some(r)) => Err(PreflightError::SlotMissing {
@@ -213,8 +219,13 @@ mod tests {
         ));
         let lost = SlotState::Lost {
             confirmed_flush: Lsn(90),
+            reason: Some("wal_removed".into()),
         };
         let error = judge("s", &lost, Some(&recorded(100))).unwrap_err();
+        assert!(
+            error.to_string().contains("passed max_slot_wal_keep_size"),
+            "{error}"
+        );
         assert!(matches!(
             error,
             PreflightError::SlotInvalidated {
