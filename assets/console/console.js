@@ -568,10 +568,40 @@
     const ready = await fetch("/readyz", { cache: "no-store" });
     const readyText = await ready.text();
     const jwks = await (await fetch("/.well-known/jwks.json", { cache: "no-store" })).json();
+    const status = await api("GET", "/v1/status");
     const cursor = query.get("cursor");
     const audit = await api("GET", "/v1/audit?limit=25" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
+    const slot = status.slot;
+    const bytes = (n) => n === null || n === undefined ? "—" :
+      n >= 1 << 30 ? (n / (1 << 30)).toFixed(1) + " GiB" : n >= 1 << 20 ? (n / (1 << 20)).toFixed(1) + " MiB" :
+        n >= 1024 ? (n / 1024).toFixed(1) + " KiB" : n + " B";
+    const counts = (pairs) => pairs.length === 0 ? "none" : pairs.map(([name, n]) => name + " " + n).join(", ");
     show(h("h1", {}, "Health"),
       h("p", { id: "readiness" }, statusBadge(ready.ok ? "succeeded" : "failed"), " ", readyText.trim()),
+      slot.warnings.length ? h("ul", { id: "warnings", class: "error", role: "alert" },
+        slot.warnings.map((w) => h("li", {}, w))) : null,
+      h("h2", {}, "Slot " + slot.name),
+      h("dl", { class: "facts", id: "slot" },
+        h("dt", {}, "State"), h("dd", {}, !slot.exists ? "missing" : slot.active ? "active (streaming)" : "inactive"),
+        h("dt", {}, "Confirmed position"), h("dd", {}, slot.confirmed_flush_lsn || "—"),
+        h("dt", {}, "Lag"), h("dd", { id: "lag" }, bytes(slot.lag_bytes) +
+          (slot.lag_seconds === null || slot.lag_seconds === undefined ? "" : ", " + slot.lag_seconds.toFixed(1) + " s")),
+        h("dt", {}, "WAL retained"), h("dd", {}, bytes(slot.retained_wal_bytes) +
+          (slot.wal_status ? " (" + slot.wal_status + ")" : "")),
+        h("dt", {}, "WAL before the slot is lost"), h("dd", {}, slot.safe_wal_size === null ? "unlimited" : bytes(slot.safe_wal_size))),
+      h("h2", {}, "Deliveries"),
+      h("dl", { class: "facts", id: "counts" },
+        h("dt", {}, "Pending"), h("dd", { id: "pending" }, status.pending_deliveries),
+        h("dt", {}, "Events, last hour"), h("dd", {}, counts(status.events_last_hour)),
+        h("dt", {}, "Deliveries, last hour"), h("dd", {}, counts(status.deliveries_last_hour))),
+      h("h2", {}, "Failing webhooks"),
+      status.failing_subscriptions.length === 0 ? h("p", { id: "no-failing" }, "None.") :
+        h("table", { id: "failing" },
+          h("thead", {}, h("tr", {}, ["Webhook", "Failed", "Retrying", "Last error"].map((c) => h("th", { scope: "col" }, c)))),
+          h("tbody", {}, status.failing_subscriptions.map((f) => h("tr", {},
+            h("td", {}, h("a", { href: "#/webhooks/" + f.id + "?status=failed" }, f.name || f.url)),
+            h("td", { class: "num" }, f.failed), h("td", { class: "num" }, f.retrying),
+            h("td", {}, f.last_error || ""))))),
       h("h2", {}, "Signing keys (JWKS)"),
       h("ul", { id: "keys" }, jwks.keys.map((k) => h("li", {}, h("code", {}, k.kid), " ", k.crv))),
       h("p", {}, h("a", { href: "/.well-known/jwks.json" }, "/.well-known/jwks.json"), " · ", h("a", { href: "/metrics" }, "/metrics")),
@@ -581,7 +611,7 @@
         h("tbody", {}, audit.data.map((a) => h("tr", {},
           h("td", {}, when(a.at)), h("td", {}, a.actor), h("td", {}, a.action),
           h("td", { class: "url" }, [a.object, a.objectId].filter(Boolean).join(" ")))))),
-      audit.nextCursor ? h("p", {}, h("a", { href: "#/health?cursor=" + encodeURIComponent(audit.nextCursor) }, "Older entries →")) : null);
+      audit.nextCursor ? h("p", {}, h("a", { id: "older-audit", href: "#/health?cursor=" + encodeURIComponent(audit.nextCursor) }, "Older entries →")) : null);
   }
 
   // ---- start -------------------------------------------------------------------------

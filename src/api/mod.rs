@@ -23,6 +23,7 @@ pub(crate) mod history;
 pub(crate) mod openapi;
 pub(crate) mod pagination;
 pub(crate) mod pool;
+pub(crate) mod status;
 pub(crate) mod webhooks;
 
 use std::sync::Arc;
@@ -88,6 +89,7 @@ pub fn router(database: ConnectConfig) -> Router {
         )
         .route("/v1/backfills/{id}", get(backfills::get))
         .route("/v1/backfills/{id}/cancel", post(backfills::cancel))
+        .route("/v1/status", get(status::status))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route(

@@ -142,7 +142,7 @@ pub struct EventPage {
         super::history::deliveries, super::history::event, super::history::redeliver,
         super::history::audit_log, super::deliveries::get, super::deliveries::attempts,
         super::deliveries::search, super::backfills::create, super::backfills::list,
-        super::backfills::get, super::backfills::cancel,
+        super::backfills::get, super::backfills::cancel, super::status::status,
     ),
     components(schemas(
         Webhook, AuthSummary, WebhookCreate, WebhookUpdate, AuthInput, WebhookPage,

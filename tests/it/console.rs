@@ -1,17 +1,17 @@
 //! The web console (`GET /console`): its static files and their policy, the
 //! API endpoints it added (a delivery, its attempts, the event search,
-//! backfills), and
+//! backfills, the status), and
 //! the console driven in a real headless Chromium over WebDriver against a
 //! `walhook run` daemon: paste a token, create a webhook and see its secret,
 //! watch a delivery appear, see a failing delivery's attempts and resend it,
-//! start a backfill and watch it finish, disable a webhook, and a wrong token
-//! bringing the prompt back.
+//! start a backfill and watch it finish, disable a webhook, the health page,
+//! and a wrong token bringing the prompt back.
 //!
 //! The browser test needs `chromium` and `chromium-driver` (`.ci/browser.sh`);
 //! without chromedriver it skips, unless `WALHOOK_REQUIRE_BROWSER` is set (CI).
 //! On failure it saves a screenshot and the page's HTML under
-//! `target/console-screenshots/` (and, each run, one of a webhook's deliveries:
-//! `deliveries.png`, the picture in docs/console.md).
+//! `target/console-screenshots/`, beside one of each page it passed (the
+//! webhook's deliveries, `deliveries.png`, is the picture in docs/console.md).
 
 #[path = "support/webdriver.rs"]
 mod webdriver;
@@ -188,11 +188,32 @@ async fn a_delivery_its_attempts_and_events_are_found_through_the_api() {
         .await
         .assert_error(400, "cursor");
 
+    let status = api.get("/v1/status").await;
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert_eq!(
+        status.body["slot"]["name"], "walhook",
+        "no slot recorded yet"
+    );
+    assert_eq!(status.body["slot"]["exists"], false);
+    assert!(
+        status.body["pending_deliveries"].is_i64(),
+        "{}",
+        status.body
+    );
+    assert!(status.body["failing_subscriptions"].is_array());
+    assert!(status.body["events_last_hour"].is_array());
+    let named = api.get(&format!("/v1/status?slot={}", db.slot)).await;
+    assert_eq!(named.body["slot"]["name"], db.slot.as_str());
+    api.get("/v1/status?slots=x")
+        .await
+        .assert_error(400, "slots");
+
     let doc = api.get("/v1/openapi.json").await.body;
     for (path, operation) in [
         ("/v1/deliveries/{id}", "getDelivery"),
         ("/v1/deliveries/{id}/attempts", "listAttempts"),
         ("/v1/events", "searchEvents"),
+        ("/v1/status", "getStatus"),
     ] {
         assert_eq!(
             doc["paths"][path]["get"]["operationId"], operation,
@@ -356,6 +377,8 @@ async fn console_scenario(browser: Arc<Browser>) {
 
     // the prompt first; the token pasted once
     browser.goto(&format!("{base}/console#/webhooks")).await;
+    browser.wait_for("#token-input", WAIT).await;
+    snap(&browser, "1-prompt").await;
     browser.fill("#token-input", &token).await;
     browser.click("#token-save").await;
     browser.wait_text("main h1", "Webhooks", WAIT).await;
@@ -368,6 +391,7 @@ async fn console_scenario(browser: Arc<Browser>) {
     let secret = create_in_console(&browser, "good hook", &good.url(), "10ms").await;
     let stored = db.psql("SELECT secret FROM walhook.subscriptions WHERE name = 'good hook'");
     assert_eq!(secret, stored.trim(), "the secret shown is the webhook's");
+    snap(&browser, "2-created").await;
     browser.click("#open-webhook").await;
     browser.wait_text("main h1", "good hook", WAIT).await;
     browser.wait_for("#no-deliveries", WAIT).await;
@@ -385,7 +409,7 @@ async fn console_scenario(browser: Arc<Browser>) {
     );
     assert!(row.contains("item.created") && row.contains("204"), "{row}");
     // the picture of docs/console.md, kept under target/ for a human to look at
-    browser.screenshot(&screenshot_path("deliveries")).await;
+    snap(&browser, "deliveries").await;
     let good_page = browser
         .execute("return window.location.hash")
         .await
@@ -425,6 +449,7 @@ async fn console_scenario(browser: Arc<Browser>) {
             .await
             .contains("204")
     );
+    snap(&browser, "3-delivery").await;
 
     // the event behind it, pretty-printed
     browser.click("main dl a[href^='#/events/']").await;
@@ -448,6 +473,7 @@ async fn console_scenario(browser: Arc<Browser>) {
         done.contains("items") && done.contains("good hook"),
         "{done}"
     );
+    snap(&browser, "4-backfills").await;
     let snapshots = good
         .received()
         .iter()
@@ -466,6 +492,14 @@ async fn console_scenario(browser: Arc<Browser>) {
         "t"
     );
 
+    // health: the slot streams, the console's changes are in the audit log
+    browser.click("nav a[href='#/health']").await;
+    browser.wait_text("#slot", "active (streaming)", WAIT).await;
+    browser.wait_text("#readiness", "ready", WAIT).await;
+    assert!(browser.text("#audit").await.contains("api:console"));
+    assert_eq!(browser.count("#keys li").await, 1, "the signing key");
+    snap(&browser, "5-health").await;
+
     // a wrong token: the API's 401 brings the prompt back, the token forgotten
     browser
         .execute("sessionStorage.setItem('walhook.token', 'whk_not-a-token'); return null")
@@ -481,6 +515,11 @@ async fn console_scenario(browser: Arc<Browser>) {
         Value::Null
     );
     assert!(browser.text("#token-form").await.contains("Bearer token"));
+}
+
+/// A screenshot of the page as it is now, under target/console-screenshots/.
+async fn snap(browser: &Browser, name: &str) {
+    browser.screenshot(&screenshot_path(name)).await;
 }
 
 /// Fill the new-webhook form and submit it; the secret shown.
