@@ -347,6 +347,30 @@ async fn restarts_and_kills_keep_streaming_the_same_slot() {
         (db.psql("SELECT count(*) FROM walhook.events") == "1176").then_some(())
     })
     .await;
+    // the command refuses while walhook streams the slot, changing nothing
+    let (code, out, err) = slot_cli(&db, &["--yes"]);
+    assert_eq!(
+        code,
+        Some(1),
+        "{out}
+{err}"
+    );
+    assert!(err.contains("is in use by process"), "{err}");
+    assert_eq!(
+        db.psql("SELECT recreations FROM walhook.slot_identity"),
+        "0"
+    );
+    stop(walhook);
+    // an installation from before the record adopts the slot it finds
+    db.psql("DELETE FROM walhook.slot_identity");
+    let walhook = start(&db);
+    assert!(
+        walhook.log().contains("recorded the slot walhook consumes"),
+        "{}",
+        walhook.log()
+    );
+    db.psql("INSERT INTO items VALUES (9999, 'after adoption')");
+    wait_received(&receiver, 9999, "item.created", "after adoption").await;
     stop(walhook);
 }
 
