@@ -181,6 +181,7 @@
       else if (parts[0] === "events" && parts[1]) await eventPage(parts[1]);
       else if (parts[0] === "events") await eventsPage(query);
       else if (parts[0] === "backfills") await backfillsPage();
+      else if (parts[0] === "catalogue") await cataloguePage();
       else if (parts[0] === "health") await healthPage(query);
       else show(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/webhooks" }, "Webhooks")));
       main.focus({ preventScroll: true });
@@ -223,7 +224,7 @@
     const w = id ? await api("GET", "/v1/webhooks/" + id) : null;
     const input = (name, attrs) => h("input", Object.assign({ id: "wh-" + name, name }, attrs));
     const url = input("url", { type: "url", required: true, value: w ? w.url : "", placeholder: "https://receiver.example/hooks" });
-    const events = input("events", { required: true, value: w ? w.events.join(" ") : "*", list: "event-types" });
+    const events = input("events", { required: true, value: w ? w.events.join(" ") : "*" });
     const name = input("name", { value: w && w.name || "" });
     const description = h("textarea", { id: "wh-description", rows: 2 }, w && w.description || "");
     const disabled = input("disabled", { type: "checkbox", checked: !!(w && w.disabled) });
@@ -244,11 +245,24 @@
     const authToken = input("auth-token", { type: "password", autocomplete: "off" });
     const authUser = input("auth-username", { autocomplete: "off" });
     const authPassword = input("auth-password", { type: "password", autocomplete: "off" });
-    const catalogue = h("datalist", { id: "event-types" });
+    const pick = h("select", { id: "wh-event-pick" }, h("option", { value: "" }, "Pick an event type…"));
+    const add = h("button", { type: "button", id: "wh-event-add" }, "Add");
+    add.addEventListener("click", () => {
+      if (!pick.value) return;
+      const now = words(events.value).filter((p) => p !== pick.value);
+      events.value = now.concat([pick.value]).join(" ");
+      events.focus();
+    });
+    api("GET", "/v1/catalogue").then((c) => {
+      const types = [...new Set(c.data.map((e) => e.type))];
+      const prefixes = [...new Set(types.map((t) => t.split(".")[0] + ".*"))];
+      pick.append(...["*"].concat(prefixes, types).map((t) => h("option", { value: t }, t)));
+    }).catch(failed);
     const form = h("form", { id: "webhook-form", class: "card" },
       h("h1", {}, w ? "Edit webhook" : "New webhook"),
       field("Receiver URL", url, "https; plain http only with allow_insecure_targets"),
       field("Events", events, "Patterns separated by spaces: an exact type, prefix.* or *"),
+      h("div", { class: "field inline" }, h("label", { for: "wh-event-pick" }, "From the catalogue"), pick, add),
       field("Name", name), field("Description", description),
       h("fieldset", {}, h("legend", {}, "Delivery"),
         field("Retry schedule", retry, "Delays before each retry, e.g. 5s 5min 30min; empty keeps the current or default"),
@@ -261,7 +275,6 @@
         field("Query parameters", params, "One per line: key=value"),
         field("Authorization", authType, w ? "Currently " + w.auth.type : null),
         field("Bearer token", authToken), field("Basic user name", authUser), field("Basic password", authPassword)),
-      catalogue,
       h("p", { id: "form-error", class: "error", role: "alert" }),
       h("div", { class: "actions" },
         h("button", { type: "submit", id: "wh-save" }, w ? "Save" : "Create webhook"),
@@ -495,6 +508,24 @@
         h("dt", {}, "Committed"), h("dd", {}, when(e.commitTime))),
       h("h2", {}, "Body"),
       h("pre", { id: "event-body", tabindex: 0 }, e.body === null ? "(not built: see walhook.events.error)" : JSON.stringify(e.body, null, 2)));
+  }
+
+  // ---- the event catalogue ------------------------------------------------------
+
+  async function cataloguePage() {
+    const c = await api("GET", "/v1/catalogue");
+    show(h("h1", {}, "Event catalogue"),
+      h("p", {}, "Every event type the routes can produce. Samples are built by each route's templates from a made-up row."),
+      c.data.length === 0 ? h("p", {}, "No routes yet (INSERT INTO walhook.routes).") :
+        h("table", { id: "catalogue" },
+          h("thead", {}, h("tr", {}, ["Type", "Table", "When", "Sample body"].map((col) => h("th", { scope: "col" }, col)))),
+          h("tbody", {}, c.data.map((e) => h("tr", { "data-type": e.type },
+            h("td", {}, h("a", { href: "#/events?type=" + encodeURIComponent(e.type) }, e.type),
+              e.enabled ? null : h("span", { class: "badge status-disabled" }, "route disabled")),
+            h("td", {}, e.table),
+            h("td", {}, e.when),
+            h("td", {}, e.sample === null ? "—" :
+              h("details", {}, h("summary", {}, "sample"), h("pre", {}, JSON.stringify(e.sample, null, 2)))))))));
   }
 
   // ---- backfills -------------------------------------------------------------------

@@ -16,6 +16,7 @@
 //! subscription. `/v1/openapi.json` needs no token; every other route does.
 
 pub(crate) mod backfills;
+pub(crate) mod catalogue;
 pub mod console;
 pub(crate) mod deliveries;
 pub(crate) mod error;
@@ -90,6 +91,7 @@ pub fn router(database: ConnectConfig) -> Router {
         .route("/v1/backfills/{id}", get(backfills::get))
         .route("/v1/backfills/{id}/cancel", post(backfills::cancel))
         .route("/v1/status", get(status::status))
+        .route("/v1/catalogue", get(catalogue::catalogue))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route(

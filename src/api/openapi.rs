@@ -11,6 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::backfills::{Backfill, BackfillCreate, BackfillList};
+use super::catalogue::{Catalogue, CatalogueEntry};
 use super::deliveries::{Attempt, DeliveryDetail};
 use super::error::{ErrorBody, ErrorDetail};
 use super::webhooks::AuthInput;
@@ -143,11 +144,13 @@ pub struct EventPage {
         super::history::audit_log, super::deliveries::get, super::deliveries::attempts,
         super::deliveries::search, super::backfills::create, super::backfills::list,
         super::backfills::get, super::backfills::cancel, super::status::status,
+        super::catalogue::catalogue,
     ),
     components(schemas(
         Webhook, AuthSummary, WebhookCreate, WebhookUpdate, AuthInput, WebhookPage,
         Delivery, DeliveryPage, Event, AuditEntry, AuditPage, ErrorBody, ErrorDetail,
         DeliveryDetail, Attempt, AttemptPage, EventPage, BackfillCreate, Backfill, BackfillList,
+        Catalogue, CatalogueEntry,
     )),
     modifiers(&BearerAuth),
 )]

@@ -1,11 +1,11 @@
 //! The web console (`GET /console`): its static files and their policy, the
 //! API endpoints it added (a delivery, its attempts, the event search,
-//! backfills, the status), and
-//! the console driven in a real headless Chromium over WebDriver against a
-//! `walhook run` daemon: paste a token, create a webhook and see its secret,
-//! watch a delivery appear, see a failing delivery's attempts and resend it,
-//! start a backfill and watch it finish, disable a webhook, the health page,
-//! and a wrong token bringing the prompt back.
+//! backfills, the status, the event catalogue), and the console driven in a
+//! real headless Chromium over WebDriver against a `walhook run` daemon: paste
+//! a token, create a webhook (its pattern from the catalogue's picker) and see
+//! its secret, watch a delivery appear, see a failing delivery's attempts and
+//! resend it, the catalogue, start a backfill and watch it finish, the health
+//! page, disable a webhook, and a wrong token bringing the prompt back.
 //!
 //! The browser test needs `chromium` and `chromium-driver` (`.ci/browser.sh`);
 //! without chromedriver it skips, unless `WALHOOK_REQUIRE_BROWSER` is set (CI).
@@ -326,6 +326,69 @@ async fn backfills_are_started_followed_and_cancelled_through_the_api() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_catalogue_lists_what_the_routes_make_with_samples() {
+    let db = Cluster::shared().database();
+    let api = ApiServer::start(&db).await;
+    db.psql(
+        r#"CREATE TABLE items (id int PRIMARY KEY, status text, secret text,
+                              at timestamptz, tags text[], price numeric(8,2));
+           INSERT INTO walhook.routes (source_table, resource, apiresource, status_column,
+                                       status_events, event_names, exclude_columns, bulk_delete_event)
+           VALUES ('items', 'item', '/items/{id}', 'status',
+                   '{"suspended": "suspended", "blocked->active": "unblocked"}',
+                   '{"insert": "added"}', '{secret}', 'bulk_deleted');"#,
+    );
+    let catalogue = api.get("/v1/catalogue").await;
+    assert_eq!(catalogue.status, 200, "{}", catalogue.body);
+    let data = catalogue.body["data"].as_array().unwrap();
+    let types: Vec<&str> = data.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "item.added",
+            "item.updated",
+            "item.unblocked",
+            "item.suspended",
+            "item.deleted",
+            "item.bulk_deleted",
+            "item.snapshot",
+            "webhook.created",
+            "webhook.updated",
+            "webhook.deleted"
+        ]
+    );
+    let added = &data[0];
+    assert_eq!(added["table"], "items");
+    assert_eq!(added["operation"], "insert");
+    assert_eq!(added["enabled"], true);
+    let sample = &added["sample"];
+    assert_eq!(sample["apiresource"], "/items/1");
+    assert_eq!(
+        sample["resourcepayload"],
+        json!({"id": 1, "status": "<status>", "at": "2024-12-12T17:38:03.850Z",
+               "tags": [], "price": 1.5}),
+        "typed values, the excluded column left out"
+    );
+    assert!(sample["updatetimestamp"].is_string() && sample["revision"].is_i64());
+    assert!(
+        data[2]["when"]
+            .as_str()
+            .unwrap()
+            .contains("blocked to active")
+    );
+    assert_eq!(
+        data[5]["sample"],
+        Value::Null,
+        "a bulk delete has its own shape"
+    );
+    let doc = api.get("/v1/openapi.json").await.body;
+    assert_eq!(
+        doc["paths"]["/v1/catalogue"]["get"]["operationId"],
+        "getCatalogue"
+    );
+}
+
 fn uuid() -> String {
     "00000000-0000-4000-8000-000000000000".to_owned()
 }
@@ -457,6 +520,11 @@ async fn console_scenario(browser: Arc<Browser>) {
         .wait_text("#event-body", "\"apiresource\": \"/items/2\"", WAIT)
         .await;
 
+    // the catalogue: what the route makes
+    browser.click("nav a[href='#/catalogue']").await;
+    browser.wait_text("#catalogue", "item.snapshot", WAIT).await;
+    assert!(browser.text("#catalogue").await.contains("item.created"));
+
     // a backfill of the items to the good webhook, followed to its end
     let good_id = db.psql("SELECT id FROM walhook.subscriptions WHERE name = 'good hook'");
     browser.click("nav a[href='#/backfills']").await;
@@ -530,7 +598,14 @@ async fn create_in_console(browser: &Browser, name: &str, url: &str, retry: &str
     }
     browser.wait_for("#webhook-form", WAIT).await;
     browser.fill("#wh-url", url).await;
-    browser.fill("#wh-events", "item.*").await;
+    if name == "good hook" {
+        // the pattern from the catalogue's picker
+        browser.fill("#wh-events", "").await;
+        browser.click("#wh-event-pick option[value='item.*']").await;
+        browser.click("#wh-event-add").await;
+    } else {
+        browser.fill("#wh-events", "item.*").await;
+    }
     browser.fill("#wh-name", name).await;
     browser.fill("#wh-retry", retry).await;
     browser.click("#wh-save").await;
