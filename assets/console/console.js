@@ -177,7 +177,8 @@
       else if (parts[0] === "webhooks" && parts[1] === "new") await webhookForm(null);
       else if (parts[0] === "webhooks" && parts[2] === "edit") await webhookForm(parts[1]);
       else if (parts[0] === "webhooks") await webhookPage(parts[1], query);
-      else if (parts[0] === "deliveries") await deliveryPage(parts[1]);
+      else if (parts[0] === "deliveries" && parts[1]) await deliveryPage(parts[1]);
+      else if (parts[0] === "deliveries") await allDeliveriesPage(query);
       else if (parts[0] === "events" && parts[1]) await eventPage(parts[1]);
       else if (parts[0] === "events") await eventsPage(query);
       else if (parts[0] === "backfills") await backfillsPage();
@@ -343,8 +344,6 @@
 
   async function webhookPage(id, query) {
     const w = await api("GET", "/v1/webhooks/" + id);
-    const status = query.get("status") || "";
-    const cursor = query.get("cursor");
     const toggle = h("button", { type: "button", id: "toggle-disabled" }, w.disabled ? "Enable" : "Disable");
     toggle.addEventListener("click", async () => {
       try {
@@ -365,11 +364,7 @@
       } }, "Delete"),
       h("button", { type: "button", onclick: () => { confirm.hidden = true; remove.focus(); } }, "Cancel"));
     remove.addEventListener("click", () => { confirm.hidden = false; confirm.querySelector("button").focus(); });
-    const filter = h("select", { id: "delivery-status" },
-      ["", "pending", "succeeded", "failed"].map((s) => h("option", { value: s, selected: s === status }, s || "any")));
-    filter.addEventListener("change", () => go("/webhooks/" + id + (filter.value ? "?status=" + filter.value : "")));
-    const table = h("div", { id: "deliveries-area" });
-    const resendFailed = h("button", { type: "button", id: "resend-failed" }, "Resend failed on this page");
+    const section = deliveriesSection("/webhooks/" + id, query, { webhookId: id });
     show(
       h("div", { class: "title" }, h("h1", {}, w.name || "Webhook"),
         h("span", { id: "wh-state" }, w.disabled ? statusBadge("disabled") : statusBadge("enabled"))),
@@ -384,11 +379,47 @@
       h("div", { class: "actions" },
         h("a", { class: "button", href: "#/webhooks/" + id + "/edit", id: "edit" }, "Edit"), toggle, remove),
       confirm,
-      h("div", { class: "title" }, h("h2", {}, "Deliveries"),
-        h("div", { class: "field inline" }, h("label", { for: "delivery-status" }, "Status"), filter),
-        resendFailed),
-      table);
+      h("h2", {}, "Deliveries"),
+      section.node);
+    await section.start();
+  }
+
+  // Deliveries, newest first, filtered by status and event type (kept in the
+  // URL of the page at `path`), keyset-paged, refreshed every 2 s on the
+  // first page; `fixed` narrows them (webhookId, eventId).
+  function deliveriesSection(path, query, fixed) {
+    const status = query.get("status") || "";
+    const eventType = query.get("eventType") || "";
+    const cursor = query.get("cursor");
+    const statusPick = h("select", { id: "delivery-status" },
+      ["", "pending", "succeeded", "failed"].map((v) => h("option", { value: v, selected: v === status }, v || "any")));
+    const typeInput = h("input", { id: "delivery-type", value: eventType, placeholder: "item.* or item.created" });
+    const filters = h("form", { id: "delivery-filters", class: "filters" },
+      field("Status", statusPick), field("Event type", typeInput),
+      h("button", { type: "submit", id: "delivery-filter" }, "Filter"));
+    const urlOf = (more) => {
+      const q = new URLSearchParams();
+      if (statusPick.value) q.set("status", statusPick.value);
+      if (typeInput.value.trim()) q.set("eventType", typeInput.value.trim());
+      for (const [k, v] of Object.entries(more || {})) q.set(k, v);
+      const text = q.toString();
+      return path + (text ? "?" + text : "");
+    };
+    filters.addEventListener("submit", (e) => { e.preventDefault(); go(urlOf()); });
+    statusPick.addEventListener("change", () => go(urlOf()));
+    const resendFailed = h("button", { type: "button", id: "resend-failed" }, "Resend failed on this page");
+    const area = h("div", { id: "deliveries-area" });
     let shown = [];
+    async function load() {
+      const q = new URLSearchParams(Object.assign({ limit: "25" }, fixed));
+      if (status) q.set("status", status);
+      if (eventType) q.set("eventType", eventType);
+      if (cursor) q.set("cursor", cursor);
+      const page = await api("GET", "/v1/deliveries?" + q);
+      shown = page.data;
+      fill(area, deliveriesTable(page.data, !fixed.webhookId),
+        page.nextCursor ? h("p", {}, h("a", { id: "older", href: "#" + urlOf({ cursor: page.nextCursor }) }, "Older deliveries →")) : null);
+    }
     resendFailed.addEventListener("click", async () => {
       const failedOnes = shown.filter((d) => d.status === "failed");
       try {
@@ -397,27 +428,30 @@
         await load();
       } catch (error) { failed(error); }
     });
-    async function load() {
-      const q = new URLSearchParams({ limit: "25" });
-      if (status) q.set("status", status);
-      if (cursor) q.set("cursor", cursor);
-      const page = await api("GET", "/v1/webhooks/" + id + "/deliveries?" + q);
-      shown = page.data;
-      fill(table, deliveriesTable(page.data),
-        page.nextCursor ? h("p", {}, h("a", { id: "older", href: "#/webhooks/" + id + "?" +
-          new URLSearchParams(Object.assign(status ? { status } : {}, { cursor: page.nextCursor })) }, "Older deliveries →")) : null);
-    }
-    await load();
-    if (!cursor) every2s(load);
+    return {
+      node: h("div", {}, h("div", { class: "title" }, filters, resendFailed), area),
+      start: async () => {
+        await load();
+        if (!cursor) every2s(load);
+      },
+    };
   }
 
-  function deliveriesTable(rows) {
+  async function allDeliveriesPage(query) {
+    const section = deliveriesSection("/deliveries", query, {});
+    show(h("h1", {}, "Deliveries"), section.node);
+    await section.start();
+  }
+
+  function deliveriesTable(rows, withWebhook) {
     if (rows.length === 0) return h("p", { id: "no-deliveries" }, "No deliveries.");
+    const columns = ["Delivery"].concat(withWebhook ? ["Webhook"] : [],
+      ["Event type", "Status", "Attempts", "Last response", "Last attempt"]);
     return h("table", { id: "deliveries" },
-      h("thead", {}, h("tr", {}, ["Delivery", "Event type", "Status", "Attempts", "Last response", "Last attempt"]
-        .map((c) => h("th", { scope: "col" }, c)))),
+      h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, rows.map((d) => h("tr", { "data-id": d.id, "data-status": d.status },
         h("td", {}, h("a", { href: "#/deliveries/" + d.id }, "#" + d.id)),
+        withWebhook ? h("td", {}, h("a", { href: "#/webhooks/" + d.webhookId, class: "url" }, d.webhookId.slice(0, 8))) : null,
         h("td", {}, d.eventType),
         h("td", {}, statusBadge(d.status)),
         h("td", { class: "num" }, d.attempts),
@@ -507,7 +541,9 @@
         h("dt", {}, "Revision"), h("dd", {}, e.revision),
         h("dt", {}, "Committed"), h("dd", {}, when(e.commitTime))),
       h("h2", {}, "Body"),
-      h("pre", { id: "event-body", tabindex: 0 }, e.body === null ? "(not built: see walhook.events.error)" : JSON.stringify(e.body, null, 2)));
+      h("pre", { id: "event-body", tabindex: 0 }, e.body === null ? "(not built: see walhook.events.error)" : JSON.stringify(e.body, null, 2)),
+      h("h2", {}, "Received by"),
+      deliveriesTable((await api("GET", "/v1/deliveries?limit=100&eventId=" + e.id)).data, true));
   }
 
   // ---- the event catalogue ------------------------------------------------------

@@ -153,6 +153,17 @@ pub async fn attempts(
     })))
 }
 
+/// A filter that is an exact value, or a prefix when it ends in `*`.
+pub(super) fn exact_or_prefix(filter: Option<&str>) -> (Option<String>, Option<String>) {
+    match filter {
+        Some(f) => match f.strip_suffix('*') {
+            Some(prefix) => (None, Some(prefix.to_owned())),
+            None => (Some(f.to_owned()), None),
+        },
+        None => (None, None),
+    }
+}
+
 fn event(row: &Row) -> Event {
     Event {
         id: row.get(0),
@@ -223,20 +234,8 @@ pub async fn search(
     let before = query.cursor('e', decode_event_cursor)?;
     let from = revision(&query, "fromRevision")?;
     let to = revision(&query, "toRevision")?;
-    let (type_exact, type_prefix) = match query.get("type") {
-        Some(t) => match t.strip_suffix('*') {
-            Some(prefix) => (None, Some(prefix.to_owned())),
-            None => (Some(t.to_owned()), None),
-        },
-        None => (None, None),
-    };
-    let (path_exact, path_prefix) = match query.get("apiresource") {
-        Some(p) => match p.strip_suffix('*') {
-            Some(prefix) => (None, Some(prefix.to_owned())),
-            None => (Some(p.to_owned()), None),
-        },
-        None => (None, None),
-    };
+    let (type_exact, type_prefix) = exact_or_prefix(query.get("type"));
+    let (path_exact, path_prefix) = exact_or_prefix(query.get("apiresource"));
     let (before_time, before_id) = before.unzip();
     let conn = read_conn(&state).await?;
     let rows = conn

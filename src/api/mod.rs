@@ -15,6 +15,7 @@
 //! made here fires `webhook.created` through the replication stream like any
 //! subscription. `/v1/openapi.json` needs no token; every other route does.
 
+pub(crate) mod all_deliveries;
 pub(crate) mod backfills;
 pub(crate) mod catalogue;
 pub mod console;
@@ -80,6 +81,7 @@ pub fn router(database: ConnectConfig) -> Router {
         .route("/v1/webhooks/{id}/deliveries", get(history::deliveries))
         .route("/v1/events", get(deliveries::search))
         .route("/v1/events/{id}", get(history::event))
+        .route("/v1/deliveries", get(all_deliveries::list))
         .route("/v1/deliveries/{id}", get(deliveries::get))
         .route("/v1/deliveries/{id}/attempts", get(deliveries::attempts))
         .route("/v1/deliveries/{id}/redeliver", post(history::redeliver))

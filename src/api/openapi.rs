@@ -124,6 +124,14 @@ pub struct AttemptPage {
     next_cursor: Option<String>,
 }
 
+/// A page of deliveries across webhooks, newest first.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryDetailPage {
+    data: Vec<DeliveryDetail>,
+    next_cursor: Option<String>,
+}
+
 /// A page of events, newest first.
 #[derive(ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -144,13 +152,13 @@ pub struct EventPage {
         super::history::audit_log, super::deliveries::get, super::deliveries::attempts,
         super::deliveries::search, super::backfills::create, super::backfills::list,
         super::backfills::get, super::backfills::cancel, super::status::status,
-        super::catalogue::catalogue,
+        super::catalogue::catalogue, super::all_deliveries::list,
     ),
     components(schemas(
         Webhook, AuthSummary, WebhookCreate, WebhookUpdate, AuthInput, WebhookPage,
         Delivery, DeliveryPage, Event, AuditEntry, AuditPage, ErrorBody, ErrorDetail,
         DeliveryDetail, Attempt, AttemptPage, EventPage, BackfillCreate, Backfill, BackfillList,
-        Catalogue, CatalogueEntry,
+        Catalogue, CatalogueEntry, DeliveryDetailPage,
     )),
     modifiers(&BearerAuth),
 )]

@@ -143,6 +143,54 @@ async fn a_delivery_its_attempts_and_events_are_found_through_the_api() {
         .await
         .assert_error(404, "id");
 
+    // across webhooks, by status, event type, webhook and event
+    let ids = |path: String| {
+        let api = &api;
+        async move {
+            let reply = api.get(&path).await;
+            assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+            reply.body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["id"].to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let all = ids("/v1/deliveries".to_owned()).await;
+    assert_eq!(all, [delivery.as_str()]);
+    for filter in [
+        "status=failed".to_owned(),
+        "eventType=item.created".to_owned(),
+        "eventType=item.*".to_owned(),
+        format!("webhookId={webhook}"),
+        format!("eventId={event}"),
+    ] {
+        assert_eq!(
+            ids(format!("/v1/deliveries?{filter}")).await,
+            all,
+            "{filter}"
+        );
+    }
+    for filter in [
+        "status=pending".to_owned(),
+        "eventType=item.updated".to_owned(),
+        format!("webhookId={}", uuid()),
+    ] {
+        assert!(
+            ids(format!("/v1/deliveries?{filter}")).await.is_empty(),
+            "{filter}"
+        );
+    }
+    let listed = api.get(&format!("/v1/deliveries?eventId={event}")).await;
+    assert_eq!(listed.body["data"][0]["webhookId"], webhook.as_str());
+    api.get("/v1/deliveries?status=lost")
+        .await
+        .assert_error(400, "status");
+    api.get("/v1/deliveries?webhookId=x")
+        .await
+        .assert_error(400, "webhookId");
+
     let types = |reply: &crate::support::api::Reply| -> Vec<String> {
         reply.body["data"]
             .as_array()
@@ -519,6 +567,11 @@ async fn console_scenario(browser: Arc<Browser>) {
     browser
         .wait_text("#event-body", "\"apiresource\": \"/items/2\"", WAIT)
         .await;
+    assert_eq!(
+        browser.count("#deliveries tbody tr").await,
+        2,
+        "received by both webhooks"
+    );
 
     // the catalogue: what the route makes
     browser.click("nav a[href='#/catalogue']").await;
@@ -548,6 +601,32 @@ async fn console_scenario(browser: Arc<Browser>) {
         .filter(|r| r.header("webhook-event-type").as_deref() == Some("item.snapshot"))
         .count();
     assert_eq!(snapshots, 2, "both rows sent as snapshots");
+
+    // every delivery, across webhooks
+    browser.click("nav a[href='#/deliveries']").await;
+    browser.wait_for("#deliveries", WAIT).await;
+    let count = |sql: &str| db.psql(sql).trim().parse::<usize>().unwrap();
+    let all = count("SELECT count(*) FROM walhook.deliveries");
+    assert_eq!(browser.count("#deliveries tbody tr").await, all);
+    browser.fill("#delivery-type", "item.created").await;
+    browser.click("#delivery-filter").await;
+    let created = count(
+        "SELECT count(*) FROM walhook.deliveries d JOIN walhook.events e ON e.id = d.event_id
+          WHERE e.type = 'item.created'",
+    );
+    assert!(created < all, "{created} of {all}");
+    wait_until(WAIT, "the filter", || async {
+        (browser.count("#deliveries tbody tr").await == created).then_some(())
+    })
+    .await;
+    assert!(
+        browser
+            .execute("return location.hash")
+            .await
+            .as_str()
+            .unwrap()
+            .contains("eventType=item.created")
+    );
 
     // disable the good webhook from its page
     browser.goto(&format!("{base}/console{good_page}")).await;

@@ -1,0 +1,129 @@
+//! `GET /v1/deliveries`: deliveries across every webhook, newest first,
+//! filtered by status, event type, webhook or event: the console's deliveries
+//! page, and "which webhooks received this event" on an event's page.
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use serde_json::Value;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::deliveries::{DeliveryDetail, exact_or_prefix};
+use super::error::{ApiError, ErrorBody, ErrorDetail};
+use super::pagination::{Page, Query, encode_cursor};
+use super::{ApiState, read_conn};
+use crate::store::history::{Delivery, STATUSES};
+
+fn detail(row: &Row) -> DeliveryDetail {
+    DeliveryDetail {
+        webhook_id: row.get(10),
+        delivery: Delivery {
+            id: row.get(0),
+            event_id: row.get(1),
+            event_type: row.get(2),
+            status: row.get(3),
+            attempts: row.get(4),
+            last_status_code: row.get(5),
+            last_error: row.get(6),
+            last_attempt_at: row.get(7),
+            next_attempt_at: row.get(8),
+            created_at: row.get(9),
+        },
+    }
+}
+
+fn uuid_param(query: &Query, param: &str) -> Result<Option<Uuid>, ApiError> {
+    query
+        .get(param)
+        .map(|raw| {
+            Uuid::parse_str(raw).map_err(|_| {
+                ApiError::invalid(ErrorDetail::new(
+                    param,
+                    "query",
+                    Value::String(raw.to_owned()),
+                    "must be a UUID",
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// List deliveries across webhooks
+///
+/// Newest first. `status` is pending, succeeded or failed; `eventType` an
+/// exact type or `prefix.*`; `webhookId` and `eventId` narrow to one webhook
+/// or one event (the webhooks that received it).
+#[utoipa::path(get, path = "/v1/deliveries", operation_id = "listAllDeliveries", tag = "deliveries",
+    params(
+        ("status" = Option<String>, Query, description = "pending, succeeded or failed"),
+        ("eventType" = Option<String>, Query, description = "exact type or prefix.*"),
+        ("webhookId" = Option<Uuid>, Query, description = "one webhook's deliveries"),
+        ("eventId" = Option<Uuid>, Query, description = "one event's deliveries"),
+        ("limit" = Option<i64>, Query, description = "1-100, default 20"),
+        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
+    responses(
+        (status = 200, description = "A page of deliveries", body = super::openapi::DeliveryDetailPage),
+        (status = 400, description = "Invalid parameter", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Page<DeliveryDetail>>, ApiError> {
+    let query = Query::parse(
+        raw.as_deref(),
+        &[
+            "status",
+            "eventType",
+            "webhookId",
+            "eventId",
+            "limit",
+            "cursor",
+        ],
+    )?;
+    let limit = query.limit()?;
+    let before = query.cursor('d', |key| key.parse::<i64>().ok().filter(|id| *id > 0))?;
+    let status = query.get("status");
+    if let Some(status) = status.filter(|s| !STATUSES.contains(s)) {
+        return Err(ApiError::invalid(ErrorDetail::new(
+            "status",
+            "query",
+            Value::String(status.to_owned()),
+            "status must be pending, succeeded or failed",
+        )));
+    }
+    let webhook = uuid_param(&query, "webhookId")?;
+    let event = uuid_param(&query, "eventId")?;
+    let (type_exact, type_prefix) = exact_or_prefix(query.get("eventType"));
+    let conn = read_conn(&state).await?;
+    let rows = conn
+        .query(
+            "SELECT d.id, d.event_id, e.type, d.status, d.attempts, d.last_status_code,
+                    d.last_error, d.last_attempt_at,
+                    CASE WHEN d.status = 'pending' THEN d.next_attempt_at END, d.created_at,
+                    d.subscription_id
+               FROM walhook.deliveries d JOIN walhook.events e ON e.id = d.event_id
+              WHERE ($1::text IS NULL OR d.status = $1)
+                AND ($2::text IS NULL OR e.type = $2)
+                AND ($3::text IS NULL OR starts_with(e.type, $3))
+                AND ($4::uuid IS NULL OR d.subscription_id = $4)
+                AND ($5::uuid IS NULL OR d.event_id = $5)
+                AND ($6::int8 IS NULL OR d.id < $6)
+              ORDER BY d.id DESC LIMIT $7",
+            &[
+                &status,
+                &type_exact,
+                &type_prefix,
+                &webhook,
+                &event,
+                &before,
+                &(limit + 1),
+            ],
+        )
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let details = rows.iter().map(detail).collect();
+    Ok(Json(Page::new(details, limit, |d: &DeliveryDetail| {
+        encode_cursor('d', &d.delivery.id.to_string())
+    })))
+}
