@@ -602,6 +602,22 @@ async fn console_scenario(browser: Arc<Browser>) {
         .count();
     assert_eq!(snapshots, 2, "both rows sent as snapshots");
 
+    // a narrow window: no sideways scrolling, and the keyboard reaches the links
+    browser.resize(400, 800).await;
+    for page in ["#/webhooks", "#/deliveries", "#/backfills", "#/health"] {
+        browser.goto(&format!("{base}/console{page}")).await;
+        browser.wait_for("main h1", WAIT).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            browser.execute(OVERFLOWS).await,
+            json!(false),
+            "{page} at 400 px"
+        );
+        assert_eq!(browser.execute(UNLABELLED).await, json!([]), "{page}");
+    }
+    snap(&browser, "6-narrow").await;
+    browser.resize(1280, 900).await;
+
     // every delivery, across webhooks
     browser.click("nav a[href='#/deliveries']").await;
     browser.wait_for("#deliveries", WAIT).await;
@@ -664,6 +680,15 @@ async fn console_scenario(browser: Arc<Browser>) {
     assert!(browser.text("#token-form").await.contains("Bearer token"));
 }
 
+/// The ids of the page's controls without a label.
+const UNLABELLED: &str = "return [...document.querySelectorAll('input, select, textarea')]
+    .filter((e) => e.labels.length === 0 && !e.getAttribute('aria-label'))
+    .map((e) => e.id || e.outerHTML)";
+
+/// Whether the page is wider than the window (a sideways scroll).
+const OVERFLOWS: &str =
+    "return document.documentElement.scrollWidth > document.documentElement.clientWidth";
+
 /// A screenshot of the page as it is now, under target/console-screenshots/.
 async fn snap(browser: &Browser, name: &str) {
     browser.screenshot(&screenshot_path(name)).await;
@@ -676,6 +701,8 @@ async fn create_in_console(browser: &Browser, name: &str, url: &str, retry: &str
         browser.click("#new-webhook").await;
     }
     browser.wait_for("#webhook-form", WAIT).await;
+    let unlabelled = browser.execute(UNLABELLED).await;
+    assert_eq!(unlabelled, json!([]), "every control has a label");
     browser.fill("#wh-url", url).await;
     if name == "good hook" {
         // the pattern from the catalogue's picker

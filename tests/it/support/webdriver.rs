@@ -250,6 +250,16 @@ impl Browser {
         .await
     }
 
+    /// Resize the window (CSS pixels).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.command(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
     /// Save a PNG of the viewport and the page's HTML beside it.
     pub async fn screenshot(&self, path: &Path) {
         let reply = self.raw(reqwest::Method::GET, "/screenshot", None).await;
