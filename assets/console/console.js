@@ -214,7 +214,7 @@
       page.nextCursor ? h("p", {}, h("a", { href: "#/webhooks?cursor=" + encodeURIComponent(page.nextCursor) }, "More webhooks →")) : null);
     // the last delivery of each, filled in as it comes
     await Promise.all(page.data.map(async (w, i) => {
-      const last = await api("GET", "/v1/webhooks/" + w.id + "/deliveries?limit=1");
+      const last = await api("GET", "/v1/deliveries?limit=1&webhookId=" + w.id);
       const cell = rows[i].querySelector(".last");
       const d = last.data[0];
       cell.replaceChildren(d ? h("span", {}, statusBadge(d.status), " ", d.eventType, " ", when(d.createdAt)) : "none");
