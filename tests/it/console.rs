@@ -5,7 +5,8 @@
 //! a token, create a webhook (its pattern from the catalogue's picker) and see
 //! its secret, watch a delivery appear, see a failing delivery's attempts and
 //! resend it, the catalogue, start a backfill and watch it finish, the health
-//! page, disable a webhook, and a wrong token bringing the prompt back.
+//! page, disable a webhook, edit and delete one, and a wrong token bringing
+//! the prompt back.
 //!
 //! The browser test needs `chromium` and `chromium-driver` (`.ci/browser.sh`);
 //! without chromedriver it skips, unless `WALHOOK_REQUIRE_BROWSER` is set (CI).
@@ -596,6 +597,12 @@ async fn console_scenario(browser: Arc<Browser>) {
     create_in_console(&browser, "failing hook", &failing.url(), "10ms 10ms").await;
     browser.click("#open-webhook").await;
     browser.wait_text("main h1", "failing hook", WAIT).await;
+    let failing_page = browser
+        .execute("return window.location.hash")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
     db.psql("INSERT INTO items VALUES (2, 'two')");
     browser
         .wait_for("#deliveries tr[data-status=failed]", WAIT)
@@ -726,11 +733,34 @@ async fn console_scenario(browser: Arc<Browser>) {
     assert_eq!(browser.count("#keys li").await, 1, "the signing key");
     snap(&browser, "5-health").await;
 
+    // edit the failing webhook, then delete it (after confirming)
+    browser.goto(&format!("{base}/console{failing_page}")).await;
+    browser.click("#edit").await;
+    browser.wait_for("#webhook-form", WAIT).await;
+    browser.fill("#wh-timeout", "500").await;
+    browser.fill("#wh-headers", "x-tenant: acme").await;
+    browser.click("#wh-save").await;
+    browser.wait_text("main dl", "500 ms", WAIT).await;
+    assert_eq!(
+        db.psql("SELECT timeout_ms, headers::text FROM walhook.subscriptions WHERE name = 'failing hook'")
+            .trim(),
+        r#"500|{"x-tenant": "acme"}"#
+    );
+    browser.click("#delete").await;
+    browser.click("#confirm-delete-yes").await;
+    browser.wait_text("main h1", "Webhooks", WAIT).await;
+    assert_eq!(browser.count("#webhooks tbody tr").await, 1);
+    assert_eq!(
+        db.psql("SELECT count(*) FROM walhook.subscriptions WHERE name = 'failing hook'")
+            .trim(),
+        "0"
+    );
+
     // a wrong token: the API's 401 brings the prompt back, the token forgotten
     browser
         .execute("sessionStorage.setItem('walhook.token', 'whk_not-a-token'); return null")
         .await;
-    browser.goto(&format!("{base}/console#/webhooks")).await;
+    browser.goto(&format!("{base}/console#/events")).await;
     browser
         .wait_text("#token-error", "invalid or revoked", WAIT)
         .await;
