@@ -14,6 +14,12 @@
 //! holds, so the API and SQL always see each other's changes, and a webhook
 //! made here fires `webhook.created` through the replication stream like any
 //! subscription. `/v1/openapi.json` needs no token; every other route does.
+//!
+//! Beside the webhooks: deliveries across webhooks and each one's attempts
+//! (`all_deliveries`, `deliveries`), the event search and catalogue
+//! (`catalogue`), backfills, and the status report, which the web console
+//! (`console`, `GET /console`: static files that call this API with the
+//! user's token) shows.
 
 pub(crate) mod all_deliveries;
 pub(crate) mod backfills;

@@ -603,10 +603,12 @@ async fn console_scenario(browser: Arc<Browser>) {
         .as_str()
         .unwrap()
         .to_owned();
-    db.psql("INSERT INTO items VALUES (2, 'two')");
-    browser
-        .wait_for("#deliveries tr[data-status=failed]", WAIT)
-        .await;
+    db.psql("INSERT INTO items VALUES (2, 'two'); INSERT INTO items VALUES (3, 'three')");
+    wait_until(WAIT, "two failed deliveries", || async {
+        (browser.count("#deliveries tr[data-status=failed]").await == 2).then_some(())
+    })
+    .await;
+    // one of them (item 2's or item 3's)
     browser.click("#deliveries tr[data-status=failed] a").await;
     browser.wait_text("#delivery-state", "failed", WAIT).await;
     wait_until(WAIT, "three attempts shown", || async {
@@ -635,13 +637,37 @@ async fn console_scenario(browser: Arc<Browser>) {
     // the event behind it, pretty-printed
     browser.click("main dl a[href^='#/events/']").await;
     browser
-        .wait_text("#event-body", "\"apiresource\": \"/items/2\"", WAIT)
+        .wait_text("#event-body", "\"apiresource\": \"/items/", WAIT)
         .await;
     assert_eq!(
         browser.count("#deliveries tbody tr").await,
         2,
         "received by both webhooks"
     );
+
+    // the other failed one, resent in bulk from the webhook's failed deliveries
+    browser
+        .goto(&format!("{base}/console{failing_page}?status=failed"))
+        .await;
+    wait_until(WAIT, "one failed delivery left", || async {
+        (browser.count("#deliveries tr[data-status=failed]").await == 1).then_some(())
+    })
+    .await;
+    browser.click("#resend-failed").await;
+    browser.wait_for("#no-deliveries", WAIT).await;
+    wait_until(
+        WAIT,
+        "every delivery of the failing hook succeeded",
+        || async {
+            let left = db.psql(
+                "SELECT count(*) FROM walhook.deliveries d JOIN walhook.subscriptions s
+                 ON s.id = d.subscription_id
+              WHERE s.name = 'failing hook' AND d.status <> 'succeeded'",
+            );
+            (left.trim() == "0").then_some(())
+        },
+    )
+    .await;
 
     // the catalogue: what the route makes
     browser.click("nav a[href='#/catalogue']").await;
@@ -658,7 +684,7 @@ async fn console_scenario(browser: Arc<Browser>) {
     browser.fill("#bf-table", "items").await;
     browser.click("#bf-start").await;
     let done = browser
-        .wait_text("#backfills tr[data-status=done]", "2 rows sent", WAIT)
+        .wait_text("#backfills tr[data-status=done]", "3 rows sent", WAIT)
         .await;
     assert!(
         done.contains("items") && done.contains("good hook"),
@@ -670,7 +696,7 @@ async fn console_scenario(browser: Arc<Browser>) {
         .iter()
         .filter(|r| r.header("webhook-event-type").as_deref() == Some("item.snapshot"))
         .count();
-    assert_eq!(snapshots, 2, "both rows sent as snapshots");
+    assert_eq!(snapshots, 3, "every row sent as a snapshot");
 
     // a narrow window: no sideways scrolling, and the keyboard reaches the links
     browser.resize(400, 800).await;
