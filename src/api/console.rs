@@ -16,6 +16,7 @@ use axum::routing::get;
 const INDEX: &str = include_str!("../../assets/console/index.html");
 const SCRIPT: &str = include_str!("../../assets/console/console.js");
 const STYLE: &str = include_str!("../../assets/console/console.css");
+const ICON: &str = include_str!("../../assets/console/favicon.svg");
 
 /// The policy of every console response.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
@@ -40,6 +41,10 @@ pub fn router() -> Router {
         .route(
             "/console/console.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+        )
+        .route(
+            "/console/favicon.svg",
+            get(|| async { asset("image/svg+xml", ICON) }),
         )
 }
 
@@ -85,6 +90,10 @@ mod tests {
                 &SCRIPT.replace("https://receiver.example/hooks", ""),
             ),
             ("console.css", STYLE),
+            (
+                "favicon.svg",
+                &ICON.replace("http://www.w3.org/2000/svg", ""),
+            ),
         ] {
             assert!(!text.contains("://"), "{name} names another host");
             assert!(

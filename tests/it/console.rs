@@ -41,6 +41,7 @@ async fn the_console_is_served_under_a_strict_policy() {
         ("/console/", "text/html"),
         ("/console/console.js", "text/javascript"),
         ("/console/console.css", "text/css"),
+        ("/console/favicon.svg", "image/svg+xml"),
     ] {
         let response = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
@@ -781,6 +782,15 @@ async fn console_scenario(browser: Arc<Browser>) {
             .trim(),
         "0"
     );
+
+    // no script error and nothing refused by the Content-Security-Policy
+    let severe: Vec<_> = browser
+        .console_log()
+        .await
+        .into_iter()
+        .filter(|(level, _)| level == "SEVERE")
+        .collect();
+    assert!(severe.is_empty(), "browser console: {severe:?}");
 
     // a wrong token: the API's 401 brings the prompt back, the token forgotten
     browser

@@ -104,7 +104,8 @@ impl Browser {
                 reqwest::Method::POST,
                 "/session",
                 Some(json!({"capabilities": {"alwaysMatch": {
-                    "browserName": "chrome", "goog:chromeOptions": options}}})),
+                    "browserName": "chrome", "goog:chromeOptions": options,
+                    "goog:loggingPrefs": {"browser": "ALL"}}}})),
             )
             .await;
         let session = created["value"]["sessionId"]
@@ -248,6 +249,31 @@ impl Browser {
             Some(json!({"script": script, "args": []})),
         )
         .await
+    }
+
+    /// The browser console's messages since the last call (Chromium's log
+    /// endpoint): `(level, message)`, e.g. a CSP violation or a script error
+    /// at `SEVERE`.
+    pub async fn console_log(&self) -> Vec<(String, String)> {
+        let entries = self
+            .command(
+                reqwest::Method::POST,
+                "/se/log",
+                Some(json!({"type": "browser"})),
+            )
+            .await;
+        entries
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| {
+                        let text = |key: &str| e[key].as_str().unwrap_or_default().to_owned();
+                        (text("level"), text("message"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Resize the window (CSS pixels).
