@@ -36,6 +36,18 @@
   // Put `nodes` in place of `el`'s children, skipping the absent ones.
   function fill(el, ...nodes) {
     el.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined && n !== false));
+    labelCells(el);
+  }
+
+  // Each cell names its column (data-label), for narrow windows where the
+  // table's head is hidden and rows stack.
+  function labelCells(root) {
+    for (const table of root.querySelectorAll("table")) {
+      const heads = [...table.querySelectorAll("thead th")].map((th) => th.textContent);
+      for (const row of table.querySelectorAll("tbody tr")) {
+        [...row.children].forEach((td, i) => { if (heads[i]) td.setAttribute("data-label", heads[i]); });
+      }
+    }
   }
 
   function show(...nodes) {

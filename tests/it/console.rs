@@ -711,8 +711,13 @@ async fn console_scenario(browser: Arc<Browser>) {
             "{page} at 400 px"
         );
         assert_eq!(browser.execute(UNLABELLED).await, json!([]), "{page}");
+        snap(
+            &browser,
+            &format!("6-narrow{}", page.replace(['#', '/'], "-")),
+        )
+        .await;
     }
-    snap(&browser, "6-narrow").await;
+
     browser.resize(1280, 900).await;
 
     // every delivery, across webhooks
