@@ -288,8 +288,10 @@ async fn sigkill_after_events_are_stored_before_their_first_attempt_delivers_aft
     prepare(&db);
     let receiver = Receiver::start().await;
     // one request at a time, and the first one hangs: the next deliveries wait
-    // in memory, not yet attempted
+    // in memory, not yet attempted (held there for up to a minute, so a slow
+    // machine still finds them in memory)
     receiver.push([Reply::Hang]);
+    db.psql("INSERT INTO walhook.settings VALUES ('first_attempt_hold', '1 minute')");
     db.psql(&format!(
         "INSERT INTO walhook.subscriptions (url, timeout_ms, max_in_flight) VALUES ('{}', 2000, 1)",
         receiver.url()
