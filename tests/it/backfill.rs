@@ -60,6 +60,12 @@ async fn wait_backfill(db: &TestDb<'_>, id: &str, status: &str) {
     .await;
 }
 
+/// Deliveries owed by stored events (attempted from memory) without a row yet.
+const OWED_WITHOUT_A_ROW: &str = "
+    SELECT count(*) FROM walhook.events e, unnest(e.owed) o(sub)
+     WHERE NOT EXISTS (SELECT 1 FROM walhook.deliveries d
+                        WHERE d.event_id = e.id AND d.subscription_id = o.sub)";
+
 /// Wait until `receiver` has the sentinel row and nothing is pending.
 async fn wait_settled(db: &TestDb<'_>, receiver: &Receiver, sentinel: &str) {
     wait_until(WAIT, "the sentinel at the receiver", || async {
@@ -75,12 +81,10 @@ async fn wait_settled(db: &TestDb<'_>, receiver: &Receiver, sentinel: &str) {
     wait_until(WAIT, "no pending deliveries", || async {
         (value(
             db,
-            "SELECT (SELECT count(*) FROM walhook.deliveries WHERE status <> 'succeeded')
-                  + (SELECT count(*) FROM walhook.events e, unnest(e.owed) o(sub)
-                      WHERE NOT EXISTS (SELECT 1 FROM walhook.deliveries d
-                                         WHERE d.event_id = e.id AND d.subscription_id = o.sub))",
+            "SELECT count(*) FROM walhook.deliveries WHERE status <> 'succeeded'",
         )
         .await
+            + value(db, OWED_WITHOUT_A_ROW).await
             == 0)
             .then_some(())
     })
@@ -230,8 +234,8 @@ async fn concurrent_writers_every_row_ends_in_its_final_state() {
         writer.join().unwrap();
     }
     db.psql("INSERT INTO items (id, name) VALUES (99999, 'sentinel')");
-    // stored, and the slot confirmed past it: every event before it is stored
-    // with its deliveries (a first attempt's row is written with its outcome)
+    // stored, and the slot confirmed past it: every event before it is stored,
+    // owing what has no row yet (a first attempt's row comes with its outcome)
     let sentinel_confirmed = format!(
         "SELECT count(*) FROM walhook.events e, pg_replication_slots s
           WHERE e.apiresource = '/items/99999'
@@ -240,6 +244,10 @@ async fn concurrent_writers_every_row_ends_in_its_final_state() {
     );
     wait_until(WAIT, "the sentinel stored and confirmed", || async {
         (value(&db, &sentinel_confirmed).await == 1).then_some(())
+    })
+    .await;
+    wait_until(WAIT, "every owed delivery with its row", || async {
+        (value(&db, OWED_WITHOUT_A_ROW).await == 0).then_some(())
     })
     .await;
     // the writers did write while the backfill ran
@@ -449,6 +457,13 @@ async fn a_where_clause_selects_exactly_its_rows_for_a_new_subscription() {
     assert!(ok, "{out}\n{err}");
     db.psql("INSERT INTO items (id, name) VALUES (99999, 'sentinel')");
     wait_settled(&db, &bystander, "/items/99999").await;
+    let want: Vec<i64> = (1..=2500).filter(|i| i % 3 == 0).collect();
+    wait_until(
+        WAIT,
+        "every selected row at the new subscription",
+        || async { (receiver.count() >= want.len()).then_some(()) },
+    )
+    .await;
     let mut got: Vec<i64> = receiver
         .received()
         .iter()
@@ -459,7 +474,6 @@ async fn a_where_clause_selects_exactly_its_rows_for_a_new_subscription() {
         .collect();
     got.sort_unstable();
     got.dedup();
-    let want: Vec<i64> = (1..=2500).filter(|i| i % 3 == 0).collect();
     assert_eq!(got, want);
     assert!(
         bystander
