@@ -12,23 +12,12 @@ use super::deliveries::{DeliveryDetail, exact_or_prefix};
 use super::error::{ApiError, ErrorBody, ErrorDetail};
 use super::pagination::{Page, Query, encode_cursor};
 use super::{ApiState, read_conn};
-use crate::store::history::{Delivery, STATUSES};
+use crate::store::history::{self, DELIVERY_COLUMNS, STATUSES};
 
 fn detail(row: &Row) -> DeliveryDetail {
     DeliveryDetail {
         webhook_id: row.get(10),
-        delivery: Delivery {
-            id: row.get(0),
-            event_id: row.get(1),
-            event_type: row.get(2),
-            status: row.get(3),
-            attempts: row.get(4),
-            last_status_code: row.get(5),
-            last_error: row.get(6),
-            last_attempt_at: row.get(7),
-            next_attempt_at: row.get(8),
-            created_at: row.get(9),
-        },
+        delivery: history::delivery(row),
     }
 }
 
@@ -98,10 +87,8 @@ pub async fn list(
     let conn = read_conn(&state).await?;
     let rows = conn
         .query(
-            "SELECT d.id, d.event_id, e.type, d.status, d.attempts, d.last_status_code,
-                    d.last_error, d.last_attempt_at,
-                    CASE WHEN d.status = 'pending' THEN d.next_attempt_at END, d.created_at,
-                    d.subscription_id
+            &format!(
+                "SELECT {DELIVERY_COLUMNS}, d.subscription_id
                FROM walhook.deliveries d JOIN walhook.events e ON e.id = d.event_id
               WHERE ($1::text IS NULL OR d.status = $1)
                 AND ($2::text IS NULL OR e.type = $2)
@@ -109,7 +96,8 @@ pub async fn list(
                 AND ($4::uuid IS NULL OR d.subscription_id = $4)
                 AND ($5::uuid IS NULL OR d.event_id = $5)
                 AND ($6::int8 IS NULL OR d.id < $6)
-              ORDER BY d.id DESC LIMIT $7",
+              ORDER BY d.id DESC LIMIT $7"
+            ),
             &[
                 &status,
                 &type_exact,

@@ -43,11 +43,14 @@ pub struct Event {
 /// The delivery statuses a list may be filtered by.
 pub const STATUSES: &[&str] = &["pending", "succeeded", "failed"];
 
-const DELIVERY_COLUMNS: &str = "d.id, d.event_id, e.type, d.status, d.attempts,
+/// The columns [`delivery`] reads, in its order (deliveries `d` joined to
+/// their events `e`).
+pub(crate) const DELIVERY_COLUMNS: &str = "d.id, d.event_id, e.type, d.status, d.attempts,
     d.last_status_code, d.last_error, d.last_attempt_at,
     CASE WHEN d.status = 'pending' THEN d.next_attempt_at END, d.created_at";
 
-fn delivery(row: &Row) -> Delivery {
+/// A delivery from a row whose first columns are [`DELIVERY_COLUMNS`].
+pub(crate) fn delivery(row: &Row) -> Delivery {
     Delivery {
         id: row.get(0),
         event_id: row.get(1),
