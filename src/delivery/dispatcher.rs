@@ -514,10 +514,9 @@ impl Scheduler {
             let before = queue.len();
             let mut kept = VecDeque::with_capacity(before);
             for job in queue.drain(..) {
+                let expired = held_too_long(&job);
                 match job.origin {
-                    JobOrigin::First(obligation) if job.handed_at.elapsed() > hold => {
-                        obligation.leave_memory("held");
-                    }
+                    JobOrigin::First(obligation) if expired => obligation.leave_memory("held"),
                     origin => kept.push_back(Job { origin, ..job }),
                 }
             }

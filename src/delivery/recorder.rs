@@ -109,7 +109,8 @@ impl Recorder {
     /// forget their leases. Those not stored drop their obligations (a
     /// pending row follows) and leases (they lapse).
     async fn record(&self, client: &mut ReconnectingClient, batch: &mut Vec<Finished>) {
-        let records: Vec<AttemptRecord> = batch.iter().map(|f| f.record.clone()).collect();
+        let (records, obligations): (Vec<AttemptRecord>, Vec<Option<Obligation>>) =
+            batch.drain(..).map(|f| (f.record, f.obligation)).unzip();
         let stored = self
             .store(client, &Write::Records(&records), records.len())
             .await;
@@ -122,8 +123,8 @@ impl Recorder {
             }
         }
         let ordered = records.iter().any(|r| r.ordered);
-        for (finished, stored) in batch.drain(..).zip(stored) {
-            if stored && let Some(obligation) = finished.obligation {
+        for (obligation, stored) in obligations.into_iter().zip(stored) {
+            if stored && let Some(obligation) = obligation {
                 obligation.met();
             }
         }
