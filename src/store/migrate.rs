@@ -70,6 +70,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "slot_identity",
         include_str!("../../sql/migrations/0012_slot_identity.sql"),
     ),
+    (
+        13,
+        "subscriber_control",
+        include_str!("../../sql/migrations/0013_subscriber_control.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.
