@@ -49,11 +49,16 @@ ALTER TABLE walhook.subscriptions
     ADD COLUMN disabled_at timestamptz;
 
 -- Health is written by the delivering instances, not by people: it has its
--- own table, so it neither fills the audit log nor produces subscription
--- change events. No row: healthy, nothing failed yet.
+-- own table, so it neither fills the audit log nor produces webhook.updated
+-- events. No row: healthy, nothing failed yet. Its state transitions are
+-- streamed like any routed change and become the operational events
+-- webhook.failing (healthy -> failing), webhook.recovered (failing ->
+-- healthy) and webhook.disabled (-> disabled, set in the same transaction as
+-- subscriptions.disabled), delivered to subscriptions of webhook.* except
+-- the one they are about.
 CREATE TABLE walhook.subscription_health (
     subscription_id      uuid PRIMARY KEY REFERENCES walhook.subscriptions (id) ON DELETE CASCADE,
-    state                text NOT NULL DEFAULT 'healthy' CHECK (state IN ('healthy', 'failing')),
+    state                text NOT NULL DEFAULT 'healthy' CHECK (state IN ('healthy', 'failing', 'disabled')),
     -- when the current failing period began (NULL while healthy)
     failing_since        timestamptz,
     consecutive_failures integer NOT NULL DEFAULT 0,
@@ -65,5 +70,6 @@ CREATE TABLE walhook.subscription_health (
     probes               integer NOT NULL DEFAULT 0,
     updated_at           timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE walhook.subscription_health REPLICA IDENTITY FULL;
 COMMENT ON TABLE walhook.subscription_health IS
     'endpoint health per subscription, kept by the delivering instances (no row: healthy)';
