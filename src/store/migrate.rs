@@ -75,6 +75,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "subscriber_control",
         include_str!("../../sql/migrations/0013_subscriber_control.sql"),
     ),
+    (
+        14,
+        "row_filters",
+        include_str!("../../sql/migrations/0014_row_filters.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.
