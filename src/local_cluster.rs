@@ -17,7 +17,9 @@
 //! dropped, as the tests' shared cluster is), so nothing outlives the process
 //! that started it. [`LocalCluster::restart`] stops and starts the server on
 //! the same port and data; [`LocalCluster::stop`] (or drop) stops it and removes
-//! the folder.
+//! the folder. [`LocalCluster::start_standby`] starts a physical standby of a
+//! cluster (a base backup without `pg_basebackup`) and
+//! [`LocalCluster::promote`] promotes it.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,10 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+mod standby;
+
+pub use standby::StandbyOptions;
 
 /// Why the local cluster could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -218,32 +224,7 @@ fn run(step: &'static str, cmd: &mut Command) -> Result<(), LocalClusterError> {
 impl LocalCluster {
     /// initdb, configure and start a cluster; returns once it accepts connections.
     pub fn start(options: &LocalClusterOptions) -> Result<LocalCluster, LocalClusterError> {
-        let bin = bin_dir()?.to_owned();
-        let as_postgres = running_as_root();
-        if as_postgres && !postgres_user_exists() {
-            return Err(LocalClusterError::NoServerUser);
-        }
-        let prefix = if options.prefix.is_empty() {
-            "walhook"
-        } else {
-            options.prefix
-        };
-        let port = free_port()?;
-        let dir = std::env::temp_dir().join(folder_name(prefix));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|source| LocalClusterError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let cluster = LocalCluster {
-            dir,
-            bin,
-            port,
-            as_postgres,
-            stopped: AtomicBool::new(false),
-        };
-        // from here on, drop removes the folder if a step fails
-        give_to_server_user(&cluster.dir)?;
+        let cluster = LocalCluster::new_folder(options.prefix, "walhook")?;
         let data = cluster.data_dir();
         let mut initdb = cluster.server_command("initdb");
         initdb.arg("-D").arg(&data).args([
@@ -282,6 +263,35 @@ impl LocalCluster {
             std::fs::write(&hba, options.hba_first.join("\n") + "\n" + &rest).map_err(io)?;
         }
         cluster.start_server()?;
+        Ok(cluster)
+    }
+
+    /// A cluster not started yet: a free port and an empty folder of its own
+    /// named after `prefix` (`default` when empty), given to the server's OS
+    /// user (removed again on drop).
+    fn new_folder(prefix: &str, default: &str) -> Result<LocalCluster, LocalClusterError> {
+        let prefix = if prefix.is_empty() { default } else { prefix };
+        let bin = bin_dir()?.to_owned();
+        let as_postgres = running_as_root();
+        if as_postgres && !postgres_user_exists() {
+            return Err(LocalClusterError::NoServerUser);
+        }
+        let port = free_port()?;
+        let dir = std::env::temp_dir().join(folder_name(prefix));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|source| LocalClusterError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let cluster = LocalCluster {
+            dir,
+            bin,
+            port,
+            as_postgres,
+            stopped: AtomicBool::new(false),
+        };
+        // from here on, drop removes the folder if a step fails
+        give_to_server_user(&cluster.dir)?;
         Ok(cluster)
     }
 

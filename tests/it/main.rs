@@ -26,6 +26,7 @@ mod isolation;
 mod operations;
 mod pg_versions;
 mod privileges;
+mod promotion;
 mod receiver_hostility;
 mod references;
 mod sessions;
