@@ -29,6 +29,7 @@ mod privileges;
 mod promotion;
 mod receiver_hostility;
 mod references;
+mod schema;
 mod sessions;
 mod signing_interop;
 mod slot_safety;
