@@ -108,8 +108,7 @@ pub async fn list(
                 &(limit + 1),
             ],
         )
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .await?;
     let details = rows.iter().map(detail).collect();
     Ok(Json(Page::new(details, limit, |d: &DeliveryDetail| {
         encode_cursor('d', &d.delivery.id.to_string())

@@ -149,8 +149,7 @@ pub async fn create(
     .await
     .map_err(|e| refusal(e, &input))?;
     let created = backfills::progress(&conn, id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+        .await?
         .ok_or_else(|| ApiError::not_found("backfill", &id.to_string()))?;
     Ok((StatusCode::CREATED, Json(created.into())))
 }
@@ -165,9 +164,7 @@ pub async fn create(
     security(("bearer" = [])))]
 pub async fn list(State(state): State<ApiState>) -> Result<Json<BackfillList>, ApiError> {
     let conn = read_conn(&state).await?;
-    let rows = backfills::recent(&conn)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let rows = backfills::recent(&conn).await?;
     Ok(Json(BackfillList {
         data: rows.into_iter().map(Backfill::from).collect(),
     }))
@@ -214,16 +211,14 @@ pub async fn cancel(
           WHERE id = $1 AND status IN ('pending', 'running')",
         &[&id],
     )
-    .await
-    .map_err(|e| ApiError::internal(&e))?;
+    .await?;
     one(&conn, id, &raw_id).await
 }
 
 /// Backfill `id` as it is now, or a 404 naming `raw_id`.
 async fn one(conn: &Conn, id: Uuid, raw_id: &str) -> Result<Json<Backfill>, ApiError> {
     backfills::progress(conn, id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+        .await?
         .map(|b| Json(b.into()))
         .ok_or_else(|| ApiError::not_found("backfill", raw_id))
 }

@@ -78,14 +78,12 @@ pub async fn get(
             "SELECT subscription_id FROM walhook.deliveries WHERE id = $1",
             &[&id],
         )
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+        .await?
         .ok_or_else(not_found)?
         .get(0);
     // the newest of the webhook's deliveries up to this one: this one
     let delivery = history::deliveries(&conn, webhook_id, None, Some(id.saturating_add(1)), 1)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+        .await?
         .into_iter()
         .find(|d| d.id == id)
         .ok_or_else(not_found)?;
@@ -122,8 +120,7 @@ pub async fn attempts(
     let conn = read_conn(&state).await?;
     let exists = conn
         .query_opt("SELECT 1 FROM walhook.deliveries WHERE id = $1", &[&id])
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .await?;
     if exists.is_none() {
         return Err(ApiError::not_found("delivery", &raw_id));
     }
@@ -135,8 +132,7 @@ pub async fn attempts(
               ORDER BY attempt LIMIT $3",
             &[&id, &after, &(limit + 1)],
         )
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .await?;
     let attempts = rows
         .iter()
         .map(|r| Attempt {
@@ -262,8 +258,7 @@ pub async fn search(
                 &(limit + 1),
             ],
         )
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .await?;
     let events = rows.iter().map(event).collect();
     Ok(Json(Page::new(events, limit, |e| {
         encode_cursor(

@@ -2,14 +2,19 @@
 //! are ours (5xx).
 //!
 //! Bad input never becomes a 500: the database's own rules (URL rules, event
-//! patterns, CHECK constraints, bad intervals) raise errors that are mapped to a
-//! 400 whose detail names the API field the rule is about.
+//! patterns, CHECK constraints, bad intervals or paths) raise errors that
+//! become a 400 whose detail names the API field the rule is about, read from
+//! the error's column or constraint (the older rules, which raise without a
+//! column, begin their message with it; a value that does not parse as its
+//! type names nothing, and `webhooks` finds its field by parsing each). A
+//! `tokio_postgres::Error` converts with `?`: a refusal is a 400, a lost
+//! connection a 503, anything else a 500.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tokio_postgres::error::SqlState;
+use tokio_postgres::error::{DbError, SqlState};
 use utoipa::ToSchema;
 
 /// `{"code", "type", "message", "details": [...]}`.
@@ -145,56 +150,134 @@ impl ApiError {
         )
     }
 
-    /// A database error of a write: a rule violation is the client's (400,
-    /// naming the field via `param_of`), anything else ours.
-    pub fn from_write(
-        error: tokio_postgres::Error,
-        value_of: impl Fn(&str) -> serde_json::Value,
-    ) -> Self {
+    /// The value the client gave for this 400's parameter, from its body
+    /// (`given` hides what must not be echoed).
+    pub fn with_given(mut self, given: impl Fn(&str) -> serde_json::Value) -> Self {
+        for detail in &mut self.body.details {
+            if detail.location == "body" && detail.value.is_null() {
+                *detail.value = given(&detail.param);
+            }
+        }
+        self
+    }
+
+    /// The parameter of a 400 the database's error did not name (`body`);
+    /// [`ApiError::place`] can name it.
+    pub fn unplaced(&self) -> bool {
+        self.status == StatusCode::BAD_REQUEST
+            && self.body.details.len() == 1
+            && self.body.details[0].param == "body"
+            && self.body.details[0].location == "body"
+    }
+
+    /// Name the field of an [`unplaced`](ApiError::unplaced) 400, e.g. the
+    /// column whose value did not parse.
+    pub fn place(mut self, column: &str) -> Self {
+        if let Some(detail) = self.body.details.first_mut() {
+            detail.param = field_of_column(column);
+            self.body.message = format!("{}: {}", detail.param, detail.msg);
+        }
+        self
+    }
+}
+
+/// Database errors: a rule refusing the client's value is a 400 naming the
+/// field (from the error's column, else its constraint, else the column a
+/// walhook rule's message starts with); an unreachable database a 503;
+/// anything else ours (500).
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(error: tokio_postgres::Error) -> Self {
         let Some(db) = error.as_db_error() else {
             return Self::unavailable(&error);
         };
-        let code = db.code();
-        let rule_violation = code == &SqlState::RAISE_EXCEPTION
-            || code == &SqlState::CHECK_VIOLATION
-            || code == &SqlState::NOT_NULL_VIOLATION
-            || code.code().starts_with("22");
-        if !rule_violation {
+        if !is_refusal(db) {
             return Self::internal(&error);
         }
-        let param = param_of(db.message(), db.constraint());
+        let param = column_of(db).map_or_else(|| "body".to_owned(), |c| field_of_column(&c));
         Self::invalid(ErrorDetail::new(
             param,
             "body",
-            value_of(param),
+            serde_json::Value::Null,
             db.message(),
         ))
     }
 }
 
-/// The API field a database rule message or constraint is about.
-fn param_of(message: &str, constraint: Option<&str>) -> &'static str {
-    const FIELDS: &[(&str, &str)] = &[
-        ("url", "url"),
-        ("events", "events"),
-        ("headers", "headers"),
-        ("query_params", "queryParams"),
-        ("auth_", "auth"),
-        ("retry_schedule", "retrySchedule"),
-        ("interval", "retrySchedule"),
-        ("timeout_ms", "timeoutMs"),
-        ("max_in_flight", "maxInFlight"),
-        ("envelope", "envelope"),
-        ("secret", "secret"),
-    ];
-    let subject = constraint
-        .map(|c| c.trim_start_matches("subscriptions_"))
-        .unwrap_or(message);
-    FIELDS
-        .iter()
-        .find(|(prefix, _)| subject.starts_with(prefix) || subject.contains(&format!(" {prefix}")))
-        .map(|(_, param)| *param)
-        .unwrap_or("body")
+/// Whether the database refused a value (a rule, a constraint, a value that
+/// does not parse as its type) rather than failed.
+fn is_refusal(db: &DbError) -> bool {
+    let code = db.code();
+    code == &SqlState::RAISE_EXCEPTION
+        || code == &SqlState::CHECK_VIOLATION
+        || code == &SqlState::NOT_NULL_VIOLATION
+        || code.code().starts_with("22")
+        // a jsonpath that does not parse; a syntax error of our own SQL has a position
+        || (code == &SqlState::SYNTAX_ERROR && db.position().is_none())
+}
+
+/// The column a refusal is about: the error's column field (`RAISE ...
+/// USING COLUMN`), its `<table>_<column>_check` constraint, or the first word
+/// of one of walhook's own rule messages (`url rule host: ...`,
+/// `events pattern ...`), which raise without a column.
+fn column_of(db: &DbError) -> Option<String> {
+    if let Some(column) = db.column() {
+        return Some(column.to_owned());
+    }
+    if let Some(constraint) = db.constraint() {
+        let table = db.table().unwrap_or("subscriptions");
+        return constraint
+            .strip_prefix(table)
+            .and_then(|c| c.strip_prefix('_'))
+            .and_then(|c| c.strip_suffix("_check"))
+            .map(str::to_owned);
+    }
+    if db.code() != &SqlState::RAISE_EXCEPTION {
+        return None;
+    }
+    db.message()
+        .split([' ', ':'])
+        .next()
+        .filter(|word| RULE_COLUMNS.contains(word))
+        .map(str::to_owned)
+}
+
+/// The columns walhook's rules name first in their messages.
+const RULE_COLUMNS: &[&str] = &[
+    "url",
+    "events",
+    "headers",
+    "query_params",
+    "auth_type",
+    "secret",
+    "retry_schedule",
+    "signature_schemes",
+    "filter",
+];
+
+/// The API field of a column: camelCase, with the credentials' columns as
+/// `auth` and the backfill columns under their API names.
+pub fn field_of_column(column: &str) -> String {
+    match column {
+        c if c.starts_with("auth_") => "auth".to_owned(),
+        "where_clause" => "where".to_owned(),
+        "subscription_id" => "webhookId".to_owned(),
+        "source_table" => "table".to_owned(),
+        c => {
+            let mut out = String::with_capacity(c.len());
+            let mut upper = false;
+            for ch in c.chars() {
+                if ch == '_' {
+                    upper = true;
+                } else if upper {
+                    out.extend(ch.to_uppercase());
+                    upper = false;
+                } else {
+                    out.push(ch);
+                }
+            }
+            out
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -205,34 +288,20 @@ impl IntoResponse for ApiError {
 
 #[cfg(test)]
 mod tests {
-    use super::param_of;
+    use super::field_of_column;
 
     #[test]
-    fn database_rules_name_their_field() {
+    fn columns_become_api_fields() {
+        assert_eq!(field_of_column("url"), "url");
+        assert_eq!(field_of_column("query_params"), "queryParams");
+        assert_eq!(field_of_column("auth_type"), "auth");
+        assert_eq!(field_of_column("auth_password"), "auth");
+        assert_eq!(field_of_column("rate_limit"), "rateLimit");
         assert_eq!(
-            param_of("url rule query: url must not contain a query string", None),
-            "url"
+            field_of_column("failure_window_min_attempts"),
+            "failureWindowMinAttempts"
         );
-        assert_eq!(
-            param_of("events pattern a..b is not an exact type", None),
-            "events"
-        );
-        assert_eq!(param_of("auth_type bearer needs auth_token", None), "auth");
-        assert_eq!(
-            param_of("x", Some("subscriptions_timeout_ms_check")),
-            "timeoutMs"
-        );
-        assert_eq!(
-            param_of("x", Some("subscriptions_max_in_flight_check")),
-            "maxInFlight"
-        );
-        assert_eq!(
-            param_of("invalid input syntax for type interval: \"soon\"", None),
-            "retrySchedule"
-        );
-        assert_eq!(
-            param_of("query_params must be a JSON object of strings", None),
-            "queryParams"
-        );
+        assert_eq!(field_of_column("where_clause"), "where");
+        assert_eq!(field_of_column("subscription_id"), "webhookId");
     }
 }

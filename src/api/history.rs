@@ -52,16 +52,10 @@ pub async fn deliveries(
         )));
     }
     let conn = read_conn(&state).await?;
-    if webhooks::get(&conn, id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .is_none()
-    {
+    if webhooks::get(&conn, id).await?.is_none() {
         return Err(ApiError::not_found("webhook", &raw_id));
     }
-    let rows = history::deliveries(&conn, id, status, before, limit + 1)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let rows = history::deliveries(&conn, id, status, before, limit + 1).await?;
     Ok(Json(Page::new(rows, limit, |d| {
         encode_cursor('d', &d.id.to_string())
     })))
@@ -83,8 +77,7 @@ pub async fn event(
     let id = parse_id(&raw_id)?;
     let conn = read_conn(&state).await?;
     history::event(&conn, id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+        .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("event", &raw_id))
 }
@@ -117,10 +110,9 @@ pub async fn redeliver(
     let mut conn = read_conn(&state).await?;
     let tx = write_tx(&mut conn, &actor).await?;
     let delivery = history::redeliver(&tx, id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+        .await?
         .ok_or_else(|| ApiError::not_found("delivery", &raw_id))?;
-    tx.commit().await.map_err(|e| ApiError::internal(&e))?;
+    tx.commit().await?;
     Ok((StatusCode::ACCEPTED, Json(delivery)))
 }
 
@@ -145,9 +137,7 @@ pub async fn audit_log(
     let limit = query.limit()?;
     let before = query.cursor('a', decode_id)?;
     let conn = read_conn(&state).await?;
-    let rows = audit::list(&conn, before, limit + 1)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let rows = audit::list(&conn, before, limit + 1).await?;
     Ok(Json(Page::new(rows, limit, |a| {
         encode_cursor('a', &a.id.to_string())
     })))

@@ -32,6 +32,7 @@ pub(crate) mod openapi;
 pub(crate) mod pagination;
 pub(crate) mod pool;
 pub(crate) mod status;
+pub(crate) mod webhook_input;
 pub(crate) mod webhooks;
 
 use std::sync::Arc;
@@ -165,12 +166,7 @@ async fn read_conn(state: &ApiState) -> Result<Conn, ApiError> {
 /// A transaction whose configuration changes the audit log attributes to
 /// `api:<token name>`.
 async fn write_tx<'a>(conn: &'a mut Conn, actor: &Actor) -> Result<Transaction<'a>, ApiError> {
-    let tx = conn
-        .transaction()
-        .await
-        .map_err(|e| ApiError::unavailable(&e))?;
-    audit::set_actor(&tx, &format!("api:{}", actor.0))
-        .await
-        .map_err(|e| ApiError::unavailable(&e))?;
+    let tx = conn.transaction().await?;
+    audit::set_actor(&tx, &format!("api:{}", actor.0)).await?;
     Ok(tx)
 }

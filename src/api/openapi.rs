@@ -14,10 +14,10 @@ use super::backfills::{Backfill, BackfillCreate, BackfillList};
 use super::catalogue::{Catalogue, CatalogueEntry};
 use super::deliveries::{Attempt, DeliveryDetail};
 use super::error::{ErrorBody, ErrorDetail};
-use super::webhooks::AuthInput;
+use super::webhook_input::AuthInput;
 use crate::store::audit::AuditEntry;
 use crate::store::history::{Delivery, Event};
-use crate::store::webhooks::{AuthSummary, Webhook};
+use crate::store::webhooks::{AuthSummary, Health, Webhook};
 
 /// `POST /v1/webhooks`: `url` and `events` are required, the rest default.
 #[derive(ToSchema)]
@@ -58,6 +58,37 @@ pub struct WebhookCreate {
     #[serde(default)]
     #[schema(default = 32, minimum = 1, maximum = 10000)]
     max_in_flight: i32,
+    /// Default `["v1", "v1a", "rfc9421"]`.
+    #[serde(default)]
+    signature_schemes: Vec<String>,
+    /// A SQL/JSON path predicate over `{new, old, changed, type, apiresource}`,
+    /// e.g. `$.new.status == "active"`; null (default): every event.
+    filter: Option<String>,
+    /// Deliveries per second, per instance; null (default): no limit.
+    #[schema(exclusive_minimum = 0, maximum = 100000)]
+    rate_limit: Option<f64>,
+    /// Consecutive failed attempts that make the webhook failing.
+    #[serde(default)]
+    #[schema(default = 5, minimum = 1, maximum = 10000)]
+    failure_threshold: i32,
+    /// The share of failed attempts over `failureWindow` that makes it failing.
+    #[serde(default)]
+    #[schema(default = 0.5, exclusive_minimum = 0, maximum = 1)]
+    failure_rate_threshold: f64,
+    /// An interval from `1s` to `1d`.
+    #[serde(default)]
+    #[schema(default = "5min")]
+    failure_window: String,
+    #[serde(default)]
+    #[schema(default = 10, minimum = 1, maximum = 1000000)]
+    failure_window_min_attempts: i32,
+    /// While failing, the delay between probes: `100ms` to `1h`.
+    #[serde(default)]
+    #[schema(default = "30s")]
+    probe_interval: String,
+    /// Failing this long (`1s` to `365d`) disables the webhook; null: never.
+    #[schema(default = "5d")]
+    disable_after: Option<String>,
 }
 
 /// `PUT /v1/webhooks/{id}`: the fields to set; the others stay as they are.
@@ -90,6 +121,25 @@ pub struct WebhookUpdate {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 10000)]
     max_in_flight: i32,
+    #[serde(default)]
+    signature_schemes: Vec<String>,
+    filter: Option<String>,
+    #[schema(exclusive_minimum = 0, maximum = 100000)]
+    rate_limit: Option<f64>,
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 10000)]
+    failure_threshold: i32,
+    #[serde(default)]
+    #[schema(exclusive_minimum = 0, maximum = 1)]
+    failure_rate_threshold: f64,
+    #[serde(default)]
+    failure_window: String,
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000000)]
+    failure_window_min_attempts: i32,
+    #[serde(default)]
+    probe_interval: String,
+    disable_after: Option<String>,
 }
 
 /// A page of webhooks; `nextCursor` is null on the last page.
@@ -155,7 +205,7 @@ pub struct EventPage {
         super::catalogue::catalogue, super::all_deliveries::list,
     ),
     components(schemas(
-        Webhook, AuthSummary, WebhookCreate, WebhookUpdate, AuthInput, WebhookPage,
+        Webhook, AuthSummary, Health, WebhookCreate, WebhookUpdate, AuthInput, WebhookPage,
         Delivery, DeliveryPage, Event, AuditEntry, AuditPage, ErrorBody, ErrorDetail,
         DeliveryDetail, Attempt, AttemptPage, EventPage, BackfillCreate, Backfill, BackfillList,
         Catalogue, CatalogueEntry, DeliveryDetailPage,

@@ -45,13 +45,10 @@ pub async fn status(
                 "SELECT slot_name FROM walhook.slot_identity ORDER BY confirmed_at DESC LIMIT 1",
                 &[],
             )
-            .await
-            .map_err(|e| ApiError::internal(&e))?
+            .await?
             .map_or_else(|| DEFAULT_SLOT.to_owned(), |row| row.get(0)),
     };
-    let report = crate::status::collect(&conn, &slot)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let report = crate::status::collect(&conn, &slot).await?;
     serde_json::to_value(report)
         .map(Json)
         .map_err(|e| ApiError::internal(&e))

@@ -1,221 +1,25 @@
 //! `/v1/webhooks`: create, list, read, update and delete subscriptions.
 //!
-//! A request body is checked field by field before any SQL runs: an unknown
-//! field, a missing required one or a value of the wrong JSON type is a 400
-//! naming it. What the fields must contain (URL rules, event patterns, header
-//! names, ranges) is the database's to decide, as for SQL writes; its refusals
-//! come back as 400s naming the field too (see `error::ApiError::from_write`).
-
-use std::collections::BTreeMap;
+//! A request body is checked field by field before any SQL runs
+//! (`webhook_input`). What the fields must contain (URL rules, event patterns,
+//! header names, ranges, a filter that parses) is the database's to decide, as
+//! for SQL writes; its refusals come back as 400s naming the field too (see
+//! `error`), with the value the client gave.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody, ErrorDetail};
 use super::pagination::{Page, Query, encode_cursor};
+use super::pool::Conn;
+use super::webhook_input::{REQUIRED, assignments, given};
 use super::{Actor, ApiState, read_conn, write_tx};
 use crate::store::webhooks::{self, Assignment, Webhook, WebhookKey};
-
-/// Body fields of POST and PUT, in documentation order.
-pub const FIELDS: &[&str] = &[
-    "url",
-    "events",
-    "disabled",
-    "name",
-    "description",
-    "headers",
-    "queryParams",
-    "auth",
-    "ordered",
-    "envelope",
-    "retrySchedule",
-    "timeoutMs",
-    "maxInFlight",
-];
-
-/// Fields POST requires.
-const REQUIRED: &[&str] = &["url", "events"];
-
-/// `auth` as written: `{"type": "none"}`, `{"type": "bearer", "token"}` or
-/// `{"type": "basic", "username", "password"}`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum AuthInput {
-    None {},
-    Bearer { token: String },
-    Basic { username: String, password: String },
-}
-
-/// Parse a JSON object body, refusing unknown fields (and, when `required`,
-/// missing ones), then turn each field into column assignments.
-fn assignments(
-    body: &Bytes,
-    required: &[&str],
-) -> Result<(Map<String, Value>, Vec<Assignment>), ApiError> {
-    let map = match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => map,
-        Ok(other) => {
-            return Err(ApiError::invalid(ErrorDetail::new(
-                "body",
-                "body",
-                other,
-                "the body must be a JSON object",
-            )));
-        }
-        Err(e) => {
-            return Err(ApiError::invalid(ErrorDetail::new(
-                "body",
-                "body",
-                Value::Null,
-                format!("the body is not valid JSON: {e}"),
-            )));
-        }
-    };
-    let mut details = Vec::new();
-    for key in map.keys().filter(|k| !FIELDS.contains(&k.as_str())) {
-        details.push(ErrorDetail::new(
-            key.as_str(),
-            "body",
-            map[key].clone(),
-            format!("unknown field; known fields: {}", FIELDS.join(", ")),
-        ));
-    }
-    for key in required.iter().filter(|k| !map.contains_key(**k)) {
-        details.push(ErrorDetail::new(*key, "body", Value::Null, "required"));
-    }
-    let mut set = Vec::new();
-    for (key, value) in map.iter().filter(|(k, _)| FIELDS.contains(&k.as_str())) {
-        match assign(key, value.clone()) {
-            Ok(mut columns) => set.append(&mut columns),
-            Err(detail) => details.push(detail),
-        }
-    }
-    if details.is_empty() {
-        Ok((map, set))
-    } else {
-        Err(ApiError::invalid_all(details))
-    }
-}
-
-/// A field's value as `T`, or a detail naming it.
-/// (`auth` is never echoed: it holds credentials.)
-fn typed<T: DeserializeOwned>(key: &str, value: Value, expected: &str) -> Result<T, ErrorDetail> {
-    serde_json::from_value(value.clone()).map_err(|e| {
-        let shown = if key == "auth" { Value::Null } else { value };
-        ErrorDetail::new(key, "body", shown, format!("must be {expected} ({e})"))
-    })
-}
-
-/// Fields that may not be null (all but name and description).
-fn not_null<T: DeserializeOwned>(
-    key: &str,
-    value: Value,
-    expected: &str,
-) -> Result<T, ErrorDetail> {
-    if value.is_null() {
-        return Err(ErrorDetail::new(
-            key,
-            "body",
-            value,
-            format!("must be {expected}, not null"),
-        ));
-    }
-    typed(key, value, expected)
-}
-
-fn assign(key: &str, value: Value) -> Result<Vec<Assignment>, ErrorDetail> {
-    let one = |a: Assignment| Ok(vec![a]);
-    match key {
-        "url" => one(Assignment::new(
-            "url",
-            not_null::<String>(key, value, "a string")?,
-        )),
-        "events" => one(Assignment::new(
-            "events",
-            not_null::<Vec<String>>(key, value, "an array of event type patterns")?,
-        )),
-        "disabled" => one(Assignment::new(
-            "disabled",
-            not_null::<bool>(key, value, "a boolean")?,
-        )),
-        "ordered" => one(Assignment::new(
-            "ordered",
-            not_null::<bool>(key, value, "a boolean")?,
-        )),
-        "name" | "description" => {
-            let text: Option<String> = typed(key, value, "a string or null")?;
-            one(Assignment::new(
-                if key == "name" { "name" } else { "description" },
-                text,
-            ))
-        }
-        "headers" | "queryParams" => {
-            let map: BTreeMap<String, String> = not_null(key, value, "an object of strings")?;
-            let column = if key == "headers" {
-                "headers"
-            } else {
-                "query_params"
-            };
-            one(Assignment::new(
-                column,
-                serde_json::to_value(map).unwrap_or_default(),
-            ))
-        }
-        "envelope" => one(Assignment::new(
-            "envelope",
-            not_null::<String>(key, value, "\"none\" or \"standard\"")?,
-        )),
-        "retrySchedule" => one(Assignment::new(
-            "retry_schedule",
-            not_null::<Vec<String>>(key, value, "an array of intervals such as \"5s\"")?,
-        )
-        .cast("::text[]::interval[]")),
-        "timeoutMs" => one(Assignment::new(
-            "timeout_ms",
-            not_null::<i32>(key, value, "an integer")?,
-        )),
-        "maxInFlight" => one(Assignment::new(
-            "max_in_flight",
-            not_null::<i32>(key, value, "an integer")?,
-        )),
-        "auth" => {
-            let auth: AuthInput = not_null(
-                key,
-                value,
-                "{\"type\": \"none\"}, {\"type\": \"bearer\", \"token\"} or {\"type\": \"basic\", \"username\", \"password\"}",
-            )?;
-            let (kind, token, username, password) = match auth {
-                AuthInput::None {} => ("none", None, None, None),
-                AuthInput::Bearer { token } => ("bearer", Some(token), None, None),
-                AuthInput::Basic { username, password } => {
-                    ("basic", None, Some(username), Some(password))
-                }
-            };
-            Ok(vec![
-                Assignment::new("auth_type", kind),
-                Assignment::new("auth_token", token),
-                Assignment::new("auth_username", username),
-                Assignment::new("auth_password", password),
-            ])
-        }
-        _ => Ok(Vec::new()), // unknown fields are refused by the caller
-    }
-}
-
-/// The value a client gave for `param`, for error details; credentials hidden.
-fn given(map: &Map<String, Value>) -> impl Fn(&str) -> Value + '_ {
-    |param| match param {
-        "auth" => Value::Null,
-        _ => map.get(param).cloned().unwrap_or(Value::Null),
-    }
-}
 
 pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| {
@@ -259,13 +63,14 @@ pub async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let (map, set) = assignments(&body, REQUIRED)?;
     let mut conn = read_conn(&state).await?;
-    let tx = write_tx(&mut conn, &actor).await?;
-    let created = webhooks::insert(&tx, &set)
-        .await
-        .map_err(|e| ApiError::from_write(e, given(&map)))?;
-    tx.commit()
-        .await
-        .map_err(|e| ApiError::from_write(e, given(&map)))?;
+    let written = async {
+        let tx = write_tx(&mut conn, &actor).await?;
+        let created = webhooks::insert(&tx, &set).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+    .await;
+    let created = refused(written, &conn, &set, &map).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -289,9 +94,7 @@ pub async fn list(
     let limit = query.limit()?;
     let after = query.cursor('w', decode_webhook_cursor)?;
     let conn = read_conn(&state).await?;
-    let rows = webhooks::list(&conn, after, limit + 1)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let rows = webhooks::list(&conn, after, limit + 1).await?;
     Ok(Json(Page::new(rows, limit, webhook_cursor)))
 }
 
@@ -311,8 +114,7 @@ pub async fn get(
     let id = parse_id(&raw_id)?;
     let conn = read_conn(&state).await?;
     webhooks::get(&conn, id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+        .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("webhook", &raw_id))
 }
@@ -338,15 +140,16 @@ pub async fn update(
     let id = parse_id(&raw_id)?;
     let (map, set) = assignments(&body, &[])?;
     let mut conn = read_conn(&state).await?;
-    let tx = write_tx(&mut conn, &actor).await?;
-    let updated = webhooks::update(&tx, id, &set)
-        .await
-        .map_err(|e| ApiError::from_write(e, given(&map)))?
-        .ok_or_else(|| ApiError::not_found("webhook", &raw_id))?;
-    tx.commit()
-        .await
-        .map_err(|e| ApiError::from_write(e, given(&map)))?;
-    Ok(Json(updated))
+    let written = async {
+        let tx = write_tx(&mut conn, &actor).await?;
+        let updated = webhooks::update(&tx, id, &set)
+            .await?
+            .ok_or_else(|| ApiError::not_found("webhook", &raw_id))?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+    .await;
+    Ok(Json(refused(written, &conn, &set, &map).await?))
 }
 
 /// Delete a webhook
@@ -366,12 +169,29 @@ pub async fn delete(
     let id = parse_id(&raw_id)?;
     let mut conn = read_conn(&state).await?;
     let tx = write_tx(&mut conn, &actor).await?;
-    let deleted = webhooks::delete(&tx, id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    if !deleted {
+    if !webhooks::delete(&tx, id).await? {
         return Err(ApiError::not_found("webhook", &raw_id));
     }
-    tx.commit().await.map_err(|e| ApiError::internal(&e))?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A write's refusal with its field named (a value that did not parse is
+/// found by parsing each, once the write's transaction has ended) and the
+/// value the client gave.
+async fn refused<T>(
+    written: Result<T, ApiError>,
+    conn: &Conn,
+    set: &[Assignment],
+    map: &Map<String, Value>,
+) -> Result<T, ApiError> {
+    let error = match written {
+        Ok(done) => return Ok(done),
+        Err(error) if error.unplaced() => match webhooks::unparsable(conn, set).await {
+            Some(column) => error.place(column),
+            None => error,
+        },
+        Err(error) => error,
+    };
+    Err(error.with_given(given(map)))
 }

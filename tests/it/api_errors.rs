@@ -1,6 +1,6 @@
 //! The `/v1` API's refusals against a real PostgreSQL: 401 without a live
-//! token, and 400s naming the parameter for bad bodies, ids, query parameters
-//! and every URL rule the database enforces.
+//! token, and 400s naming the parameter (and echoing the value given) for bad
+//! bodies, ids, query parameters and every URL rule the database enforces.
 
 use crate::support::Cluster;
 use crate::support::api::ApiServer;
@@ -75,11 +75,54 @@ async fn bad_input_is_a_400_naming_the_parameter() {
         (with("timeoutMs", json!(0)), "timeoutMs"),
         (with("timeoutMs", json!(1e12)), "timeoutMs"),
         (with("maxInFlight", json!(100_000)), "maxInFlight"),
+        // subscriber control: constraint names, COLUMN fields, values that do not parse
+        (with("signatureSchemes", json!(["v2"])), "signatureSchemes"),
+        (with("signatureSchemes", json!([])), "signatureSchemes"),
+        (with("signatureSchemes", json!("v1")), "signatureSchemes"),
+        (with("signatureSchemes", Value::Null), "signatureSchemes"),
+        (with("filter", json!("$.new.status ==")), "filter"),
+        (with("filter", json!("lax strict $")), "filter"),
+        (with("filter", json!("$ like_regex \"(\"")), "filter"),
+        (with("filter", json!("$.new.status")), "filter"),
+        (with("filter", json!(true)), "filter"),
+        (with("rateLimit", json!(0)), "rateLimit"),
+        (with("rateLimit", json!(-1)), "rateLimit"),
+        (with("rateLimit", json!(1e6)), "rateLimit"),
+        (with("rateLimit", json!("fast")), "rateLimit"),
+        (with("failureThreshold", json!(0)), "failureThreshold"),
+        (with("failureThreshold", Value::Null), "failureThreshold"),
+        (
+            with("failureRateThreshold", json!(1.5)),
+            "failureRateThreshold",
+        ),
+        (
+            with("failureRateThreshold", json!(0)),
+            "failureRateThreshold",
+        ),
+        (with("failureWindow", json!("soon")), "failureWindow"),
+        (with("failureWindow", json!("2 days")), "failureWindow"),
+        (
+            with("failureWindowMinAttempts", json!(0)),
+            "failureWindowMinAttempts",
+        ),
+        (with("probeInterval", json!("1ms")), "probeInterval"),
+        (with("probeInterval", json!(30)), "probeInterval"),
+        (with("disableAfter", json!("2 years")), "disableAfter"),
+        (with("disableAfter", json!("never")), "disableAfter"),
+        (
+            with("disabledAt", json!("2026-01-01T00:00:00Z")),
+            "disabledAt",
+        ),
+        (with("health", json!({})), "health"),
     ];
     for (body, param) in cases {
         let reply = api.post("/v1/webhooks", body.clone()).await;
         reply.assert_error(400, param);
-        assert_eq!(reply.body["details"][0]["location"], "body", "{body}");
+        let detail = &reply.body["details"][0];
+        assert_eq!(detail["location"], "body", "{body}");
+        if param != "auth" {
+            assert_eq!(detail["value"], body[param], "the value given: {body}");
+        }
     }
     // credentials given are not echoed in errors
     let reply = api

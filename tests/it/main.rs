@@ -9,6 +9,7 @@
 mod support;
 
 mod api;
+mod api_control;
 mod api_errors;
 mod audit;
 mod backfill;
