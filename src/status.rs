@@ -4,12 +4,67 @@
 
 //!
 //! The figures come from the store ([`collect`]); this module renders them.
+//! Endpoint health (subscriptions failing or disabled by their breaker, with
+//! since when and their last error) comes from `walhook.subscription_health`.
 
 use std::fmt::Write;
 
+use serde::Serialize;
+use tokio_postgres::Client;
+
+pub use crate::store::health::Unhealthy;
 pub use crate::store::monitor::{
-    FailingSubscription, RETAINED_WAL_WARN_BYTES, SlotStatus, StatusReport, bytes, collect,
+    FailingSubscription, RETAINED_WAL_WARN_BYTES, SlotStatus, StatusReport, bytes,
 };
+
+/// The status report with endpoint health.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    #[serde(flatten)]
+    pub report: StatusReport,
+    /// Subscriptions failing or disabled by their endpoint health.
+    pub endpoint_health: Vec<Unhealthy>,
+}
+
+/// Everything `walhook status` shows.
+pub async fn collect(client: &Client, slot: &str) -> Result<Status, tokio_postgres::Error> {
+    Ok(Status {
+        report: crate::store::monitor::collect(client, slot).await?,
+        endpoint_health: crate::store::health::unhealthy(client).await?,
+    })
+}
+
+impl Status {
+    /// A readable table.
+    pub fn render(&self) -> String {
+        let mut out = self.report.render();
+        let _ = writeln!(out, "\nendpoint health (failing or disabled subscriptions)");
+        if self.endpoint_health.is_empty() {
+            let _ = writeln!(out, "  none");
+        }
+        for h in &self.endpoint_health {
+            let since = h.since.map_or("-".into(), |t| t.to_rfc3339());
+            let _ = write!(
+                out,
+                "  {} {} ({}): {} since {since}, {} consecutive failures; last error: {}",
+                h.id,
+                h.name.as_deref().unwrap_or(""),
+                h.url,
+                h.state.as_str(),
+                h.consecutive_failures,
+                h.last_error.as_deref().unwrap_or("-")
+            );
+            if let Some(next) = h.next_probe_at {
+                let _ = write!(out, "; next probe {}", next.to_rfc3339());
+            }
+            if let Some(reason) = &h.disabled_reason {
+                let _ = write!(out, "; disabled: {reason}");
+            }
+            let _ = writeln!(out);
+        }
+        out
+    }
+}
 
 impl StatusReport {
     /// A readable table.

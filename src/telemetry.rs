@@ -336,6 +336,68 @@ pub static DISPATCHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Subscriptions by endpoint health state (`healthy`, `failing`,
+/// `disabled`), as `walhook.subscription_health` says.
+pub static SUBSCRIPTIONS_BY_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "subscriptions",
+                "Subscriptions by endpoint health state: healthy, failing, disabled",
+            ),
+            &["state"],
+        )
+        .unwrap(),
+    )
+});
+
+/// Endpoint health transitions this instance made, by the state reached.
+pub static SUBSCRIPTION_TRANSITIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "subscription_transitions_total",
+                "Endpoint health transitions made by this instance, by the state reached",
+            ),
+            &["to"],
+        )
+        .unwrap(),
+    )
+});
+
+/// Probes of failing subscriptions started by this instance.
+pub static PROBES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "probes_total",
+            "Probes of failing subscriptions started by this instance",
+        )
+        .unwrap(),
+    )
+});
+
+/// Endpoint health reports or transitions that could not be stored (retried).
+pub static HEALTH_WRITE_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "health_write_failures_total",
+            "Endpoint health writes that failed and are retried",
+        )
+        .unwrap(),
+    )
+});
+
+/// Times a delivery waited for its subscription's `rate_limit`.
+pub static RATE_LIMITED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "rate_limited_total",
+            "Times a subscription's deliveries waited for its rate_limit",
+        )
+        .unwrap(),
+    )
+});
+
 /// Snapshot events stored by backfills (not counted as changes received).
 pub static BACKFILL_ROWS: LazyLock<IntCounter> = LazyLock::new(|| {
     register(IntCounter::new("backfill_rows_total", "Snapshot events stored by backfills").unwrap())
@@ -436,7 +498,14 @@ pub fn init() {
     LazyLock::force(&DELIVERIES_IN_MEMORY);
     LazyLock::force(&DELIVERY_MARK_LAG_BYTES);
     LazyLock::force(&OUTCOMES_REFUSED);
-    for reason in ["held", "disabled", "dropped", "sweep"] {
+    for state in ["healthy", "failing", "disabled"] {
+        SUBSCRIPTIONS_BY_STATE.with_label_values(&[state]);
+        SUBSCRIPTION_TRANSITIONS.with_label_values(&[state]);
+    }
+    LazyLock::force(&PROBES);
+    LazyLock::force(&HEALTH_WRITE_FAILURES);
+    LazyLock::force(&RATE_LIMITED);
+    for reason in ["held", "disabled", "failing", "dropped", "sweep"] {
         DELIVERIES_MATERIALISED.with_label_values(&[reason]);
     }
     for path in ["first", "claimed"] {

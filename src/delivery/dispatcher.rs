@@ -33,6 +33,15 @@
 //! delivery from being claimed again until its outcome is recorded, so
 //! claiming overlaps recording. Ordered subscriptions only take the claim
 //! path, which never leases two deliveries of one apiresource at once.
+//!
+//! Endpoint health ([`super::health`]): a failing subscription's jobs leave
+//! memory (first attempts for pending rows, claimed ones hand their leases
+//! back) except its probe, claimed apart ([`deliveries::claim_probes`]);
+//! the health keeper runs beside the recorder. Rate limits
+//! ([`super::rate`]): a job of a rate-limited subscription starts only with
+//! a token; without one its queue waits (a first attempt waiting past the
+//! hold leaves memory as behind a slow receiver), and the claim asks for at
+//! most [`RATE_CLAIM_AHEAD`] of its rate.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -48,6 +57,8 @@ use uuid::Uuid;
 use super::KeyRing;
 use super::client::Clients;
 use super::first_attempts::{Job, JobOrigin, JobReceiver, SlowSubscriptions};
+use super::health::{Health, Keeper};
+use super::rate::TokenBucket;
 use super::recorder::{Finished, Recorder, Unrecorded};
 use super::signers::Signers;
 use super::targets::Targets;
@@ -67,8 +78,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const CLAIM_AFTER_ENDED: usize = 64;
 /// How often subscriptions are re-read.
 const RELOAD_EVERY: Duration = Duration::from_secs(2);
-/// How often first attempts waiting in memory are checked against the hold.
+/// How often first attempts waiting in memory are checked against the hold
+/// (and, while a subscription is failing, how often its probe is looked for).
 const HOLD_CHECK_EVERY: Duration = Duration::from_millis(100);
+/// A rate-limited subscription is claimed at most this long of its rate
+/// ahead, so its claimed deliveries start well within their leases.
+const RATE_CLAIM_AHEAD: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct DispatcherConfig {
@@ -154,6 +169,18 @@ impl Dispatcher {
         let unrecorded: Unrecorded = Arc::default();
         let (records_tx, records_rx) = mpsc::channel::<Finished>(1024);
         let unmet = std::mem::replace(&mut self.first_attempts.unmet, mpsc::unbounded_channel().1);
+        let health = self.first_attempts.slow.health().clone();
+        let (health_reports, reports) = mpsc::unbounded_channel();
+        tokio::spawn(
+            Keeper {
+                database: self.config.database.clone(),
+                health: health.clone(),
+                slow: self.first_attempts.slow.clone(),
+                wake: self.wake.clone(),
+                reports,
+            }
+            .run(shutdown.clone()),
+        );
         let mut recorder = tokio::spawn(
             Recorder {
                 database: self.config.database.clone(),
@@ -162,6 +189,8 @@ impl Dispatcher {
                 wake: self.wake.clone(),
                 server_stopping: self.config.server_stopping.clone(),
                 stopping: shutdown.clone(),
+                health: health.clone(),
+                health_reports,
             }
             .run(records_rx, unmet),
         );
@@ -180,6 +209,9 @@ impl Dispatcher {
             tasks: JoinSet::new(),
             task_subscription: HashMap::new(),
             expired: Vec::new(),
+            health,
+            buckets: HashMap::new(),
+            rate_waits: HashMap::new(),
             targets: self.targets.clone(),
             context: Arc::new(AttemptContext {
                 clients,
@@ -203,6 +235,7 @@ impl Dispatcher {
         let mut backlog = false;
         let mut ended_since_claim = 0usize;
         let mut next_poll = tokio::time::Instant::now();
+        let mut probed = Instant::now();
         while !shutdown.is_cancelled() {
             if reloaded.elapsed() > RELOAD_EVERY {
                 let _ = self.targets.reload(&client).await;
@@ -260,7 +293,12 @@ impl Dispatcher {
                     }
                 }
             }
+            if scheduler.health.any_failing() && probed.elapsed() >= HOLD_CHECK_EVERY {
+                probed = Instant::now();
+                self.claim_probes(&client, &mut scheduler).await;
+            }
             scheduler.give_back_expired(&client, instance).await;
+            let rate_wake = scheduler.next_rate_wake();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -285,6 +323,10 @@ impl Dispatcher {
                 _ = hold_check.tick() => {
                     let hold = self.settings.borrow().first_attempt_hold;
                     scheduler.release_held(hold);
+                    scheduler.shed_failing();
+                }
+                _ = tokio::time::sleep_until(rate_wake.unwrap_or(next_poll)), if rate_wake.is_some() => {
+                    scheduler.rate_wake();
                 }
                 stopped = &mut recorder => {
                     let why = match stopped {
@@ -329,6 +371,34 @@ impl Dispatcher {
     }
 }
 
+impl Dispatcher {
+    /// Claim the probes of failing subscriptions that are due, and queue
+    /// them.
+    async fn claim_probes(&self, client: &tokio_postgres::Client, scheduler: &mut Scheduler) {
+        match deliveries::claim_probes(client, self.config.instance_id).await {
+            Ok(probes) => {
+                if !self
+                    .targets
+                    .knows_all(probes.iter().map(|c| &c.content.subscription_id))
+                {
+                    let _ = self.targets.reload(client).await;
+                }
+                for probe in probes {
+                    match self.targets.get(&probe.content.subscription_id) {
+                        Some(target) => {
+                            tracing::info!(subscription = %target.id, delivery = probe.lease.delivery_id, "probing a failing subscription");
+                            telemetry::DISPATCHED.with_label_values(&["claimed"]).inc();
+                            scheduler.enqueue(Job::probe(probe, target));
+                        }
+                        None => scheduler.expired.push(probe.lease),
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "claiming probes of failing subscriptions failed"),
+        }
+    }
+}
+
 /// What every attempt task shares.
 pub(super) struct AttemptContext {
     pub clients: Clients,
@@ -363,6 +433,12 @@ struct Scheduler {
     /// Leases to give back: jobs that could not start in time, or whose
     /// subscription was disabled or deleted meanwhile.
     expired: Vec<Lease>,
+    /// Endpoint health and rate limits as last loaded.
+    health: Health,
+    /// Rate-limited subscriptions' token buckets.
+    buckets: HashMap<Uuid, TokenBucket>,
+    /// Subscriptions waiting for a token, and when one is there.
+    rate_waits: HashMap<Uuid, Instant>,
     /// Subscriptions' settings as last loaded: a job starts with these.
     targets: Targets,
     context: Arc<AttemptContext>,
@@ -381,11 +457,108 @@ impl Scheduler {
     /// Per subscription, this instance's claimed deliveries running or queued
     /// (the claim takes only up to `ROUNDS_HELD` times each one's
     /// `max_in_flight` minus this).
+    /// A rate-limited subscription counts as busier, so the claim takes at
+    /// most [`RATE_CLAIM_AHEAD`] of its rate.
     fn busy(&self) -> Vec<(Uuid, i64)> {
-        self.claimed
+        let mut busy: HashMap<Uuid, i64> = self
+            .claimed
             .iter()
             .map(|(id, n)| (*id, *n as i64))
-            .collect()
+            .collect();
+        for (id, rate) in self.health.rate_limited() {
+            let Some(target) = self.targets.get(&id) else {
+                continue;
+            };
+            let room = ROUNDS_HELD * target.max_in_flight as i64;
+            let allowed = (rate * RATE_CLAIM_AHEAD.as_secs_f64()).ceil().max(1.0) as i64;
+            if allowed < room {
+                *busy.entry(id).or_default() += room - allowed;
+            }
+        }
+        busy.into_iter().collect()
+    }
+
+    /// When the first subscription waiting for a token gets one.
+    fn next_rate_wake(&self) -> Option<tokio::time::Instant> {
+        self.rate_waits
+            .values()
+            .min()
+            .map(|at| tokio::time::Instant::from_std(*at))
+    }
+
+    /// Start the jobs of subscriptions whose token is there.
+    fn rate_wake(&mut self) {
+        let now = Instant::now();
+        let due: Vec<Uuid> = self
+            .rate_waits
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for subscription in due {
+            self.rate_waits.remove(&subscription);
+            self.pump(subscription);
+        }
+    }
+
+    /// Whether `subscription` may start a job now by its rate limit; if
+    /// not, it waits for its token.
+    fn token(&mut self, subscription: Uuid) -> bool {
+        let Some(rate) = self.health.rate_limit(&subscription) else {
+            self.buckets.remove(&subscription);
+            return true;
+        };
+        let now = Instant::now();
+        let bucket = self
+            .buckets
+            .entry(subscription)
+            .or_insert_with(|| TokenBucket::new(rate, now));
+        bucket.set_rate(rate, now);
+        match bucket.take(now) {
+            Ok(()) => {
+                self.rate_waits.remove(&subscription);
+                true
+            }
+            Err(wait) => {
+                if self.rate_waits.insert(subscription, now + wait).is_none() {
+                    telemetry::RATE_LIMITED.inc();
+                }
+                false
+            }
+        }
+    }
+
+    /// The jobs of failing subscriptions leave memory, but their probes: a
+    /// first attempt for a pending row, a claimed one handing its lease
+    /// back.
+    fn shed_failing(&mut self) {
+        if !self.health.any_failing() {
+            return;
+        }
+        let mut shed = Vec::new();
+        for (subscription, queue) in &mut self.queues {
+            if !self.health.is_failing(subscription) || queue.iter().all(|j| j.probe) {
+                continue;
+            }
+            let before = queue.len();
+            let mut kept = VecDeque::with_capacity(1);
+            for job in queue.drain(..) {
+                match job.origin {
+                    _ if job.probe => kept.push_back(job),
+                    JobOrigin::First(obligation) => obligation.leave_memory("failing"),
+                    JobOrigin::Claimed { lease, .. } => {
+                        self.expired.push(lease);
+                        shed.push(*subscription);
+                    }
+                }
+            }
+            self.queued_total -= before - kept.len();
+            *queue = kept;
+        }
+        for subscription in shed {
+            self.claimed_ended(subscription);
+        }
+        self.queues.retain(|_, queue| !queue.is_empty());
     }
 
     /// A claimed job left the scheduler (ended, or handed back).
@@ -453,13 +626,27 @@ impl Scheduler {
                 self.starved.push_back(subscription);
                 return;
             }
-            let mut job = queue.pop_front().expect("front exists");
+            if !self.token(subscription) {
+                return;
+            }
+            let Some(mut job) = self
+                .queues
+                .get_mut(&subscription)
+                .and_then(VecDeque::pop_front)
+            else {
+                return;
+            };
             self.queued_total -= 1;
             // the subscription as it is now: disabled or deleted meanwhile,
             // the job leaves (a first attempt gets its pending row, which
             // goes out once the subscription is enabled; a claimed delivery's
-            // lease is given back); changed, it is sent the new way
-            let target = self.targets.get(&subscription).filter(|t| !t.disabled);
+            // lease is given back); changed, it is sent the new way; failing,
+            // only its probe goes
+            let failing = !job.probe && self.health.is_failing(&subscription);
+            let target = self
+                .targets
+                .get(&subscription)
+                .filter(|t| !t.disabled && !failing);
             match (job.origin, target) {
                 (JobOrigin::Claimed { lease, start_by }, Some(target))
                     if Instant::now() <= start_by =>
@@ -477,7 +664,7 @@ impl Scheduler {
                     job.target = target;
                 }
                 (JobOrigin::First(obligation), None) => {
-                    obligation.leave_memory("disabled");
+                    obligation.leave_memory(if failing { "failing" } else { "disabled" });
                     continue;
                 }
             }
@@ -507,7 +694,8 @@ impl Scheduler {
             let running = self.running.get(subscription).copied().unwrap_or(0);
             let saturated = queue
                 .front()
-                .is_some_and(|job| running >= job.target.max_in_flight);
+                .is_some_and(|job| running >= job.target.max_in_flight)
+                || self.rate_waits.contains_key(subscription);
             if !saturated || !queue.iter().any(held_too_long) {
                 continue;
             }

@@ -18,9 +18,10 @@
 //! ([`super::positions`]). No claim, no lease, one row write per delivery.
 //!
 //! What is not admitted waits in PostgreSQL and is claimed as any retry is:
-//! `ordered` and disabled subscriptions, subscriptions that are slow or
-//! failing (one of their deliveries was held past the hold, or an attempt
-//! failed, in the last [`SLOW_FOR`]), and work over the memory bounds (jobs
+//! `ordered` and disabled subscriptions, subscriptions that are slow (one
+//! of their deliveries was held past the hold, or an attempt failed, in the
+//! last [`SLOW_FOR`]) or failing by their endpoint health
+//! ([`super::health`]), and work over the memory bounds (jobs
 //! and bytes), unless this is the only instance and the receiver keeps up (its oldest
 //! delivery in memory was admitted less than [`KEEPING_UP`] ago, or it is
 //! no more than [`AS_FAR_BEHIND`] times as far behind as the receiver least
@@ -37,6 +38,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
+use super::health::Health;
 use super::positions::BatchTicket;
 use super::targets::Targets;
 use crate::mapping::event::Event;
@@ -83,6 +85,9 @@ pub struct Job {
     pub(super) _place: Option<Place>,
     /// When it was handed to the dispatcher (`walhook_dispatch_wait_seconds`).
     pub handed_at: Instant,
+    /// A probe of a failing subscription: the one attempt it gets, which
+    /// uses no retry of its delivery when it fails.
+    pub probe: bool,
 }
 
 /// Where a job came from, and so how its outcome is recorded.
@@ -111,6 +116,15 @@ impl Job {
             target,
             _place: None,
             handed_at: Instant::now(),
+            probe: false,
+        }
+    }
+
+    /// A claimed probe of a failing subscription.
+    pub fn probe(claimed: Claimed, target: Arc<SubscriptionTarget>) -> Job {
+        Job {
+            probe: true,
+            ..Job::claimed(claimed, target)
         }
     }
 
@@ -138,7 +152,8 @@ pub struct Unmet {
     pub new: NewDelivery,
     pub ticket: Arc<BatchTicket>,
     /// Why it left memory (`walhook_deliveries_materialised_total{reason}`):
-    /// `held` past the hold, its subscription `disabled`, or `dropped`.
+    /// `held` past the hold, its subscription `disabled` or `failing`, or
+    /// `dropped`.
     pub reason: &'static str,
 }
 
@@ -202,8 +217,9 @@ struct Shared {
     slow: SlowSubscriptions,
 }
 
-/// Subscriptions not admitted to memory until the time given (see
-/// [`SLOW_FOR`]); shared by the writer's admission and the dispatcher.
+/// Subscriptions not admitted to memory: until the time given (see
+/// [`SLOW_FOR`]), and while failing by their endpoint health (the breaker,
+/// [`super::health`]); shared by the writer's admission and the dispatcher.
 #[derive(Debug, Clone, Default)]
 pub struct SlowSubscriptions(Arc<SlowInner>);
 
@@ -213,6 +229,7 @@ struct SlowInner {
     /// Whether `until` may hold an entry: the writer's admission asks for
     /// every delivery, and mostly none is slow.
     any: std::sync::atomic::AtomicBool,
+    health: Health,
 }
 
 impl SlowSubscriptions {
@@ -225,8 +242,16 @@ impl SlowSubscriptions {
         self.0.any.store(true, Ordering::Release);
     }
 
+    /// The endpoint health this admission follows.
+    pub fn health(&self) -> &Health {
+        &self.0.health
+    }
+
     /// Whether `subscription` is kept out of memory now.
     pub fn is_slow(&self, subscription: &Uuid) -> bool {
+        if self.0.health.is_failing(subscription) {
+            return true;
+        }
         if !self.0.any.load(Ordering::Acquire) {
             return false;
         }
@@ -503,6 +528,7 @@ impl Admission {
                 target,
                 _place: Some(place),
                 handed_at,
+                probe: false,
             });
         }
         // in commit order, so a receiver sees a batch roughly as written

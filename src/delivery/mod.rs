@@ -1,9 +1,12 @@
 //! Events -> HTTP: the client, signatures, retry policy and dispatch workers.
 pub(crate) mod attempt;
+pub(crate) mod breaker;
 pub(crate) mod client;
 pub(crate) mod dispatcher;
 pub(crate) mod first_attempts;
+pub(crate) mod health;
 pub(crate) mod positions;
+pub(crate) mod rate;
 pub(crate) mod recorder;
 pub(crate) mod retry;
 pub(crate) mod signers;

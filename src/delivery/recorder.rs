@@ -5,7 +5,10 @@
 //! `walhook.delivery_attempts` row each; a first attempt from memory inserts
 //! its delivery row here, and then its obligation is met, so the
 //! materialised mark can move past it). First attempts that leave memory
-//! without an outcome ([`Unmet`]) get their pending rows here too.
+//! without an outcome ([`Unmet`]) get their pending rows here too. Each
+//! batch's outcomes are counted for endpoint health ([`super::health`]) as it
+//! is taken; what is worth a health write goes to the health keeper, so
+//! health writes never delay outcome writes.
 //!
 //! An outcome that cannot be written because the database is unreachable
 //! is retried, with backoff, until it is stored: dropping it would let the
@@ -29,9 +32,13 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::breaker::{Observation, Outcome};
 use super::first_attempts::{Obligation, Unmet};
+use super::health::Health;
 use crate::store::ReconnectingClient;
-use crate::store::deliveries::{self, AttemptRecord, Lease, NewDelivery, RecordedDelivery};
+use crate::store::deliveries::{
+    self, AttemptRecord, DeliveryStatus, Lease, NewDelivery, RecordedDelivery,
+};
 use crate::telemetry;
 
 /// Records written per statement, at most.
@@ -53,6 +60,7 @@ pub type Unrecorded = Arc<Mutex<HashSet<Lease>>>;
 pub struct Finished {
     pub record: AttemptRecord,
     pub obligation: Option<Obligation>,
+    pub subscription: Uuid,
 }
 
 /// What the recorder works with.
@@ -67,6 +75,10 @@ pub struct Recorder {
     /// lets go of the replication connection at once.
     pub server_stopping: Arc<Notify>,
     pub stopping: CancellationToken,
+    /// Where outcomes are counted for endpoint health, and where what is
+    /// worth a health write goes.
+    pub health: Health,
+    pub health_reports: mpsc::UnboundedSender<Vec<Observation>>,
 }
 
 impl Recorder {
@@ -109,6 +121,16 @@ impl Recorder {
     /// forget their leases. Those not stored drop their obligations (a
     /// pending row follows) and leases (they lapse).
     async fn record(&self, client: &mut ReconnectingClient, batch: &mut Vec<Finished>) {
+        let reports = self.health.observe(batch.iter().map(|f| Outcome {
+            subscription_id: f.subscription,
+            succeeded: f.record.new_status == DeliveryStatus::Succeeded,
+            probe: f.record.probe,
+            error: f.record.error.as_deref(),
+            at: f.record.attempted_at,
+        }));
+        if !reports.is_empty() {
+            let _ = self.health_reports.send(reports);
+        }
         let (records, obligations): (Vec<AttemptRecord>, Vec<Option<Obligation>>) =
             batch.drain(..).map(|f| (f.record, f.obligation)).unzip();
         let stored = self

@@ -3,7 +3,10 @@
 //! recorder. Runs as its own task on the dispatcher's behalf; the dispatcher
 //! frees the request slot when it ends. A failed attempt marks its
 //! subscription slow, so its next deliveries wait in PostgreSQL rather than
-//! in memory ([`super::first_attempts::SlowSubscriptions`]).
+//! in memory ([`super::first_attempts::SlowSubscriptions`]); the recorder
+//! counts every outcome for the subscription's endpoint health
+//! ([`super::health`]). A probe's record says so: its failure leaves the
+//! delivery where it was in its retry schedule.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,6 +44,9 @@ impl AttemptTask {
     async fn attempt(self, now: DateTime<Utc>) {
         let AttemptTask { job, context } = self;
         telemetry::DISPATCH_WAIT.observe(job.handed_at.elapsed().as_secs_f64());
+        if job.probe {
+            telemetry::PROBES.inc();
+        }
         let attempt = job.content.attempts + 1;
         let keys = context
             .keys
@@ -158,10 +164,16 @@ impl AttemptTask {
             new_status,
             next_attempt_at,
             ordered: target.ordered,
+            probe: job.probe,
         };
         // a closed channel means the recorder stopped: a first attempt's
         // obligation, dropped, gets its pending row elsewhere or is swept
-        let _ = context.records.send(Finished { record, obligation }).await;
+        let finished = Finished {
+            record,
+            obligation,
+            subscription: target.id,
+        };
+        let _ = context.records.send(finished).await;
     }
 }
 

@@ -92,10 +92,12 @@ pub const ROUNDS_HELD: i64 = 2;
 
 const CLAIM: &str = "
 WITH candidates AS (
-    -- per enabled subscription, its earliest due deliveries up to its free
-    -- in-flight slots ($3/$4: this instance's deliveries in flight per subscription)
+    -- per enabled, healthy subscription, its earliest due deliveries up to its
+    -- free in-flight slots ($3/$4: this instance's deliveries in flight per
+    -- subscription); a failing one gets only probes (CLAIM_PROBE)
     SELECT c.id, c.next_attempt_at
       FROM walhook.subscriptions s
+      LEFT JOIN walhook.subscription_health h ON h.subscription_id = s.id
       LEFT JOIN unnest($3::uuid[], $4::int8[]) AS busy(subscription_id, n)
              ON busy.subscription_id = s.id
       CROSS JOIN LATERAL (
@@ -113,7 +115,7 @@ WITH candidates AS (
              LIMIT greatest(0, least($2::int8, $6::int8 * s.max_in_flight - coalesce(busy.n, 0)))
              FOR UPDATE OF d SKIP LOCKED
       ) c
-     WHERE NOT s.disabled
+     WHERE NOT s.disabled AND (h.state IS NULL OR h.state = 'healthy')
 ), chosen AS (
     SELECT id FROM candidates ORDER BY next_attempt_at, id LIMIT $2::int8
 )
@@ -149,26 +151,82 @@ pub async fn claim(
             ],
         )
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Claimed {
-                lease: Lease {
-                    delivery_id: r.try_get(0)?,
-                    until: r.try_get(8)?,
-                },
-                content: DeliveryContent {
-                    subscription_id: r.try_get(1)?,
-                    attempts: r.try_get(2)?,
-                    retry_base: r.try_get(3)?,
-                    event_id: r.try_get(4)?,
-                    event_type: Arc::from(r.try_get::<_, &str>(5)?),
-                    body: Arc::from(r.try_get::<_, Option<&str>>(6)?.unwrap_or_default()),
-                    body_sha256: Arc::default(),
-                    commit_time: r.try_get(7)?,
-                },
-            })
-        })
-        .collect()
+    rows.iter().map(claimed_row).collect()
+}
+
+/// A row of [`CLAIM`] or [`CLAIM_PROBE`].
+fn claimed_row(r: &tokio_postgres::Row) -> Result<Claimed, tokio_postgres::Error> {
+    Ok(Claimed {
+        lease: Lease {
+            delivery_id: r.try_get(0)?,
+            until: r.try_get(8)?,
+        },
+        content: DeliveryContent {
+            subscription_id: r.try_get(1)?,
+            attempts: r.try_get(2)?,
+            retry_base: r.try_get(3)?,
+            event_id: r.try_get(4)?,
+            event_type: Arc::from(r.try_get::<_, &str>(5)?),
+            body: Arc::from(r.try_get::<_, Option<&str>>(6)?.unwrap_or_default()),
+            body_sha256: Arc::default(),
+            commit_time: r.try_get(7)?,
+        },
+    })
+}
+
+/// One probe per failing subscription whose `next_probe_at` has passed: its
+/// oldest pending delivery, due or not (for an `ordered` subscription, one
+/// with no earlier pending delivery of its resource). The health row's
+/// `next_probe_at` moves to the lease's end in the same statement, so one
+/// instance probes at a time; the probe's outcome sets the next one
+/// (`store::health`).
+const CLAIM_PROBE: &str = "
+WITH due AS (
+    SELECT h.subscription_id, s.ordered, s.timeout_ms
+      FROM walhook.subscription_health h
+      JOIN walhook.subscriptions s ON s.id = h.subscription_id
+     WHERE h.state = 'failing' AND h.next_probe_at <= now() AND NOT s.disabled
+       FOR UPDATE OF h SKIP LOCKED
+), probe AS (
+    SELECT p.id, due.subscription_id, due.timeout_ms
+      FROM due
+     CROSS JOIN LATERAL (
+            SELECT d.id
+              FROM walhook.deliveries d
+             WHERE d.subscription_id = due.subscription_id
+               AND d.status = 'pending'
+               AND (d.lease_until IS NULL OR d.lease_until < now())
+               AND (NOT due.ordered OR NOT EXISTS (
+                     SELECT 1 FROM walhook.deliveries e
+                      WHERE e.subscription_id = d.subscription_id AND e.apiresource = d.apiresource
+                        AND e.status = 'pending' AND (e.commit_lsn, e.seq) < (d.commit_lsn, d.seq)))
+             ORDER BY d.id
+             LIMIT 1
+             FOR UPDATE OF d SKIP LOCKED
+      ) p
+), reserved AS (
+    UPDATE walhook.subscription_health h
+       SET next_probe_at = now() + make_interval(secs => $3::int8 * probe.timeout_ms / 1000.0 + $2::float8)
+      FROM probe
+     WHERE h.subscription_id = probe.subscription_id
+)
+UPDATE walhook.deliveries d
+   SET lease_owner = $1,
+       lease_until = now() + make_interval(secs => $3::int8 * s.timeout_ms / 1000.0 + $2::float8)
+  FROM probe, walhook.subscriptions s, walhook.events ev
+ WHERE d.id = probe.id AND s.id = d.subscription_id AND ev.id = d.event_id
+RETURNING d.id, d.subscription_id, d.attempts, d.retry_base, ev.id, ev.type, ev.body::text,
+          ev.commit_time, d.lease_until";
+
+/// Claim the probes that are due ([`CLAIM_PROBE`]) for `instance`.
+pub async fn claim_probes(
+    client: &Client,
+    instance: Uuid,
+) -> Result<Vec<Claimed>, tokio_postgres::Error> {
+    let rows = client
+        .query(CLAIM_PROBE, &[&instance, &LEASE_MARGIN_SECS, &ROUNDS_HELD])
+        .await?;
+    rows.iter().map(claimed_row).collect()
 }
 
 /// A delivery attempted from memory before its row existed: what its row
@@ -207,6 +265,11 @@ pub struct AttemptRecord {
     /// Of an `ordered` subscription: recording it may make the resource's
     /// next delivery claimable.
     pub ordered: bool,
+    /// A probe of a failing subscription: if it failed, the delivery keeps
+    /// its place in its retry schedule (`next_attempt_at`, and `retry_base`
+    /// moves with `attempts`), so waiting behind an open breaker uses no
+    /// retries.
+    pub probe: bool,
     pub next_attempt_at: DateTime<Utc>,
 }
 
@@ -334,20 +397,23 @@ impl<'a> Outcomes<'a> {
 /// still holds the lease the attempt was made under ($11), and then its
 /// attempt row. A redelivery asked for while the attempt ran
 /// (`walhook.redeliver`) makes the delivery pending again at once, its
-/// retry schedule restarted.
+/// retry schedule restarted. A failed probe ($12) leaves the delivery
+/// pending where it was in its retry schedule.
 const RECORD_CLAIMED: &str = "
 WITH owned AS (
     UPDATE walhook.deliveries d
-       SET status = CASE WHEN d.redeliver_requested THEN 'pending' ELSE u.status END,
+       SET status = CASE WHEN d.redeliver_requested OR u.kept THEN 'pending' ELSE u.status END,
            attempts = u.attempt,
-           next_attempt_at = CASE WHEN d.redeliver_requested THEN now() ELSE u.next END,
-           retry_base = CASE WHEN d.redeliver_requested THEN u.attempt ELSE d.retry_base END,
+           next_attempt_at = CASE WHEN d.redeliver_requested THEN now()
+                                  WHEN u.kept THEN d.next_attempt_at ELSE u.next END,
+           retry_base = CASE WHEN d.redeliver_requested THEN u.attempt
+                             WHEN u.kept THEN d.retry_base + 1 ELSE d.retry_base END,
            redeliver_requested = false,
            last_status_code = u.code, last_error = u.error, last_attempt_at = u.at,
            lease_owner = NULL, lease_until = NULL
       FROM unnest($1::int8[], $2::int4[], $3::timestamptz[], $5::int4[], $6::text[],
-                  $8::text[], $9::timestamptz[], $11::timestamptz[])
-           AS u(id, attempt, at, code, error, status, next, lease_until)
+                  $8::text[], $9::timestamptz[], $11::timestamptz[], $12::bool[])
+           AS u(id, attempt, at, code, error, status, next, lease_until, kept)
      WHERE d.id = u.id AND d.lease_owner = $10 AND d.lease_until = u.lease_until
     RETURNING d.id)
 INSERT INTO walhook.delivery_attempts
@@ -374,6 +440,10 @@ async fn record_claimed(
         .collect();
     let ids: Vec<i64> = leases.iter().map(|l| l.delivery_id).collect();
     let until: Vec<DateTime<Utc>> = leases.iter().map(|l| l.until).collect();
+    let kept: Vec<bool> = records
+        .iter()
+        .map(|r| r.probe && r.new_status != DeliveryStatus::Succeeded)
+        .collect();
     let o = Outcomes::of(records);
     client
         .execute(
@@ -381,7 +451,7 @@ async fn record_claimed(
             &[
                 &[&ids as &(dyn ToSql + Sync)],
                 &o.params()[..],
-                &[&instance, &until],
+                &[&instance, &until, &kept],
             ]
             .concat(),
         )

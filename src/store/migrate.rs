@@ -80,6 +80,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "row_filters",
         include_str!("../../sql/migrations/0014_row_filters.sql"),
     ),
+    (
+        15,
+        "endpoint_health",
+        include_str!("../../sql/migrations/0015_endpoint_health.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

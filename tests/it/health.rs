@@ -1,0 +1,239 @@
+//! Endpoint health: a receiver that keeps failing opens its subscription's
+//! breaker (deliveries wait in PostgreSQL, one probe at a time on a
+//! backoff, no retries used), the first success closes it and the backlog
+//! goes out at once in order, and failing past `disable_after` disables the
+//! subscription with its reason, in the same transaction as the health row.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::support::receiver::Reply;
+use crate::support::{Cluster, Receiver, TestDb, migrate, wait_until, walhook, walhook_streaming};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn prepare(db: &TestDb<'_>) {
+    migrate(&db.url());
+    db.psql(
+        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
+         CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL DEFAULT 0);
+         INSERT INTO walhook.routes (source_table, resource, apiresource)
+              VALUES ('accounts', 'account', '/accounts/{id}');",
+    );
+}
+
+/// The one value `sql` selects, as text.
+fn one(db: &TestDb<'_>, sql: &str) -> String {
+    db.psql(sql).trim().to_owned()
+}
+
+async fn metrics(daemon: &crate::support::ChildProcess) -> String {
+    reqwest::get(format!(
+        "http://{}/metrics",
+        daemon.http_addr.as_ref().unwrap()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap()
+}
+
+/// A receiver down under load, then back: the breaker opens after
+/// `failure_threshold` failures, only probes reach the receiver while it is
+/// down (the oldest pending delivery, again and again, without using its
+/// one retry), and the first success delivers the whole backlog within
+/// seconds, in commit order per resource (`ordered`), nothing lost or
+/// failed. The outage is 8 s rather than 60: what matters is that the
+/// breaker opened, the probes backed off, and the backlog did not wait for
+/// its retries (an hour away); a longer outage only adds probes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_down_under_load_gets_its_backlog_at_once_when_back() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let receiver = Receiver::start().await;
+    receiver.set_default(Reply::Status(503));
+    let id = db.psql(&format!(
+        "INSERT INTO walhook.subscriptions (url, retry_schedule, ordered, failure_threshold, probe_interval)
+         VALUES ('{}', '{{1h}}', true, 3, '200ms') RETURNING id",
+        receiver.url()
+    ));
+    let daemon = walhook_streaming(&db);
+    db.psql("INSERT INTO accounts (id) SELECT generate_series(1, 20)");
+    wait_until(WAIT, "the subscription failing", || async {
+        (one(
+            &db,
+            &format!(
+                "SELECT state FROM walhook.subscription_health WHERE subscription_id = '{id}'"
+            ),
+        ) == "failing")
+            .then_some(())
+    })
+    .await;
+    // load while it is down: 20 resources, updated again and again
+    let down_since = Instant::now();
+    let before = receiver.count();
+    while down_since.elapsed() < Duration::from_secs(8) {
+        db.psql("UPDATE accounts SET balance = balance + 1");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let while_down = receiver.count() - before;
+    let events: i64 = one(&db, "SELECT count(*) FROM walhook.events")
+        .parse()
+        .unwrap();
+    assert!(events >= 200, "{events} events");
+    assert!(
+        while_down <= 12,
+        "{while_down} requests while failing: only probes, backing off, should reach it"
+    );
+    // back: the first success closes the breaker
+    let back = Instant::now();
+    receiver.set_default(Reply::Status(204));
+    wait_until(WAIT, "every event delivered", || async {
+        (one(
+            &db,
+            &format!("SELECT count(*) FROM walhook.deliveries WHERE subscription_id = '{id}' AND status = 'succeeded'"),
+        ) == events.to_string())
+        .then_some(())
+    })
+    .await;
+    let received = receiver.received();
+    let successes: Vec<_> = received.iter().filter(|r| r.at >= back).collect();
+    let first = successes.first().expect("a success").at;
+    let last = successes.last().unwrap().at;
+    assert!(
+        last - first < Duration::from_secs(10),
+        "the backlog took {:?} after the first success:\n{}",
+        last - first,
+        daemon.log()
+    );
+    assert_eq!(
+        one(
+            &db,
+            &format!(
+                "SELECT count(*) FROM walhook.deliveries WHERE subscription_id = '{id}' AND status <> 'succeeded'"
+            )
+        ),
+        "0",
+        "nothing failed: probes use no retries"
+    );
+    let probed: i64 = one(&db, "SELECT max(attempts) FROM walhook.deliveries")
+        .parse()
+        .unwrap();
+    assert!(
+        probed >= 3,
+        "the oldest delivery was probed again and again ({probed} attempts)"
+    );
+    // in commit order per resource
+    let order: HashMap<String, (String, String)> = db
+        .psql("SELECT id, apiresource, lpad(replace(commit_lsn::text, '/', ''), 20, '0') || lpad(seq::text, 6, '0') FROM walhook.events")
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            (f[0].to_owned(), (f[1].to_owned(), f[2].to_owned()))
+        })
+        .collect();
+    let mut last_of: HashMap<&str, &str> = HashMap::new();
+    for r in &successes {
+        let (resource, position) = &order[&r.header("webhook-id").unwrap()];
+        if let Some(previous) = last_of.insert(resource, position) {
+            assert!(previous < position.as_str(), "{resource} out of order");
+        }
+    }
+    assert_eq!(
+        one(
+            &db,
+            &format!(
+                "SELECT state FROM walhook.subscription_health WHERE subscription_id = '{id}'"
+            )
+        ),
+        "healthy"
+    );
+    let metrics = metrics(&daemon).await;
+    for line in [
+        "walhook_subscription_transitions_total{to=\"failing\"} 1",
+        "walhook_subscription_transitions_total{to=\"healthy\"} 1",
+        "walhook_subscriptions{state=\"healthy\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+}
+
+/// Failing for `disable_after` disables the subscription: `disabled`,
+/// `disabled_reason` and `disabled_at` set in the same transaction as the
+/// health row's `disabled` state; `walhook status` shows it; enabling it
+/// again makes it healthy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subscription_failing_past_disable_after_is_disabled_with_its_reason() {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let receiver = Receiver::start().await;
+    receiver.set_default(Reply::Status(500));
+    let id = db.psql(&format!(
+        "INSERT INTO walhook.subscriptions (url, retry_schedule, failure_threshold, probe_interval, disable_after)
+         VALUES ('{}', '{{50ms,50ms}}', 2, '100ms', '2 seconds') RETURNING id",
+        receiver.url()
+    ));
+    let daemon = walhook_streaming(&db);
+    db.psql("INSERT INTO accounts (id) SELECT generate_series(1, 5)");
+    wait_until(WAIT, "the subscription failing", || async {
+        (one(
+            &db,
+            &format!(
+                "SELECT state FROM walhook.subscription_health WHERE subscription_id = '{id}'"
+            ),
+        ) == "failing")
+            .then_some(())
+    })
+    .await;
+    let (status, out, err) = walhook(&["status", "--database-url", &db.url(), "--slot", &db.slot]);
+    assert!(status.success(), "{err}");
+    assert!(out.contains(&id) && out.contains("failing since"), "{out}");
+    wait_until(WAIT, "the subscription disabled", || async {
+        (one(
+            &db,
+            &format!("SELECT disabled FROM walhook.subscriptions WHERE id = '{id}'"),
+        ) == "t")
+            .then_some(())
+    })
+    .await;
+    let row = one(
+        &db,
+        &format!(
+            "SELECT h.state, s.disabled_at IS NOT NULL, s.xmin = h.xmin, s.disabled_reason
+               FROM walhook.subscriptions s JOIN walhook.subscription_health h ON h.subscription_id = s.id
+              WHERE s.id = '{id}'"
+        ),
+    );
+    let fields: Vec<&str> = row.split('|').collect();
+    assert_eq!(&fields[..3], ["disabled", "t", "t"], "{row}");
+    assert!(
+        fields[3].starts_with("failing since ") && fields[3].contains("500"),
+        "reason: {}",
+        fields[3]
+    );
+    let (_, out, _) = walhook(&["status", "--database-url", &db.url(), "--slot", &db.slot]);
+    assert!(out.contains("disabled: failing since"), "{out}");
+    let metrics = metrics(&daemon).await;
+    for line in [
+        "walhook_subscription_transitions_total{to=\"failing\"} 1",
+        "walhook_subscription_transitions_total{to=\"disabled\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    // enabled again by a user: healthy, the reason gone
+    db.psql(&format!(
+        "UPDATE walhook.subscriptions SET disabled = false WHERE id = '{id}'"
+    ));
+    assert_eq!(
+        one(
+            &db,
+            &format!(
+                "SELECT h.state || ',' || coalesce(s.disabled_reason, '-') || ',' || (s.disabled_at IS NULL)
+                   FROM walhook.subscriptions s JOIN walhook.subscription_health h ON h.subscription_id = s.id
+                  WHERE s.id = '{id}'"
+            )
+        ),
+        "healthy,-,true"
+    );
+}
