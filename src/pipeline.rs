@@ -18,6 +18,11 @@
 //! its commit, whatever the receivers do; only the materialised mark waits
 //! for their rows ([`crate::delivery::positions`]). A batch whose deliveries
 //! do not all fit is written in chunks, each handed over after its commit.
+//!
+//! Before a batch is stored, the row filters its events still owe are
+//! evaluated in one statement ([`crate::store::filters`]), so a subscription
+//! whose filter does not match gets no delivery; a batch without filters
+//! skips that statement.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -33,6 +38,7 @@ use crate::replication::lsn::Lsn;
 use crate::replication::stream::StreamItem;
 use crate::store::ReconnectingClient;
 use crate::store::events::write_batch;
+use crate::store::filters;
 use crate::telemetry;
 
 /// Events per write transaction, at most.
@@ -177,6 +183,19 @@ impl Writer {
                 self.positions.committed(position, 0);
             }
             return true;
+        }
+        if batch.iter().any(|e| e.filter.is_some()) {
+            let filtered = match self.client.prepared().await {
+                Ok(client) => filters::apply(client, batch).await,
+                Err(error) => {
+                    tracing::warn!(%error, "reconnecting the event writer failed");
+                    return false;
+                }
+            };
+            if let Err(error) = filtered {
+                tracing::warn!(error = %crate::error::describe(&error), "evaluating row filters failed; the stream restarts from the last confirmed position");
+                return false;
+            }
         }
         let client = match self.client.get().await {
             Ok(client) => client,

@@ -133,6 +133,7 @@ impl DeleteGroup {
                 body: None,
                 error: None,
                 subscriptions: Vec::new(),
+                filter: None,
                 ..self.first
             },
             payload,

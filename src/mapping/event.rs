@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::filter::FilterCheck;
 use crate::replication::lsn::Lsn;
 
 /// Namespace of event ids (UUIDv5 over the change's position in the WAL).
@@ -38,6 +39,10 @@ pub struct Event {
     pub error: Option<String>,
     /// Subscriptions whose patterns match this event, as of its commit position.
     pub subscriptions: Vec<Uuid>,
+    /// Row filters of some of those subscriptions, still to evaluate: the
+    /// writer drops each subscription whose filter does not match before the
+    /// event is stored (None: no subscription of the event has a filter).
+    pub filter: Option<Box<FilterCheck>>,
 }
 
 #[cfg(test)]

@@ -4,7 +4,10 @@
 //! `walhook.routes` and `walhook.subscriptions` are in walhook's publication, so
 //! their changes arrive in the same ordered stream as the data; a config change
 //! is staged while its transaction streams and takes effect at its commit, for
-//! the transactions that follow. The mapper is pure: it does no I/O (the store
+//! the transactions that follow. `walhook.subscription_health` is in it too:
+//! its state transitions are the operational `webhook.*` events ([`health`]).
+//! A subscription with a row filter leaves its events addressed to it with
+//! the check still to do ([`filter`]); the writer does it in PostgreSQL. The mapper is pure: it does no I/O (the store
 //! loads its configuration, `store::config::load_mapper`); runtime settings
 //! reach it on a watch channel.
 //!
@@ -14,6 +17,8 @@
 
 pub mod bulk;
 pub mod event;
+pub mod filter;
+pub mod health;
 pub mod routes;
 pub mod snapshot;
 pub mod subscriptions;
@@ -31,6 +36,7 @@ use crate::config::Settings;
 use crate::replication::change::{Change, Op, Row, TxnBegin, TxnCommit};
 use bulk::{DeleteGroup, Grouped};
 use event::{Event, event_id};
+use filter::{FilterCheck, Subject};
 use routes::Route;
 use subscriptions::{REDACTED_COLUMNS, SubscriptionFilter};
 use template::{Rendered, Source, render_text};
@@ -117,6 +123,7 @@ impl Mapper {
                     Vec::new()
                 }
                 "subscriptions" => self.subscription_change(system_id, txn, change),
+                "subscription_health" => self.health_change(system_id, txn, change),
                 _ => Vec::new(),
             };
         }
@@ -137,6 +144,11 @@ impl Mapper {
         let changed = match change.op {
             Op::Update if route.uses_changed => route.changed_columns(old, row),
             _ => Vec::new(),
+        };
+        let subject = Subject {
+            new: change.new.as_ref(),
+            old: change.old.as_ref(),
+            route: Some(route),
         };
         let row = route.visible(row);
         let old = old.filter(|_| route.uses_old).map(|o| route.visible(o));
@@ -170,13 +182,20 @@ impl Mapper {
                 template: &route.payload,
                 source: &source,
             };
-            return vec![self.build(&origin, event_type, apiresource, payload, revision)];
+            return vec![self.build(&origin, event_type, apiresource, payload, revision, subject)];
         };
         let payload = route.payload.render(&source);
         if let Some(group) = self.deletes.iter_mut().find(|g| g.oid == rel.oid) {
             group.push(apiresource, revision, payload);
         } else {
-            let first = self.build(&origin, event_type, apiresource, payload.clone(), revision);
+            let first = self.build(
+                &origin,
+                event_type,
+                apiresource,
+                payload.clone(),
+                revision,
+                subject,
+            );
             self.deletes.push(DeleteGroup::new(
                 rel.oid,
                 bulk_type,
@@ -196,7 +215,10 @@ impl Mapper {
             .into_iter()
             .map(|group| match group.finish() {
                 Grouped::One(event) => event,
-                Grouped::Many { event, payload } => self.complete(event, payload),
+                // a bulk event has no one row: its filter sees type and path
+                Grouped::Many { event, payload } => {
+                    self.complete(event, payload, Subject::default())
+                }
             })
             .collect();
         for staged in self.staged.drain(..) {
@@ -269,6 +291,16 @@ impl Mapper {
             .unwrap_or_default()
             .to_owned();
         let redacted = row.filtered(|k| !REDACTED_COLUMNS.contains(&k));
+        let redact = |row: &Option<Row>| {
+            row.as_ref()
+                .map(|r| r.filtered(|k| !REDACTED_COLUMNS.contains(&k)))
+        };
+        let (new, old) = (redact(&change.new), redact(&change.old));
+        let subject = Subject {
+            new: new.as_ref(),
+            old: old.as_ref(),
+            route: None,
+        };
         let origin = Origin {
             system_id,
             txn,
@@ -280,7 +312,45 @@ impl Mapper {
             format!("/webhooks/{id}"),
             redacted,
             change.lsn.0 as i64,
+            subject,
         )]
+    }
+
+    /// A change of `walhook.subscription_health`: an operational event when
+    /// the state changed ([`health::transition`]), for every matching
+    /// subscription but the one it is about.
+    fn health_change(&self, system_id: &str, txn: &TxnBegin, change: &Change) -> Vec<Event> {
+        let (old, new) = (change.old.as_ref(), change.new.as_ref());
+        let (Some(kind), Some(row)) = (health::transition(change.op, old, new), new) else {
+            return Vec::new();
+        };
+        let Some(about) = health::subject(row) else {
+            return Vec::new();
+        };
+        let origin = Origin {
+            system_id,
+            txn,
+            change,
+        };
+        let subject = Subject {
+            new,
+            old,
+            route: None,
+        };
+        let mut event = self.build(
+            &origin,
+            kind.event_type.to_owned(),
+            format!("/webhooks/{about}"),
+            health::payload(row, kind),
+            change.lsn.0 as i64,
+            subject,
+        );
+        event.subscriptions.retain(|s| *s != about);
+        if let Some(check) = &mut event.filter {
+            check.filters.retain(|(s, _)| *s != about);
+        }
+        event.filter = event.filter.take().filter(|c| !c.filters.is_empty());
+        vec![event]
     }
 
     fn build(
@@ -290,6 +360,7 @@ impl Mapper {
         apiresource: String,
         payload: impl Serialize,
         revision: i64,
+        subject: Subject<'_>,
     ) -> Event {
         let Origin {
             system_id,
@@ -308,19 +379,38 @@ impl Mapper {
             body: None,
             error: None,
             subscriptions: Vec::new(),
+            filter: None,
         };
-        self.complete(event, Ok(payload))
+        self.complete(event, Ok(payload), subject)
     }
 
-    /// Fill in the subscriptions matching the event's type and its body (or
+    /// Fill in the subscriptions matching the event's type, the filter
+    /// checks of those that have a filter (on `subject`), and its body (or
     /// the error that stands in for the body).
-    fn complete(&self, mut event: Event, payload: Result<impl Serialize, String>) -> Event {
+    fn complete(
+        &self,
+        mut event: Event,
+        payload: Result<impl Serialize, String>,
+        subject: Subject<'_>,
+    ) -> Event {
+        let mut filters = Vec::new();
         event.subscriptions = self
             .subscriptions
             .values()
             .filter(|s| s.matches(&event.event_type))
+            .inspect(|s| {
+                if let Some(filter) = &s.filter {
+                    filters.push((s.id, filter.clone()));
+                }
+            })
             .map(|s| s.id)
             .collect();
+        if !filters.is_empty() {
+            event.filter = Some(Box::new(FilterCheck {
+                document: subject.document(&event.event_type, &event.apiresource),
+                filters,
+            }));
+        }
         (event.body, event.error) = match payload {
             Ok(payload) => self.body(
                 &event.apiresource,

@@ -7,11 +7,14 @@
 //! comes from the backfill and the row's primary key (a resumed backfill
 //! rebuilds the same ids, so nothing is stored twice); its position and time
 //! are the chunk's low watermark's; and it goes to the backfill's subscription
-//! only, whatever that subscription's event patterns.
+//! only, whatever that subscription's event patterns. That subscription's row
+//! filter (as of the watermark) still applies: its document has the row as
+//! `new`, no `old`, nothing `changed` and the type `<resource>.snapshot`.
 
 use uuid::Uuid;
 
 use super::event::Event;
+use super::filter::{FilterCheck, Subject};
 use super::template::{Rendered, Source, render_text};
 use super::{Mapper, revision};
 use crate::replication::change::{Row, TxnBegin};
@@ -49,6 +52,11 @@ impl Mapper {
         rows: &[SnapshotRow],
     ) -> Option<Vec<Event>> {
         let route = self.routes.get(&table_oid).filter(|r| r.enabled)?;
+        let filter = self
+            .subscriptions
+            .get(&subscription)
+            .and_then(|s| s.filter.clone());
+        let event_type = format!("{}.snapshot", route.resource);
         let events = rows
             .iter()
             .enumerate()
@@ -67,9 +75,19 @@ impl Mapper {
                     source: &source,
                 };
                 let (body, error) = self.body(&apiresource, low.commit_time, &payload, revision);
+                let filter = filter.as_ref().map(|filter| {
+                    let subject = Subject {
+                        new: Some(&row),
+                        ..Subject::default()
+                    };
+                    Box::new(FilterCheck {
+                        document: subject.document(&event_type, &apiresource),
+                        filters: vec![(subscription, filter.clone())],
+                    })
+                });
                 Event {
                     id: snapshot_event_id(backfill, key),
-                    event_type: format!("{}.snapshot", route.resource),
+                    event_type: event_type.clone(),
                     apiresource,
                     revision,
                     commit_lsn: low.commit_lsn,
@@ -79,6 +97,7 @@ impl Mapper {
                     body,
                     error,
                     subscriptions: vec![subscription],
+                    filter,
                 }
             })
             .collect();

@@ -1,4 +1,7 @@
-//! Subscription filters as the mapper needs them: id, patterns, disabled.
+//! Subscriptions as the mapper needs them: id, event type patterns,
+//! disabled, and the row filter ([`super::filter`]) in force.
+
+use std::sync::Arc;
 
 use serde_json::Value;
 use uuid::Uuid;
@@ -10,6 +13,8 @@ pub struct SubscriptionFilter {
     pub id: Uuid,
     pub patterns: Vec<String>,
     pub disabled: bool,
+    /// `filter` as jsonpath text (None: every event of its types).
+    pub filter: Option<Arc<str>>,
 }
 
 impl SubscriptionFilter {
@@ -29,6 +34,10 @@ impl SubscriptionFilter {
                 .get("disabled")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            filter: match row.get("filter") {
+                Some(Value::String(path)) => Some(Arc::from(path.as_str())),
+                _ => None,
+            },
         })
     }
 

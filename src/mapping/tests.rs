@@ -329,4 +329,5 @@ fn revision_defaults_to_the_change_position() {
     assert_eq!(e[0].revision, 0x1234);
 }
 
+mod subscriber_control;
 mod vocabulary;

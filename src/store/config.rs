@@ -1,10 +1,13 @@
 //! `walhook.routes` and `walhook.subscriptions` as the mapper needs them at
 //! start-up (afterwards their changes reach the mapper through the stream), and
-//! the publication those routes keep in step.
+//! the publication those routes keep in step. The publication also holds
+//! `walhook.subscription_health`, whose state transitions become the
+//! operational `webhook.*` events (`mapping::health`).
 //!
 //! Keeping the publication in step takes privileges a least-privilege role may
 //! lack (docs/least-privilege.md): `CREATE` on the database for the publication,
-//! ownership of the publication, of `walhook.routes` and `walhook.subscriptions`,
+//! ownership of the publication, of `walhook.routes`, `walhook.subscriptions`
+//! and `walhook.subscription_health`,
 //! and of every routed table (`ALTER TABLE ... REPLICA IDENTITY FULL` and
 //! `ALTER PUBLICATION ... ADD TABLE` are for owners, or members of the owner's
 //! role). When registering fails for want of one, [`register_publication`]
@@ -29,7 +32,8 @@ pub async fn load_mapper(client: &Client) -> Result<Mapper, tokio_postgres::Erro
     }
     let subscriptions = json_rows(
         client,
-        "SELECT json_build_object('id', id, 'events', events, 'disabled', disabled)::text
+        "SELECT json_build_object('id', id, 'events', events, 'disabled', disabled,
+                                 'filter', filter::text)::text
            FROM walhook.subscriptions",
     )
     .await?
@@ -111,6 +115,7 @@ BEGIN
                (SELECT rolsuper FROM pg_roles WHERE oid = c.relowner) AS superuser_owned
           FROM pg_class c
          WHERE (c.oid IN (SELECT source_table FROM walhook.routes)
+                OR c.oid = 'walhook.subscription_health'::regclass
                 OR (pub_oid IS NULL AND c.oid IN ('walhook.routes'::regclass,
                                                   'walhook.subscriptions'::regclass)))
            AND NOT pg_has_role(c.relowner, 'USAGE')

@@ -6,6 +6,7 @@ pub(crate) mod backfills;
 pub(crate) mod config;
 pub(crate) mod deliveries;
 pub(crate) mod events;
+pub(crate) mod filters;
 pub(crate) mod health;
 pub(crate) mod history;
 pub mod keys;

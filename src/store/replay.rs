@@ -4,7 +4,11 @@
 //! Which events match the subscription's patterns is decided by the same
 //! matcher as delivery creation (`mapping::subscriptions::pattern_matches`), applied to the distinct
 //! event types in the revision range; PostgreSQL then queues the events of the
-//! matching types in one statement. A replayed delivery keeps the event's
+//! matching types in one statement. A subscription with a row filter is
+//! replayed over the events its filter matched when they were stored: those
+//! with a delivery row for it, or owed to it from memory (the filter's
+//! document is not stored, so an event is never judged again by a filter
+//! written since). A replayed delivery keeps the event's
 //! position in its transaction (`seq`), so an `ordered` subscription gets the
 //! transaction's changes in commit order again.
 //!
@@ -55,7 +59,9 @@ SELECT DISTINCT type FROM walhook.events
 
 /// Queue the events of the given types: missing deliveries are created, existing
 /// ones go back to pending. `seq` comes from the event, or (events stored
-/// before it was recorded there) from the event's other deliveries.
+/// before it was recorded there) from the event's other deliveries. `$5`:
+/// the subscription has a row filter, so only events that were meant for it
+/// (a delivery row, or owed from memory) are queued.
 const QUEUE: &str = "
 INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq)
 SELECT e.id, $1, e.apiresource, e.commit_lsn,
@@ -65,6 +71,10 @@ SELECT e.id, $1, e.apiresource, e.commit_lsn,
   FROM walhook.events e
  WHERE e.revision >= $2 AND ($3::int8 IS NULL OR e.revision <= $3) AND e.body IS NOT NULL
    AND e.type = ANY($4)
+   AND (NOT $5::bool
+        OR $1 = ANY(e.owed)
+        OR EXISTS (SELECT 1 FROM walhook.deliveries d
+                    WHERE d.event_id = e.id AND d.subscription_id = $1))
 ON CONFLICT (event_id, subscription_id)
 DO UPDATE SET status = 'pending', next_attempt_at = now(),
               seq = greatest(walhook.deliveries.seq, EXCLUDED.seq)";
@@ -140,14 +150,15 @@ async fn queue(
         .await?;
     let default_timeout = i64::try_from(super::STATEMENT_TIMEOUT.as_millis()).unwrap_or(i64::MAX);
     tx.execute(LIFT_TIMEOUT, &[&default_timeout]).await?;
-    let patterns: Vec<String> = tx
+    let row = tx
         .query_opt(
-            "SELECT events FROM walhook.subscriptions WHERE id = $1",
+            "SELECT events, filter IS NOT NULL FROM walhook.subscriptions WHERE id = $1",
             &[&subscription],
         )
         .await?
-        .ok_or(ReplayError::NoSubscription(subscription))?
-        .try_get(0)?;
+        .ok_or(ReplayError::NoSubscription(subscription))?;
+    let patterns: Vec<String> = row.try_get(0)?;
+    let filtered: bool = row.try_get(1)?;
     let types: Vec<String> = tx
         .query(TYPES, &[&from_revision, &to_revision])
         .await?
@@ -160,7 +171,13 @@ async fn queue(
     } else {
         tx.execute(
             QUEUE,
-            &[&subscription, &from_revision, &to_revision, &matching],
+            &[
+                &subscription,
+                &from_revision,
+                &to_revision,
+                &matching,
+                &filtered,
+            ],
         )
         .await?
     };

@@ -279,7 +279,7 @@ fn bad_routes_are_refused_naming_the_problem() {
         "f"
     );
     assert_eq!(db.psql("SELECT count(*) FROM pg_publication_tables WHERE pubname = 'pub_check' AND tablename = 'apps'"), "1");
-    assert_eq!(db.psql("SELECT count(*) FROM pg_publication_tables WHERE pubname = 'pub_check' AND schemaname = 'walhook' AND tablename NOT IN ('routes', 'subscriptions')"), "0");
+    assert_eq!(db.psql("SELECT count(*) FROM pg_publication_tables WHERE pubname = 'pub_check' AND schemaname = 'walhook' AND tablename NOT IN ('routes', 'subscriptions', 'subscription_health')"), "0");
     db.psql("DELETE FROM walhook.routes");
     assert_eq!(db.psql("SELECT count(*) FROM pg_publication_tables WHERE pubname = 'pub_check' AND tablename = 'apps'"), "0");
 }
