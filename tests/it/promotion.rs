@@ -215,10 +215,34 @@ async fn after_a_promotion_walhook_continues_on_the_synchronised_slot_with_nothi
         "none of the rows written before the kill was delivered"
     );
     let new_primary = standby.url(&db.name);
+    // what walhook finds there: the standby's copy (still marked synced),
+    // in step at least up to the rows delivered before, at or behind the
+    // position walhook recorded, on the same system
+    let found = psql_url(
+        &new_primary,
+        &format!(
+            "SELECT s.synced, s.confirmed_flush_lsn >= '{stored_up_to}',
+                    s.confirmed_flush_lsn <= i.confirmed_lsn,
+                    i.system_identifier = (SELECT system_identifier::text FROM pg_control_system())
+               FROM pg_replication_slots s JOIN walhook.slot_identity i USING (slot_name)
+              WHERE slot_name = '{}'",
+            db.slot
+        ),
+    );
+    assert_eq!(
+        found, "t|t|t|t",
+        "synced, in step, behind the record, same system"
+    );
     let mut walhook = streaming_with_failover(&new_primary, &db);
     let log = walhook.log();
+    let refusals = [
+        "is not the slot walhook consumed",
+        "is gone",
+        "was invalidated",
+        "created replication slot",
+    ];
     assert!(
-        !log.contains("created replication slot") && !log.contains("recorded the slot"),
+        walhook.is_running() && !refusals.iter().any(|r| log.contains(r)),
         "walhook streams the synchronised slot as the one it recorded:\n{log}"
     );
     wait_answered(
