@@ -81,6 +81,19 @@
     return h("span", { class: "badge status-" + status }, status);
   }
 
+  // The signature schemes a webhook may send, with what each is.
+  const SCHEMES = [
+    ["v1", "v1: HMAC-SHA256 with the webhook's secret"],
+    ["v1a", "v1a: Ed25519 with walhook's signing key"],
+    ["rfc9421", "RFC 9421 HTTP Message Signature (Ed25519, JWKS)"],
+  ];
+
+  // A webhook's endpoint health as a badge: healthy, failing or disabled.
+  function healthBadge(health) {
+    const kind = { healthy: "succeeded", failing: "failed", disabled: "disabled" }[health.state] || "pending";
+    return h("span", { class: "badge health status-" + kind }, health.state);
+  }
+
   // ---- the token and the API -----------------------------------------------
 
   function token() {
@@ -215,13 +228,15 @@
       h("td", {}, w.events.join(" ")),
       h("td", {}, w.disabled ? h("span", { class: "badge status-failed" }, "disabled")
         : h("span", { class: "badge status-succeeded" }, "enabled")),
+      h("td", { class: "health" }, healthBadge(w.health),
+        w.health.state === "failing" ? " since " + when(w.health.failingSince) : null),
       h("td", { class: "last" }, "…")));
     show(
       h("div", { class: "title" }, h("h1", {}, "Webhooks"),
         h("a", { class: "button", id: "new-webhook", href: "#/webhooks/new" }, "New webhook")),
       page.data.length === 0 ? h("p", {}, "No webhooks yet.") :
         h("table", { id: "webhooks" },
-          h("thead", {}, h("tr", {}, ["Name", "URL", "Events", "State", "Last delivery"].map((c) => h("th", { scope: "col" }, c)))),
+          h("thead", {}, h("tr", {}, ["Name", "URL", "Events", "State", "Health", "Last delivery"].map((c) => h("th", { scope: "col" }, c)))),
           h("tbody", {}, rows)),
       page.nextCursor ? h("p", {}, h("a", { href: "#/webhooks?cursor=" + encodeURIComponent(page.nextCursor) }, "More webhooks →")) : null);
     // the last delivery of each, filled in as it comes
@@ -255,6 +270,17 @@
       [["keep", "unchanged"], ["none", "none"], ["bearer", "bearer token"], ["basic", "basic"]]
         .filter(([v]) => id || v !== "keep")
         .map(([v, label]) => h("option", { value: v }, label)));
+    const schemes = SCHEMES.map(([scheme]) => input("scheme-" + scheme, {
+      type: "checkbox", value: scheme, checked: w ? w.signatureSchemes.includes(scheme) : true,
+    }));
+    const filter = input("filter", { value: w && w.filter || "", spellcheck: "false", placeholder: '$.new.status == "active"' });
+    const rate = input("rate-limit", { type: "number", min: 0, step: "any", value: w && w.rateLimit !== null ? w.rateLimit : "", placeholder: "no limit" });
+    const disableAfter = input("disable-after", { value: w ? w.disableAfter || "" : "5d" });
+    const threshold = input("failure-threshold", { type: "number", min: 1, max: 10000, value: w ? w.failureThreshold : "", placeholder: "5" });
+    const rateThreshold = input("failure-rate", { type: "number", min: 0.01, max: 1, step: "any", value: w ? w.failureRateThreshold : "", placeholder: "0.5" });
+    const failWindow = input("failure-window", { value: w ? w.failureWindow : "", placeholder: "5min" });
+    const minAttempts = input("failure-min-attempts", { type: "number", min: 1, value: w ? w.failureWindowMinAttempts : "", placeholder: "10" });
+    const probe = input("probe-interval", { value: w ? w.probeInterval : "", placeholder: "30s" });
     const authToken = input("auth-token", { type: "password", autocomplete: "off" });
     const authUser = input("auth-username", { autocomplete: "off" });
     const authPassword = input("auth-password", { type: "password", autocomplete: "off" });
@@ -283,6 +309,19 @@
         field("Envelope", envelope),
         h("div", { class: "check" }, ordered, h("label", { for: "wh-ordered" }, "Ordered per apiresource")),
         h("div", { class: "check" }, disabled, h("label", { for: "wh-disabled" }, "Disabled"))),
+      h("fieldset", { id: "wh-schemes" }, h("legend", {}, "Signatures"),
+        SCHEMES.map(([scheme, label], i) => h("div", { class: "check" }, schemes[i],
+          h("label", { for: "wh-scheme-" + scheme }, label)))),
+      h("fieldset", {}, h("legend", {}, "Subscriber control"),
+        field("Filter", filter, "A SQL/JSON path condition over new, old, changed, type and apiresource, e.g. " +
+          '$.new.status == "suspended" or exists($.changed ? (@ == "email")); empty: every event'),
+        field("Rate limit (deliveries/s)", rate, "Per walhook instance; empty: no limit"),
+        field("Disable after failing for", disableAfter, "An interval such as 5d or 12h; empty: never"),
+        field("Failing after consecutive failures", threshold),
+        field("Or a failure rate of", rateThreshold, "A share of attempts, above 0 and at most 1"),
+        field("Over a window of", failWindow, "From 1s to 1d"),
+        field("With at least (attempts)", minAttempts),
+        field("Probe every", probe, "While failing: one delivery is tried this often (doubling, at most 32 times)")),
       h("fieldset", {}, h("legend", {}, "Request"),
         field("Headers", headers, "One per line: name: value"),
         field("Query parameters", params, "One per line: key=value"),
@@ -303,6 +342,15 @@
       if (retry.value.trim()) body.retrySchedule = words(retry.value);
       if (timeout.value) body.timeoutMs = Number(timeout.value);
       if (inflight.value) body.maxInFlight = Number(inflight.value);
+      body.signatureSchemes = schemes.filter((c) => c.checked).map((c) => c.value);
+      body.filter = filter.value.trim() || null;
+      body.rateLimit = rate.value ? Number(rate.value) : null;
+      body.disableAfter = disableAfter.value.trim() || null;
+      if (threshold.value) body.failureThreshold = Number(threshold.value);
+      if (rateThreshold.value) body.failureRateThreshold = Number(rateThreshold.value);
+      if (failWindow.value.trim()) body.failureWindow = failWindow.value.trim();
+      if (minAttempts.value) body.failureWindowMinAttempts = Number(minAttempts.value);
+      if (probe.value.trim()) body.probeInterval = probe.value.trim();
       if (authType.value === "none") body.auth = { type: "none" };
       if (authType.value === "bearer") body.auth = { type: "bearer", token: authToken.value };
       if (authType.value === "basic") body.auth = { type: "basic", username: authUser.value, password: authPassword.value };
@@ -387,13 +435,36 @@
         h("dt", {}, "Timeout"), h("dd", {}, w.timeoutMs + " ms, at most " + w.maxInFlight + " in flight"),
         h("dt", {}, "Envelope"), h("dd", {}, w.envelope + (w.ordered ? ", ordered" : "")),
         h("dt", {}, "Authorization"), h("dd", {}, w.auth.type),
+        h("dt", {}, "Signatures"), h("dd", { id: "wh-schemes-shown" }, w.signatureSchemes.join(" ")),
+        h("dt", {}, "Filter"), h("dd", {}, w.filter ? h("code", {}, w.filter) : "every event"),
+        h("dt", {}, "Rate limit"), h("dd", {}, w.rateLimit === null ? "none" : w.rateLimit + " deliveries/s"),
+        h("dt", {}, "Failing after"), h("dd", {}, w.failureThreshold + " consecutive failures, or " +
+          Math.round(w.failureRateThreshold * 100) + "% of at least " + w.failureWindowMinAttempts +
+          " attempts in " + w.failureWindow + "; probed every " + w.probeInterval),
+        h("dt", {}, "Disabled after failing for"), h("dd", {}, w.disableAfter || "never"),
         h("dt", {}, "Id"), h("dd", {}, h("code", {}, w.id))),
+      h("h2", {}, "Health"),
+      healthFacts(w),
       h("div", { class: "actions" },
         h("a", { class: "button", href: "#/webhooks/" + id + "/edit", id: "edit" }, "Edit"), toggle, remove),
       confirm,
       h("h2", {}, "Deliveries"),
       section.node);
     await section.start();
+  }
+
+  // The webhook's endpoint health and, when walhook disabled it, why.
+  function healthFacts(w) {
+    const x = w.health;
+    return h("dl", { class: "facts", id: "wh-health" },
+      h("dt", {}, "State"), h("dd", { id: "wh-health-state" }, healthBadge(x),
+        x.failingSince ? " since " + when(x.failingSince) : null),
+      w.disabledReason ? [h("dt", {}, "Disabled"), h("dd", { id: "wh-disabled-reason", class: "error" },
+        when(w.disabledAt) + ": " + w.disabledReason)] : null,
+      h("dt", {}, "Consecutive failures"), h("dd", {}, x.consecutiveFailures),
+      h("dt", {}, "Last error"), h("dd", { id: "wh-last-error" }, x.lastError ? x.lastError + " (" + when(x.lastFailureAt) + ")" : "—"),
+      h("dt", {}, "Last success"), h("dd", {}, when(x.lastSuccessAt)),
+      x.state === "failing" ? [h("dt", {}, "Next probe"), h("dd", {}, when(x.nextProbeAt))] : null);
   }
 
   // Deliveries, newest first, filtered by status and event type (kept in the

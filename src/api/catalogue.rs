@@ -6,7 +6,9 @@
 //! Per route: `<resource>.<suffix>` for insert, update and delete (its
 //! `event_names`, else created/updated/deleted), one per `status_events`
 //! value, the bulk delete event when set, and `<resource>.snapshot`; then the
-//! `webhook.*` events walhook makes of `walhook.subscriptions` itself.
+//! `webhook.*` events walhook makes of `walhook.subscriptions` itself, and the
+//! operational ones of `walhook.subscription_health` (`webhook.failing`,
+//! `webhook.recovered`, `webhook.disabled`).
 
 use std::collections::BTreeSet;
 
@@ -19,6 +21,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::{ApiState, read_conn};
+use crate::mapping::health::{self, OPERATIONAL_EVENTS};
 use crate::mapping::render_body;
 use crate::mapping::routes::Route;
 use crate::mapping::template::{Source, render_text};
@@ -33,14 +36,16 @@ pub struct CatalogueEntry {
     pub event_type: String,
     /// The routed table (`walhook.subscriptions` for `webhook.*`).
     pub table: String,
-    /// `insert`, `update`, `delete`, `status`, `bulk_delete` or `snapshot`.
+    /// `insert`, `update`, `delete`, `status`, `bulk_delete`, `snapshot`, or
+    /// `health` (a webhook's endpoint health changed state).
     pub operation: String,
     /// When the event is made, in words.
     pub when: String,
     /// False when the route is disabled (it makes nothing now).
     pub enabled: bool,
     /// A body as receivers get it (default envelope), from a made-up row;
-    /// null where the shape is not the route's template (bulk deletes, `webhook.*`).
+    /// null where the shape is not the route's template (bulk deletes,
+    /// `webhook.created|updated|deleted`).
     pub sample: Option<Value>,
 }
 
@@ -171,8 +176,7 @@ pub async fn catalogue(State(state): State<ApiState>) -> Result<Json<Catalogue>,
                FROM walhook.routes r ORDER BY r.source_table::text",
             &[],
         )
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .await?;
     let at = Utc::now();
     let mut data = Vec::new();
     for row in &rows {
@@ -205,7 +209,48 @@ pub async fn catalogue(State(state): State<ApiState>) -> Result<Json<Catalogue>,
             sample: None,
         });
     }
+    data.extend(operational(at));
     Ok(Json(Catalogue { data }))
+}
+
+/// `webhook.failing`, `webhook.recovered` and `webhook.disabled`: changes of
+/// a webhook's endpoint health, to the other `webhook.*` subscribers, with a
+/// sample built from a made-up health row.
+fn operational(at: DateTime<Utc>) -> Vec<CatalogueEntry> {
+    let id = "6a1f4d0e-8c2a-4e59-9a57-2f3c1d7eb0a4";
+    OPERATIONAL_EVENTS
+        .iter()
+        .map(|event| {
+            let state = match *event {
+                health::RECOVERED => "healthy",
+                health::DISABLED => "disabled",
+                _ => "failing",
+            };
+            let row: Row = [
+                ("subscription_id", json!(id)),
+                ("state", json!(state)),
+                ("failing_since", json!("2024-12-12T17:30:00.000Z")),
+                ("last_error", json!("HTTP 503")),
+                ("consecutive_failures", json!(5)),
+                ("last_failure_at", json!("2024-12-12T17:38:03.850Z")),
+                ("last_success_at", json!("2024-12-12T17:40:00.000Z")),
+            ]
+            .into_iter()
+            .collect();
+            let payload = health::payload(&row, *event);
+            let sample = render_body(&format!("/webhooks/{id}"), at, &payload, 1084487)
+                .ok()
+                .and_then(|body| serde_json::from_str(&body).ok());
+            CatalogueEntry {
+                event_type: event.event_type.to_owned(),
+                table: "walhook.subscription_health".to_owned(),
+                operation: "health".to_owned(),
+                when: event.when.to_owned(),
+                enabled: true,
+                sample,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

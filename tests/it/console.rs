@@ -5,7 +5,8 @@
 //! a token, create a webhook (its pattern from the catalogue's picker) and see
 //! its secret, watch a delivery appear, see a failing delivery's attempts and
 //! resend it, the catalogue, start a backfill and watch it finish, the health
-//! page, disable a webhook, edit and delete one, and a wrong token bringing
+//! page, disable a webhook, edit one (its signature schemes, filter, rate
+//! limit) and see its endpoint failing, delete it, and a wrong token bringing
 //! the prompt back.
 //!
 //! The browser test needs `chromium` and `chromium-driver` (`.ci/browser.sh`);
@@ -405,9 +406,28 @@ async fn the_catalogue_lists_what_the_routes_make_with_samples() {
             "item.snapshot",
             "webhook.created",
             "webhook.updated",
-            "webhook.deleted"
+            "webhook.deleted",
+            "webhook.failing",
+            "webhook.recovered",
+            "webhook.disabled"
         ]
     );
+    let failing = &data[10];
+    assert_eq!(failing["table"], "walhook.subscription_health");
+    assert_eq!(failing["operation"], "health");
+    let sample = &failing["sample"];
+    assert!(
+        sample["apiresource"]
+            .as_str()
+            .unwrap()
+            .starts_with("/webhooks/"),
+        "{sample}"
+    );
+    let payload = &sample["resourcepayload"];
+    assert!(payload["subscription_id"].is_string() && payload["consecutive_failures"].is_i64());
+    assert!(payload["failing_since"].is_string() && payload["last_error"].is_string());
+    assert_eq!(sample["resourcepayload"]["state"], "failing");
+    assert!(data[11]["sample"]["resourcepayload"]["last_success_at"].is_string());
     let added = &data[0];
     assert_eq!(added["table"], "items");
     assert_eq!(added["operation"], "insert");
@@ -673,7 +693,9 @@ async fn console_scenario(browser: Arc<Browser>) {
     // the catalogue: what the route makes
     browser.click("nav a[href='#/catalogue']").await;
     browser.wait_text("#catalogue", "item.snapshot", WAIT).await;
-    assert!(browser.text("#catalogue").await.contains("item.created"));
+    let catalogue = browser.text("#catalogue").await;
+    assert!(catalogue.contains("item.created"), "{catalogue}");
+    assert!(catalogue.contains("webhook.failing"), "{catalogue}");
 
     // a backfill of the items to the good webhook, followed to its end
     let good_id = db.psql("SELECT id FROM walhook.subscriptions WHERE name = 'good hook'");
@@ -765,19 +787,75 @@ async fn console_scenario(browser: Arc<Browser>) {
     assert_eq!(browser.count("#keys li").await, 1, "the signing key");
     snap(&browser, "5-health").await;
 
-    // edit the failing webhook, then delete it (after confirming)
+    // edit the failing webhook (its signatures, filter and rate limit too),
+    // then delete it (after confirming)
     browser.goto(&format!("{base}/console{failing_page}")).await;
     browser.click("#edit").await;
     browser.wait_for("#webhook-form", WAIT).await;
+    assert_eq!(browser.count("#wh-schemes input:checked").await, 3);
     browser.fill("#wh-timeout", "500").await;
     browser.fill("#wh-headers", "x-tenant: acme").await;
+    browser.click("#wh-scheme-rfc9421").await;
+    browser.fill("#wh-filter", "$.new.id > 1").await;
+    browser.fill("#wh-rate-limit", "20").await;
+    browser.fill("#wh-disable-after", "").await;
     browser.click("#wh-save").await;
     browser.wait_text("main dl", "500 ms", WAIT).await;
     assert_eq!(
-        db.psql("SELECT timeout_ms, headers::text FROM walhook.subscriptions WHERE name = 'failing hook'")
-            .trim(),
-        r#"500|{"x-tenant": "acme"}"#
+        db.psql(
+            "SELECT timeout_ms, headers::text, signature_schemes, filter, rate_limit,
+                    disable_after IS NULL
+               FROM walhook.subscriptions WHERE name = 'failing hook'"
+        )
+        .trim(),
+        r#"500|{"x-tenant": "acme"}|{v1,v1a}|($."new"."id" > 1)|20|t"#
     );
+    assert_eq!(browser.text("#wh-schemes-shown").await, "v1 v1a");
+    // a filter that is no predicate: the form shows the API's refusal, naming the field
+    browser.click("#edit").await;
+    browser.wait_for("#webhook-form", WAIT).await;
+    browser.fill("#wh-filter", "$.new.id").await;
+    browser.click("#wh-save").await;
+    browser.wait_text("#form-error", "filter", WAIT).await;
+
+    // its endpoint failing (as the delivering instances record it): the
+    // webhook's page and the list show it
+    db.psql(
+        "INSERT INTO walhook.subscription_health
+           (subscription_id, state, failing_since, consecutive_failures, last_error, last_failure_at)
+         SELECT id, 'failing', now() - interval '5 minutes', 6, 'HTTP 502 from the gateway', now()
+           FROM walhook.subscriptions WHERE name = 'failing hook'
+         ON CONFLICT (subscription_id) DO UPDATE
+            SET state = excluded.state, failing_since = excluded.failing_since,
+                consecutive_failures = excluded.consecutive_failures,
+                last_error = excluded.last_error, last_failure_at = excluded.last_failure_at",
+    );
+    browser.goto(&format!("{base}/console{failing_page}")).await;
+    browser.wait_text("#wh-health-state", "failing", WAIT).await;
+    assert!(
+        browser.text("#wh-health-state").await.contains(" since "),
+        "the failing period's start"
+    );
+    assert!(
+        browser
+            .text("#wh-last-error")
+            .await
+            .contains("HTTP 502 from the gateway")
+    );
+    snap(&browser, "7-failing-health").await;
+    browser.click("nav a[href='#/webhooks']").await;
+    let health_cell = |name: &str| {
+        let id = db.psql(&format!(
+            "SELECT id FROM walhook.subscriptions WHERE name = '{name}'"
+        ));
+        format!("#webhooks tr[data-id='{}'] td.health", id.trim())
+    };
+    browser
+        .wait_text(&health_cell("failing hook"), "failing since", WAIT)
+        .await;
+    assert_eq!(browser.text(&health_cell("good hook")).await, "healthy");
+    browser.goto(&format!("{base}/console{failing_page}")).await;
+    browser.wait_for("#wh-health-state", WAIT).await;
     browser.click("#delete").await;
     browser.click("#confirm-delete-yes").await;
     browser.wait_text("main h1", "Webhooks", WAIT).await;
@@ -789,11 +867,13 @@ async fn console_scenario(browser: Arc<Browser>) {
     );
 
     // no script error and nothing refused by the Content-Security-Policy
+    // (the refused filter's 400 was asked for)
     let severe: Vec<_> = browser
         .console_log()
         .await
         .into_iter()
         .filter(|(level, _)| level == "SEVERE")
+        .filter(|(_, text)| !(text.contains("/v1/webhooks/") && text.contains("status of 400")))
         .collect();
     assert!(severe.is_empty(), "browser console: {severe:?}");
 
