@@ -132,6 +132,8 @@ impl AttemptTask {
                 (DeliveryStatus::Succeeded, decided_at, "success")
             }
             Decision::RetryAt(at) => (DeliveryStatus::Pending, at, "retry"),
+            // a failed probe keeps its delivery pending where it was
+            Decision::Failed if job.probe => (DeliveryStatus::Pending, decided_at, "retry"),
             Decision::Failed => (DeliveryStatus::Failed, decided_at, "failed"),
         };
         if new_status != DeliveryStatus::Succeeded {

@@ -90,7 +90,32 @@ pub const LEASE_MARGIN_SECS: f64 = 30.0;
 /// request timeouts (waiting for one round, then its own request).
 pub const ROUNDS_HELD: i64 = 2;
 
-const CLAIM: &str = "
+/// The end of a claim: lease the deliveries of `$chosen` (a CTE of ids) to
+/// `$1` for `$rounds` request timeouts plus `$margin` seconds, and return
+/// what their attempts need ([`claimed_row`]).
+macro_rules! lease {
+    ($chosen:literal, $rounds:literal, $margin:literal) => {
+        concat!(
+            "
+UPDATE walhook.deliveries d
+   SET lease_owner = $1,
+       lease_until = now() + make_interval(secs => ",
+            $rounds,
+            "::int8 * s.timeout_ms / 1000.0 + ",
+            $margin,
+            "::float8)
+  FROM ",
+            $chosen,
+            " c, walhook.subscriptions s, walhook.events ev
+ WHERE d.id = c.id AND s.id = d.subscription_id AND ev.id = d.event_id
+RETURNING d.id, d.subscription_id, d.attempts, d.retry_base, ev.id, ev.type, ev.body::text,
+          ev.commit_time, d.lease_until"
+        )
+    };
+}
+
+const CLAIM: &str = concat!(
+    "
 WITH candidates AS (
     -- per enabled, healthy subscription, its earliest due deliveries up to its
     -- free in-flight slots ($3/$4: this instance's deliveries in flight per
@@ -119,13 +144,9 @@ WITH candidates AS (
 ), chosen AS (
     SELECT id FROM candidates ORDER BY next_attempt_at, id LIMIT $2::int8
 )
-UPDATE walhook.deliveries d
-   SET lease_owner = $1,
-       lease_until = now() + make_interval(secs => $6::int8 * s.timeout_ms / 1000.0 + $5::float8)
-  FROM chosen, walhook.subscriptions s, walhook.events ev
- WHERE d.id = chosen.id AND s.id = d.subscription_id AND ev.id = d.event_id
-RETURNING d.id, d.subscription_id, d.attempts, d.retry_base, ev.id, ev.type, ev.body::text,
-          ev.commit_time, d.lease_until";
+",
+    lease!("chosen", "$6", "$5")
+);
 
 /// Claim up to `limit` due deliveries for `instance`, which holds `busy[i].1`
 /// deliveries of subscription `busy[i].0` already (running or waiting); each
@@ -180,7 +201,8 @@ fn claimed_row(r: &tokio_postgres::Row) -> Result<Claimed, tokio_postgres::Error
 /// `next_probe_at` moves to the lease's end in the same statement, so one
 /// instance probes at a time; the probe's outcome sets the next one
 /// (`store::health`).
-const CLAIM_PROBE: &str = "
+const CLAIM_PROBE: &str = concat!(
+    "
 WITH due AS (
     SELECT h.subscription_id, s.ordered, s.timeout_ms
       FROM walhook.subscription_health h
@@ -210,13 +232,9 @@ WITH due AS (
       FROM probe
      WHERE h.subscription_id = probe.subscription_id
 )
-UPDATE walhook.deliveries d
-   SET lease_owner = $1,
-       lease_until = now() + make_interval(secs => $3::int8 * s.timeout_ms / 1000.0 + $2::float8)
-  FROM probe, walhook.subscriptions s, walhook.events ev
- WHERE d.id = probe.id AND s.id = d.subscription_id AND ev.id = d.event_id
-RETURNING d.id, d.subscription_id, d.attempts, d.retry_base, ev.id, ev.type, ev.body::text,
-          ev.commit_time, d.lease_until";
+",
+    lease!("probe", "$3", "$2")
+);
 
 /// Claim the probes that are due ([`CLAIM_PROBE`]) for `instance`.
 pub async fn claim_probes(

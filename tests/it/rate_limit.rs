@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::support::{Cluster, Receiver, migrate, subscribe, wait_until, walhook_streaming};
+use crate::support::{Cluster, Receiver, subscribe, wait_until, walhook_streaming};
 
 /// 600 events at once to a subscription limited to 40 deliveries per
 /// second: the receiver counts them per second, and the rate holds within
@@ -15,13 +15,7 @@ use crate::support::{Cluster, Receiver, migrate, subscribe, wait_until, walhook_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rate_limit_holds_at_the_receiver() {
     let db = Cluster::shared().new_database();
-    migrate(&db.url());
-    db.psql(
-        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
-         CREATE TABLE readings (id int PRIMARY KEY);
-         INSERT INTO walhook.routes (source_table, resource, apiresource)
-              VALUES ('readings', 'reading', '/readings/{id}');",
-    );
+    crate::health::prepare(&db);
     let limited = Receiver::start().await;
     let free = Receiver::start().await;
     let rate = 40.0;
@@ -30,7 +24,7 @@ async fn a_rate_limit_holds_at_the_receiver() {
     let _daemon = walhook_streaming(&db);
     let total = 600;
     db.psql(&format!(
-        "INSERT INTO readings (id) SELECT generate_series(1, {total})"
+        "INSERT INTO accounts (id) SELECT generate_series(1, {total})"
     ));
     wait_until(
         Duration::from_secs(30),
