@@ -24,16 +24,23 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+mod error;
+mod poison;
+mod rows;
+
+pub use error::StreamError;
+use error::unexpected;
+pub use poison::{FailureStreak, PoisonMessage};
+use rows::tuple_to_row;
+
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::change::{Change, Op, RelationInfo, Row, TxnBegin, TxnCommit};
-use super::conn::{ConnError, ReplicationConnection, ReplicationStream};
+use super::conn::{ReplicationConnection, ReplicationStream};
 use super::lsn::Lsn;
-use super::pgoutput::{self, ColumnValue, DecodeError, Message, TupleData};
+use super::pgoutput::{self, Message, TupleData};
 use super::protocol::ReplicationMessage;
-use super::values::text_to_json;
 use crate::telemetry;
 
 /// Standby status updates go out at least this often.
@@ -67,146 +74,6 @@ pub enum StreamItem {
     /// Everything before `lsn` has been sent and no transaction is open: once
     /// the items before this one are stored, `lsn` may be confirmed.
     Position(Lsn),
-}
-
-/// Why the loop stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum StreamError {
-    #[error(transparent)]
-    Conn(#[from] ConnError),
-    #[error(
-        "undecodable message at {lsn}{}: {source}; not confirming past it",
-        on_table(table)
-    )]
-    Decode {
-        lsn: Lsn,
-        /// `schema.table` the message is about, when known.
-        table: Option<String>,
-        #[source]
-        source: DecodeError,
-    },
-    #[error(
-        "unexpected message at {lsn}{}: {what}; not confirming past it",
-        on_table(table)
-    )]
-    Unexpected {
-        lsn: Lsn,
-        table: Option<String>,
-        what: String,
-    },
-    #[error("the server closed the replication stream")]
-    Closed,
-    #[error("storing events failed; restarting the stream from the last confirmed position")]
-    StoreFailed,
-    #[error("shutting down")]
-    Shutdown,
-}
-
-fn on_table(table: &Option<String>) -> String {
-    table
-        .as_ref()
-        .map(|t| format!(" (table {t})"))
-        .unwrap_or_default()
-}
-
-impl StreamError {
-    /// The WAL position and table of a message this stream cannot take; the
-    /// same bytes come back after a reconnect.
-    pub fn bad_message(&self) -> Option<(Lsn, Option<&str>)> {
-        match self {
-            StreamError::Decode { lsn, table, .. } | StreamError::Unexpected { lsn, table, .. } => {
-                Some((*lsn, table.as_deref()))
-            }
-            _ => None,
-        }
-    }
-
-    /// Name the table, when the error does not already.
-    fn on(mut self, name: Option<String>) -> Self {
-        if let StreamError::Decode { table, .. } | StreamError::Unexpected { table, .. } = &mut self
-            && table.is_none()
-        {
-            *table = name;
-        }
-        self
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            StreamError::Conn(_) => "connection",
-            StreamError::Decode { .. } => "decode",
-            StreamError::Unexpected { .. } => "protocol",
-            StreamError::Closed => "closed",
-            StreamError::StoreFailed => "store",
-            StreamError::Shutdown => "shutdown",
-        }
-    }
-}
-
-/// A message that failed this many sessions in a row stops walhook: the slot
-/// replays the same bytes after every reconnect, so retrying cannot help.
-pub const MAX_IDENTICAL_FAILURES: u32 = 5;
-
-/// The stream keeps failing on one message: walhook stops.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "the replication stream failed {failures} times in a row on the message at {lsn} \
-     (table {table}): {error}. walhook stops instead of retrying forever and confirms \
-     nothing past it; inspect the message with pg_logical_slot_peek_binary_changes, \
-     upgrade walhook or report it with the LSN; only advancing the slot past {lsn} \
-     (pg_replication_slot_advance) skips it, losing its events"
-)]
-pub struct PoisonMessage {
-    pub lsn: Lsn,
-    pub table: String,
-    pub failures: u32,
-    pub error: String,
-}
-
-/// Counts consecutive session failures on the same message (same position,
-/// same error). Any other outcome starts a new count.
-#[derive(Debug, Default)]
-pub struct FailureStreak {
-    last: Option<(Lsn, String)>,
-    count: u32,
-}
-
-impl FailureStreak {
-    /// Record the error that ended a session; the [`PoisonMessage`] when the
-    /// same message has now failed [`MAX_IDENTICAL_FAILURES`] times (counted
-    /// in `walhook_replication_poison_messages_total`).
-    pub fn record(&mut self, error: &StreamError) -> Option<PoisonMessage> {
-        let Some((lsn, table)) = error.bad_message() else {
-            self.reset();
-            return None;
-        };
-        let key = (lsn, error.to_string());
-        if self.last.as_ref() == Some(&key) {
-            self.count += 1;
-        } else {
-            self.last = Some(key);
-            self.count = 1;
-        }
-        if self.count < MAX_IDENTICAL_FAILURES {
-            return None;
-        }
-        let table = table.unwrap_or("unknown").to_owned();
-        telemetry::REPLICATION_POISON_MESSAGES
-            .with_label_values(&[&table])
-            .inc();
-        Some(PoisonMessage {
-            lsn,
-            table,
-            failures: self.count,
-            error: error.to_string(),
-        })
-    }
-
-    /// A session streamed or failed for another reason.
-    pub fn reset(&mut self) {
-        self.last = None;
-        self.count = 0;
-    }
 }
 
 /// How a streaming session is tied to the rest of `walhook run`.
@@ -338,59 +205,27 @@ impl<'a> SlotStream<'a> {
         }
     }
 
+    /// One decoded pgoutput message: transaction bounds, relation metadata,
+    /// row changes and logical messages each have their step.
     async fn apply(&mut self, lsn: Lsn, message: Message) -> Result<(), StreamError> {
         match message {
             Message::Begin {
                 final_lsn,
                 commit_time_us,
                 xid,
-            } => {
-                let begin = TxnBegin {
-                    commit_lsn: final_lsn,
-                    commit_time: pgoutput::pg_time_to_utc(commit_time_us),
-                    xid,
-                };
-                self.txn = Some(begin);
-                self.ordinal = 0;
-                self.push(StreamItem::Begin(begin)).await
-            }
+            } => self.begin(final_lsn, commit_time_us, xid).await,
             Message::Commit {
                 commit_lsn,
                 end_lsn,
                 commit_time_us,
                 ..
-            } => {
-                if self.txn.take().is_none() {
-                    return Err(unexpected(lsn, "Commit without Begin"));
-                }
-                let commit_time = pgoutput::pg_time_to_utc(commit_time_us);
-                let lag = (chrono::Utc::now() - commit_time).num_milliseconds() as f64 / 1000.0;
-                telemetry::REPLICATION_LAG_SECONDS.set(lag.max(0.0));
-                self.push(StreamItem::Commit(TxnCommit {
-                    commit_lsn,
-                    end_lsn,
-                    commit_time,
-                }))
-                .await
-            }
+            } => self.commit(lsn, commit_lsn, end_lsn, commit_time_us).await,
             Message::Relation(rel) => {
-                let info = RelationInfo {
-                    oid: rel.oid,
-                    schema: rel.namespace,
-                    name: rel.name,
-                    columns: rel
-                        .columns
-                        .into_iter()
-                        .map(|c| (Arc::from(c.name), c.type_oid))
-                        .collect(),
-                };
-                self.relations.insert(info.oid, Arc::new(info));
+                self.remember_relation(rel);
                 Ok(())
             }
             Message::Insert { relation_oid, new } => {
-                let relation = self.relation(lsn, relation_oid)?;
-                let (new, missing) = tuple_to_row(lsn, &relation, &new, None)?;
-                self.push_change(lsn, relation, Op::Insert, Some(new), None, missing)
+                self.row_change(lsn, relation_oid, Op::Insert, Some(new), None)
                     .await
             }
             Message::Update {
@@ -399,13 +234,7 @@ impl<'a> SlotStream<'a> {
                 key,
                 new,
             } => {
-                let relation = self.relation(lsn, relation_oid)?;
-                let old = match old.or(key) {
-                    Some(tuple) => Some(tuple_to_row(lsn, &relation, &tuple, None)?.0),
-                    None => None,
-                };
-                let (new, missing) = tuple_to_row(lsn, &relation, &new, old.as_ref())?;
-                self.push_change(lsn, relation, Op::Update, Some(new), old, missing)
+                self.row_change(lsn, relation_oid, Op::Update, Some(new), old.or(key))
                     .await
             }
             Message::Delete {
@@ -413,12 +242,7 @@ impl<'a> SlotStream<'a> {
                 old,
                 key,
             } => {
-                let relation = self.relation(lsn, relation_oid)?;
-                let old = match old.or(key) {
-                    Some(tuple) => Some(tuple_to_row(lsn, &relation, &tuple, None)?.0),
-                    None => None,
-                };
-                self.push_change(lsn, relation, Op::Delete, None, old, Vec::new())
+                self.row_change(lsn, relation_oid, Op::Delete, None, old.or(key))
                     .await
             }
             Message::Truncate { relation_oids, .. } => {
@@ -435,15 +259,105 @@ impl<'a> SlotStream<'a> {
                 prefix,
                 content,
             } => {
-                if !transactional && self.txn.is_none() && prefix == HEARTBEAT_PREFIX {
-                    self.push(StreamItem::Position(message_lsn)).await?;
-                } else if transactional && self.txn.is_some() && prefix == BACKFILL_PREFIX {
-                    self.push(StreamItem::Watermark { content }).await?;
-                }
-                Ok(())
+                self.logical_message(transactional, message_lsn, &prefix, content)
+                    .await
             }
             Message::Origin { .. } | Message::Type { .. } => Ok(()),
         }
+    }
+
+    async fn begin(
+        &mut self,
+        final_lsn: Lsn,
+        commit_time_us: i64,
+        xid: u32,
+    ) -> Result<(), StreamError> {
+        let begin = TxnBegin {
+            commit_lsn: final_lsn,
+            commit_time: pgoutput::pg_time_to_utc(commit_time_us),
+            xid,
+        };
+        self.txn = Some(begin);
+        self.ordinal = 0;
+        self.push(StreamItem::Begin(begin)).await
+    }
+
+    async fn commit(
+        &mut self,
+        lsn: Lsn,
+        commit_lsn: Lsn,
+        end_lsn: Lsn,
+        commit_time_us: i64,
+    ) -> Result<(), StreamError> {
+        if self.txn.take().is_none() {
+            return Err(unexpected(lsn, "Commit without Begin"));
+        }
+        let commit_time = pgoutput::pg_time_to_utc(commit_time_us);
+        let lag = (chrono::Utc::now() - commit_time).num_milliseconds() as f64 / 1000.0;
+        telemetry::REPLICATION_LAG_SECONDS.set(lag.max(0.0));
+        self.push(StreamItem::Commit(TxnCommit {
+            commit_lsn,
+            end_lsn,
+            commit_time,
+        }))
+        .await
+    }
+
+    fn remember_relation(&mut self, rel: pgoutput::RelationMessage) {
+        let info = RelationInfo {
+            oid: rel.oid,
+            schema: rel.namespace,
+            name: rel.name,
+            columns: rel
+                .columns
+                .into_iter()
+                .map(|c| (Arc::from(c.name), c.type_oid))
+                .collect(),
+        };
+        self.relations.insert(info.oid, Arc::new(info));
+    }
+
+    /// An Insert, Update or Delete: its tuples as typed rows (the old one,
+    /// when sent, fills in unchanged TOAST values of the new one).
+    async fn row_change(
+        &mut self,
+        lsn: Lsn,
+        relation_oid: u32,
+        op: Op,
+        new: Option<TupleData>,
+        old: Option<TupleData>,
+    ) -> Result<(), StreamError> {
+        let relation = self.relation(lsn, relation_oid)?;
+        let old = match old {
+            Some(tuple) => Some(tuple_to_row(lsn, &relation, &tuple, None)?.0),
+            None => None,
+        };
+        let (new, missing) = match new {
+            Some(tuple) => {
+                let (row, missing) = tuple_to_row(lsn, &relation, &tuple, old.as_ref())?;
+                (Some(row), missing)
+            }
+            None => (None, Vec::new()),
+        };
+        self.push_change(lsn, relation, op, new, old, missing).await
+    }
+
+    /// walhook's own logical messages: a heartbeat outside a transaction is a
+    /// position that may be confirmed; a backfill watermark inside one is
+    /// handed on in order. Others' messages are ignored.
+    async fn logical_message(
+        &mut self,
+        transactional: bool,
+        lsn: Lsn,
+        prefix: &str,
+        content: bytes::Bytes,
+    ) -> Result<(), StreamError> {
+        if !transactional && self.txn.is_none() && prefix == HEARTBEAT_PREFIX {
+            self.push(StreamItem::Position(lsn)).await?;
+        } else if transactional && self.txn.is_some() && prefix == BACKFILL_PREFIX {
+            self.push(StreamItem::Watermark { content }).await?;
+        }
+        Ok(())
     }
 
     /// The table a row message (Insert, Update, Delete) is about, if its
@@ -512,113 +426,5 @@ impl<'a> SlotStream<'a> {
                 _ = self.shutdown.cancelled() => return Err(StreamError::Shutdown),
             }
         }
-    }
-}
-
-fn unexpected(lsn: Lsn, what: &str) -> StreamError {
-    StreamError::Unexpected {
-        lsn,
-        table: None,
-        what: what.to_owned(),
-    }
-}
-
-/// Turn a tuple into a typed row. Unchanged TOAST values are taken from `old`
-/// (present under `REPLICA IDENTITY FULL`); those not available are left out of
-/// the row and named in the second value.
-fn tuple_to_row(
-    lsn: Lsn,
-    relation: &RelationInfo,
-    tuple: &TupleData,
-    old: Option<&Row>,
-) -> Result<(Row, Vec<String>), StreamError> {
-    if tuple.0.len() != relation.columns.len() {
-        return Err(unexpected(
-            lsn,
-            &format!(
-                "tuple of {} columns for relation {} of {} columns",
-                tuple.0.len(),
-                relation.qualified_name(),
-                relation.columns.len()
-            ),
-        ));
-    }
-    let mut row = Row::with_capacity(tuple.0.len());
-    let mut missing = Vec::new();
-    for ((name, type_oid), value) in relation.columns.iter().zip(&tuple.0) {
-        let json = match value {
-            ColumnValue::Null => Value::Null,
-            ColumnValue::Text(bytes) => {
-                let text = std::str::from_utf8(bytes)
-                    .map_err(|_| unexpected(lsn, &format!("column {name} is not valid UTF-8")))?;
-                text_to_json(*type_oid, text)
-            }
-            ColumnValue::Binary(_) => {
-                return Err(unexpected(lsn, &format!("binary value for column {name}")));
-            }
-            ColumnValue::UnchangedToast => match old.and_then(|o| o.get(name)) {
-                Some(v) => v.clone(),
-                None => {
-                    missing.push(name.to_string());
-                    continue;
-                }
-            },
-        };
-        row.push(Arc::clone(name), json);
-    }
-    Ok((row, missing))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn decode_error(lsn: u64) -> StreamError {
-        StreamError::Decode {
-            lsn: Lsn(lsn),
-            table: Some("public.remote".into()),
-            source: pgoutput::decode(&bytes::Bytes::from_static(b"Zhello")).unwrap_err(),
-        }
-    }
-
-    #[test]
-    fn the_same_bad_message_stops_after_a_few_failures() {
-        let metric = || {
-            telemetry::REPLICATION_POISON_MESSAGES
-                .with_label_values(&["public.remote"])
-                .get()
-        };
-        let before = metric();
-        let mut streak = FailureStreak::default();
-        for _ in 1..MAX_IDENTICAL_FAILURES {
-            assert!(streak.record(&decode_error(0x3000_0000)).is_none());
-        }
-        let poison = streak.record(&decode_error(0x3000_0000)).expect("stops");
-        assert_eq!(poison.lsn, Lsn(0x3000_0000));
-        let text = poison.to_string();
-        assert!(text.contains("0/30000000"), "{text}");
-        assert!(text.contains("table public.remote"), "{text}");
-        assert_eq!(metric(), before + 1);
-    }
-
-    #[test]
-    fn other_failures_start_a_new_count() {
-        let mut streak = FailureStreak::default();
-        for i in 0..2 * MAX_IDENTICAL_FAILURES {
-            // alternating positions never add up
-            assert!(
-                streak
-                    .record(&decode_error(0x100 + u64::from(i % 2)))
-                    .is_none()
-            );
-        }
-        for _ in 1..MAX_IDENTICAL_FAILURES {
-            assert!(streak.record(&decode_error(0x200)).is_none());
-        }
-        assert!(streak.record(&StreamError::Closed).is_none());
-        assert!(
-            streak.record(&decode_error(0x200)).is_none(),
-            "reset by another error"
-        );
     }
 }
