@@ -210,6 +210,9 @@
       else if (parts[0] === "catalogue") await cataloguePage();
       else if (parts[0] === "health") await healthPage(query);
       else show(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/webhooks" }, "Webhooks")));
+      // the page's data is in it: how long a page takes to be usable, for
+      // anyone (and the browser test) to read in the performance timeline
+      performance.mark("walhook:page-rendered", { detail: parts.join("/") });
       main.focus({ preventScroll: true });
     } catch (error) {
       if (error instanceof Unauthorized) return;

@@ -5,21 +5,13 @@
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use serde_json::Value;
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::deliveries::{DeliveryDetail, exact_or_prefix};
 use super::error::{ApiError, ErrorBody, ErrorDetail};
 use super::pagination::{Page, Query, encode_cursor};
 use super::{ApiState, read_conn};
-use crate::store::history::{self, DELIVERY_COLUMNS, STATUSES};
-
-fn detail(row: &Row) -> DeliveryDetail {
-    DeliveryDetail {
-        webhook_id: row.get(10),
-        delivery: history::delivery(row),
-    }
-}
+use crate::store::history::{self, DeliveryFilter, STATUSES};
 
 fn uuid_param(query: &Query, param: &str) -> Result<Option<Uuid>, ApiError> {
     query
@@ -81,35 +73,24 @@ pub async fn list(
             "status must be pending, succeeded or failed",
         )));
     }
-    let webhook = uuid_param(&query, "webhookId")?;
-    let event = uuid_param(&query, "eventId")?;
     let (type_exact, type_prefix) = exact_or_prefix(query.get("eventType"));
+    let filter = DeliveryFilter {
+        subscription: uuid_param(&query, "webhookId")?,
+        status,
+        event_type: type_exact.as_deref(),
+        event_type_prefix: type_prefix.as_deref(),
+        event: uuid_param(&query, "eventId")?,
+        before,
+    };
     let conn = read_conn(&state).await?;
-    let rows = conn
-        .query(
-            &format!(
-                "SELECT {DELIVERY_COLUMNS}, d.subscription_id
-               FROM walhook.deliveries d JOIN walhook.events e ON e.id = d.event_id
-              WHERE ($1::text IS NULL OR d.status = $1)
-                AND ($2::text IS NULL OR e.type = $2)
-                AND ($3::text IS NULL OR starts_with(e.type, $3))
-                AND ($4::uuid IS NULL OR d.subscription_id = $4)
-                AND ($5::uuid IS NULL OR d.event_id = $5)
-                AND ($6::int8 IS NULL OR d.id < $6)
-              ORDER BY d.id DESC LIMIT $7"
-            ),
-            &[
-                &status,
-                &type_exact,
-                &type_prefix,
-                &webhook,
-                &event,
-                &before,
-                &(limit + 1),
-            ],
-        )
-        .await?;
-    let details = rows.iter().map(detail).collect();
+    let details = history::page(&conn, &filter, limit + 1)
+        .await?
+        .into_iter()
+        .map(|(webhook_id, delivery)| DeliveryDetail {
+            webhook_id,
+            delivery,
+        })
+        .collect();
     Ok(Json(Page::new(details, limit, |d: &DeliveryDetail| {
         encode_cursor('d', &d.delivery.id.to_string())
     })))

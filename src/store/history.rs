@@ -1,6 +1,7 @@
-//! Read-only views of delivery history for the `/v1` API: a webhook's
-//! deliveries (newest first), one event, and redelivery through
-//! `walhook.redeliver` (the same function operators call from SQL).
+//! Read-only views of delivery history for the `/v1` API: pages of
+//! deliveries (newest first; one webhook's, or across webhooks), one event,
+//! and redelivery through `walhook.redeliver` (the same function operators
+//! call from SQL).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -65,6 +66,68 @@ pub(crate) fn delivery(row: &Row) -> Delivery {
     }
 }
 
+/// Which deliveries a page shows; every field narrows it (None: any).
+#[derive(Debug, Default)]
+pub struct DeliveryFilter<'a> {
+    pub subscription: Option<Uuid>,
+    pub status: Option<&'a str>,
+    /// An exact event type.
+    pub event_type: Option<&'a str>,
+    /// An event type prefix (`user.` for `user.*`).
+    pub event_type_prefix: Option<&'a str>,
+    pub event: Option<Uuid>,
+    /// Only deliveries older than this one (the page's cursor).
+    pub before: Option<i64>,
+}
+
+/// Up to `limit` deliveries matching `filter`, newest first, each with its
+/// subscription.
+///
+/// One subscription's deliveries are read through
+/// `deliveries_subscription_id_idx` (subscription_id, id), as a range of that
+/// index rather than `subscription_id = $1`: with an equality PostgreSQL
+/// drops the column from the order and may walk the primary key backwards
+/// instead, filtering out every newer delivery of the other subscriptions
+/// (the whole table for a webhook whose deliveries are old or absent).
+pub async fn page(
+    client: &Client,
+    filter: &DeliveryFilter<'_>,
+    limit: i64,
+) -> Result<Vec<(Uuid, Delivery)>, tokio_postgres::Error> {
+    let (scope, order) = if filter.subscription.is_some() {
+        (
+            "(d.subscription_id, d.id) > ($5::uuid, 0) AND (d.subscription_id, d.id) < ($5, $6)",
+            "d.subscription_id DESC, d.id DESC",
+        )
+    } else {
+        ("$5::uuid IS NULL AND d.id < $6", "d.id DESC")
+    };
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {DELIVERY_COLUMNS}, d.subscription_id
+                   FROM walhook.deliveries d JOIN walhook.events e ON e.id = d.event_id
+                  WHERE {scope}
+                    AND ($1::text IS NULL OR d.status = $1)
+                    AND ($2::text IS NULL OR e.type = $2)
+                    AND ($3::text IS NULL OR starts_with(e.type, $3))
+                    AND ($4::uuid IS NULL OR d.event_id = $4)
+                  ORDER BY {order} LIMIT $7"
+            ),
+            &[
+                &filter.status,
+                &filter.event_type,
+                &filter.event_type_prefix,
+                &filter.event,
+                &filter.subscription,
+                &filter.before.unwrap_or(i64::MAX),
+                &limit,
+            ],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(10), delivery(r))).collect())
+}
+
 /// Up to `limit` deliveries of one subscription older than delivery `before`,
 /// newest first, optionally of one status.
 pub async fn deliveries(
@@ -74,20 +137,14 @@ pub async fn deliveries(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Delivery>, tokio_postgres::Error> {
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {DELIVERY_COLUMNS}
-                   FROM walhook.deliveries d JOIN walhook.events e ON e.id = d.event_id
-                  WHERE d.subscription_id = $1
-                    AND ($2::text IS NULL OR d.status = $2)
-                    AND ($3::int8 IS NULL OR d.id < $3)
-                  ORDER BY d.id DESC LIMIT $4"
-            ),
-            &[&subscription, &status, &before, &limit],
-        )
-        .await?;
-    Ok(rows.iter().map(delivery).collect())
+    let filter = DeliveryFilter {
+        subscription: Some(subscription),
+        status,
+        before,
+        ..DeliveryFilter::default()
+    };
+    let page = page(client, &filter, limit).await?;
+    Ok(page.into_iter().map(|(_, d)| d).collect())
 }
 
 pub async fn event(client: &Client, id: Uuid) -> Result<Option<Event>, tokio_postgres::Error> {

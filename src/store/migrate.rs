@@ -85,6 +85,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "endpoint_health",
         include_str!("../../sql/migrations/0015_endpoint_health.sql"),
     ),
+    (
+        16,
+        "deliveries_by_subscription",
+        include_str!("../../sql/migrations/0016_deliveries_by_subscription.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -18,6 +18,9 @@
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
+#[path = "console_speed.rs"]
+mod speed;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -457,69 +460,6 @@ async fn the_catalogue_lists_what_the_routes_make_with_samples() {
         doc["paths"]["/v1/catalogue"]["get"]["operationId"],
         "getCatalogue"
     );
-}
-
-/// The calls of the console's first page (the webhooks and each one's last
-/// delivery) and of the deliveries page, timed with 100,000 deliveries stored.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_first_pages_are_quick_with_100000_deliveries() {
-    let db = Cluster::shared().database();
-    let api = ApiServer::start(&db).await;
-    let mut webhooks = Vec::new();
-    for n in 0..5 {
-        let created = api
-            .post(
-                "/v1/webhooks",
-                json!({"url": format!("https://receiver{n}.example/in"), "events": ["*"]}),
-            )
-            .await;
-        webhooks.push(created.body["id"].as_str().unwrap().to_owned());
-    }
-    db.psql(&format!(
-        "INSERT INTO walhook.events (id, type, apiresource, revision, commit_lsn, commit_time, body)
-         SELECT md5(n::text)::uuid, 'item.created', '/items/' || n, n, '0/10', now(), '{{}}'
-           FROM generate_series(1, 20000) n;
-         INSERT INTO walhook.deliveries (event_id, subscription_id, status, attempts, apiresource, commit_lsn)
-         SELECT md5(n::text)::uuid, w, CASE WHEN n % 50 = 0 THEN 'failed' ELSE 'succeeded' END, 1,
-                '/items/' || n, '0/10'
-           FROM generate_series(1, 20000) n, unnest('{{{}}}'::uuid[]) w;
-         ANALYZE walhook.events; ANALYZE walhook.deliveries;",
-        webhooks.join(",")
-    ));
-    let mut worst = Duration::ZERO;
-    for _ in 0..3 {
-        let started = std::time::Instant::now();
-        let list = api.get("/v1/webhooks?limit=50").await;
-        assert_eq!(list.body["data"].as_array().unwrap().len(), 5);
-        for id in &webhooks {
-            let last = api
-                .get(&format!("/v1/deliveries?limit=1&webhookId={id}"))
-                .await;
-            assert_eq!(last.body["data"].as_array().unwrap().len(), 1);
-        }
-        let first_page = started.elapsed();
-        let started = std::time::Instant::now();
-        for path in [
-            "/v1/deliveries?limit=25".to_owned(),
-            "/v1/deliveries?limit=25&status=failed".to_owned(),
-            format!(
-                "/v1/deliveries?limit=25&webhookId={}&eventType=item.*",
-                webhooks[0]
-            ),
-        ] {
-            let page = api.get(&path).await;
-            assert_eq!(page.body["data"].as_array().unwrap().len(), 25, "{path}");
-        }
-        worst = worst.max(first_page).max(started.elapsed());
-        eprintln!(
-            "first page {first_page:?}, deliveries pages {:?}",
-            started.elapsed()
-        );
-    }
-    let count = db.psql("SELECT count(*) FROM walhook.deliveries");
-    assert_eq!(count.trim(), "100000");
-    // 300 ms on the bench machine; a loaded test machine gets more room
-    assert!(worst < Duration::from_secs(3), "{worst:?}");
 }
 
 fn uuid() -> String {
