@@ -321,8 +321,8 @@ pub async fn collect(client: &Client, slot: &str) -> Result<StatusReport, tokio_
     })
 }
 
-/// Emit a heartbeat message into the WAL (not transactional); an error when
-/// not permitted (`pg_logical_emit_message` needs superuser or REPLICATION).
+/// Emit a heartbeat message into the WAL (not transactional), giving an idle
+/// slot a position to confirm.
 pub async fn heartbeat(client: &Client) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
