@@ -51,6 +51,8 @@ pub async fn run(
     result
 }
 
+/// Prepare the database, start the receiver and the daemon, write the
+/// sample changes, then print deliveries until done.
 async fn quickstart(
     cluster: &LocalCluster,
     common: CommonOptions,
@@ -64,36 +66,9 @@ async fn quickstart(
         cluster.port(),
         cluster.dir().display()
     );
-    let database = crate::tls::ConnectConfig::parse(&url)?;
-    let mut client = crate::store::connect(&database).await?;
-    crate::store::migrate::migrate(&mut client).await?;
-    crate::store::keys::ensure_key(&client).await?;
-    client.batch_execute(sample.schema).await?;
-    client
-        .batch_execute(
-            "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true')
-             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-        )
-        .await?;
-    println!("  migrated; {} loaded ({})", sample.what, sample.file);
-
+    let client = prepare_database(&url, sample).await?;
     let http_addr = available(common.http_addr)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let receiver_url = receiver::url(listener.local_addr()?);
-    let secret: String = client
-        .query_one(
-            "INSERT INTO walhook.subscriptions (name, url) VALUES ('walhook dev receiver', $1)
-             RETURNING secret",
-            &[&receiver_url],
-        )
-        .await?
-        .get(0);
-    let (deliveries_tx, mut deliveries) = mpsc::unbounded_channel();
-    let verifier = Verifier::new(secret, format!("http://{http_addr}/.well-known/jwks.json"));
-    let receiver_task = receiver::spawn(listener, verifier, deliveries_tx);
-    println!(
-        "  demo receiver at {receiver_url} checks v1 (HMAC), v1a (Ed25519) and RFC 9421 signatures"
-    );
+    let (receiver_task, mut deliveries) = start_receiver(&client, http_addr).await?;
 
     let daemon_stop = CancellationToken::new();
     let options = CommonOptions {
@@ -115,10 +90,96 @@ async fn quickstart(
         println!("> {}", step.what);
         client.batch_execute(step.sql).await?;
     }
+    let watched = tokio::select! {
+        watched = watch_deliveries(&mut deliveries, sample, args.once, &shutdown, || {
+            print_hints(cluster, sample, &url, http_addr)
+        }) => watched,
+        ended = &mut daemon => anyhow::bail!("walhook stopped unexpectedly: {:?}", ended?),
+    };
+    daemon_stop.cancel();
+    match tokio::time::timeout(Duration::from_secs(15), &mut daemon).await {
+        Ok(ended) => ended??,
+        Err(_) => daemon.abort(),
+    }
+    receiver_task.abort();
+    Ok(if !args.once || watched.all_verified() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Migrate the cluster, make a signing key, load the example and allow
+/// plain-HTTP targets (the demo receiver is on loopback).
+async fn prepare_database(url: &str, sample: &Sample) -> anyhow::Result<tokio_postgres::Client> {
+    let database = crate::tls::ConnectConfig::parse(url)?;
+    let mut client = crate::store::connect(&database).await?;
+    crate::store::migrate::migrate(&mut client).await?;
+    crate::store::keys::ensure_key(&client).await?;
+    client.batch_execute(sample.schema).await?;
+    client
+        .batch_execute(
+            "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true')
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+        )
+        .await?;
+    println!("  migrated; {} loaded ({})", sample.what, sample.file);
+    Ok(client)
+}
+
+/// The demo receiver on a free loopback port, subscribed to every event; its
+/// verified (or refused) deliveries come out of the channel.
+async fn start_receiver(
+    client: &tokio_postgres::Client,
+    http_addr: SocketAddr,
+) -> anyhow::Result<(
+    tokio::task::JoinHandle<()>,
+    mpsc::UnboundedReceiver<receiver::Delivery>,
+)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let receiver_url = receiver::url(listener.local_addr()?);
+    let secret: String = client
+        .query_one(
+            "INSERT INTO walhook.subscriptions (name, url) VALUES ('walhook dev receiver', $1)
+             RETURNING secret",
+            &[&receiver_url],
+        )
+        .await?
+        .get(0);
+    let (deliveries_tx, deliveries) = mpsc::unbounded_channel();
+    let verifier = Verifier::new(secret, format!("http://{http_addr}/.well-known/jwks.json"));
+    let receiver_task = receiver::spawn(listener, verifier, deliveries_tx);
+    println!(
+        "  demo receiver at {receiver_url} checks v1 (HMAC), v1a (Ed25519) and RFC 9421 signatures"
+    );
+    Ok((receiver_task, deliveries))
+}
+
+/// What the receiver saw of the sample.
+struct Watched {
+    complete: bool,
+    failures: usize,
+}
+
+impl Watched {
+    fn all_verified(&self) -> bool {
+        self.complete && self.failures == 0
+    }
+}
+
+/// Print each delivery as it arrives. With `once`, stop when every sample
+/// event was verified (or after [`ONCE_DEADLINE`]); otherwise print the hints
+/// then and go on until `shutdown`.
+async fn watch_deliveries(
+    deliveries: &mut mpsc::UnboundedReceiver<receiver::Delivery>,
+    sample: &Sample,
+    once: bool,
+    shutdown: &CancellationToken,
+    hints: impl Fn(),
+) -> Watched {
     let expected = sample.expected_events();
     println!("\nwaiting for {expected} events ...\n");
-
-    let deadline = tokio::time::sleep(if args.once {
+    let deadline = tokio::time::sleep(if once {
         ONCE_DEADLINE
     } else {
         Duration::from_secs(10 * 365 * 86_400)
@@ -149,10 +210,10 @@ async fn quickstart(
                 if !said_done && sample_complete(sample.steps, &verified) {
                     said_done = true;
                     println!("\nall {expected} sample events delivered and verified.");
-                    if args.once {
+                    if once {
                         break;
                     }
-                    print_hints(cluster, sample, &url, http_addr);
+                    hints();
                 }
             }
             _ = shutdown.cancelled() => break,
@@ -160,23 +221,12 @@ async fn quickstart(
                 println!("\ngave up after {ONCE_DEADLINE:?}: {} of {expected} sample events verified", verified.len());
                 break;
             }
-            ended = &mut daemon => {
-                anyhow::bail!("walhook stopped unexpectedly: {:?}", ended?);
-            }
         }
     }
-    daemon_stop.cancel();
-    match tokio::time::timeout(Duration::from_secs(15), &mut daemon).await {
-        Ok(ended) => ended??,
-        Err(_) => daemon.abort(),
+    Watched {
+        complete: sample_complete(sample.steps, &verified),
+        failures,
     }
-    receiver_task.abort();
-    let ok = sample_complete(sample.steps, &verified) && failures == 0;
-    Ok(if !args.once || ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }
 
 /// Every event the sample declares was verified (as a multiset of types).
