@@ -272,6 +272,15 @@ impl Keeper {
                         .with_label_values(&[state.as_str()])
                         .set(n as i64);
                 }
+                // recovered by another instance: its backlog goes first here too
+                let before = self.health.view();
+                for s in &loaded {
+                    let was = before.get(&s.subscription_id).map(|b| b.state);
+                    if was == Some(HealthState::Failing) && s.state == HealthState::Healthy {
+                        self.slow.slowed(s.subscription_id);
+                        self.wake.notify_one();
+                    }
+                }
                 self.health.replace(loaded);
             }
             Err(error) => {
