@@ -71,6 +71,20 @@ enum Step {
     Paused,
 }
 
+/// A chunk read inside its watermark window, waiting for the writer.
+struct ReadWindow {
+    chunk: u64,
+    /// The key of the chunk's last row: where the next chunk starts.
+    cursor: Vec<String>,
+    /// The high watermark's position: the chunk's events are durable when
+    /// the writer's durable position passes it.
+    high: Lsn,
+    /// The chunk had `limit` rows: more may follow.
+    full: bool,
+    /// The writer's verdict on the chunk.
+    outcome: oneshot::Receiver<ChunkOutcome>,
+}
+
 /// Chunk numbers, unique within this process (a restart starts elsewhere).
 static CHUNK_SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -194,8 +208,8 @@ impl Worker {
         }
     }
 
-    /// One chunk: low watermark, read, high watermark, wait until stored,
-    /// advance the cursor.
+    /// One chunk: read it inside its watermark window, wait until its events
+    /// are stored, advance the cursor, keep to the backfill's rate.
     async fn chunk(
         &mut self,
         client: &Client,
@@ -212,6 +226,47 @@ impl Worker {
         let limit = backfill
             .rows_per_second
             .map_or(CHUNK_ROWS, |r| i64::from(r).min(CHUNK_ROWS));
+        let Some(window) = self.read_window(client, backfill, shape, limit).await? else {
+            return Ok(Step::Done);
+        };
+        let ReadWindow {
+            chunk,
+            cursor,
+            high,
+            full,
+            outcome,
+        } = window;
+        let stored = self
+            .stored_events(client, backfill, chunk, high, outcome)
+            .await?;
+        if !backfills::advance(client, backfill.id, &cursor, stored).await? {
+            return Ok(Step::Stopped);
+        }
+        telemetry::BACKFILL_ROWS.inc_by(stored.unsigned_abs());
+        backfill.cursor = Some(cursor);
+        if !full {
+            return Ok(Step::Done);
+        }
+        if let Some(rate) = backfill.rows_per_second {
+            let budget = Duration::from_secs_f64(limit as f64 / f64::from(rate.max(1)));
+            tokio::select! {
+                _ = tokio::time::sleep(budget.saturating_sub(started.elapsed())) => {}
+                _ = self.shutdown.cancelled() => return Err(ChunkError::Shutdown),
+            }
+        }
+        Ok(Step::More)
+    }
+
+    /// Low watermark, read up to `limit` rows after the cursor (handed to the
+    /// writer, which judges them against the changes streamed inside the
+    /// window), high watermark. `None` when no row is left.
+    async fn read_window(
+        &mut self,
+        client: &Client,
+        backfill: &Backfill,
+        shape: &TableShape,
+        limit: i64,
+    ) -> Result<Option<ReadWindow>, ChunkError> {
         let chunk = next_chunk();
         let mark = |mark| {
             let watermark = Watermark {
@@ -242,7 +297,7 @@ impl Worker {
             }
         };
         let full = rows.len() as i64 >= limit;
-        let (tx, rx) = oneshot::channel();
+        let (tx, outcome) = oneshot::channel();
         if !rows.is_empty() {
             let pending = PendingChunk {
                 subscription: backfill.subscription_id,
@@ -255,17 +310,34 @@ impl Worker {
         let high = backfills::emit_watermark(client, &mark(Mark::High)).await;
         let Some(cursor) = cursor else {
             high?;
-            return Ok(Step::Done);
+            return Ok(None);
         };
-        let high = match high {
-            Ok(high) => high,
+        match high {
+            Ok(high) => Ok(Some(ReadWindow {
+                chunk,
+                cursor,
+                high,
+                full,
+                outcome,
+            })),
             Err(error) => {
                 self.chunks.take(backfill.id, chunk);
-                return Err(error.into());
+                Err(error.into())
             }
-        };
-        let outcome = self.wait_outcome(backfill.id, chunk, rx).await?;
-        let ids = match outcome {
+        }
+    }
+
+    /// Wait for the writer's verdict on the window, then until its events are
+    /// durable; how many are stored (all of them, or the chunk is read again).
+    async fn stored_events(
+        &self,
+        client: &Client,
+        backfill: &Backfill,
+        chunk: u64,
+        high: Lsn,
+        outcome: oneshot::Receiver<ChunkOutcome>,
+    ) -> Result<i64, ChunkError> {
+        let ids = match self.wait_outcome(backfill.id, chunk, outcome).await? {
             ChunkOutcome::Emitted { ids } => ids,
             ChunkOutcome::Dropped(reason) => return Err(ChunkError::Retry(reason.into())),
             ChunkOutcome::NoRoute => {
@@ -284,22 +356,7 @@ impl Worker {
                 ids.len()
             )));
         }
-        if !backfills::advance(client, backfill.id, &cursor, stored).await? {
-            return Ok(Step::Stopped);
-        }
-        telemetry::BACKFILL_ROWS.inc_by(stored.unsigned_abs());
-        backfill.cursor = Some(cursor);
-        if !full {
-            return Ok(Step::Done);
-        }
-        if let Some(rate) = backfill.rows_per_second {
-            let budget = Duration::from_secs_f64(limit as f64 / f64::from(rate.max(1)));
-            tokio::select! {
-                _ = tokio::time::sleep(budget.saturating_sub(started.elapsed())) => {}
-                _ = self.shutdown.cancelled() => return Err(ChunkError::Shutdown),
-            }
-        }
-        Ok(Step::More)
+        Ok(stored)
     }
 
     /// Wait until the transactions in progress at the low watermark have
