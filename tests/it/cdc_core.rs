@@ -1,12 +1,8 @@
 //! CDC core against a real PostgreSQL: typed values, every operation, TOAST,
 //! and the daemon's handling of a table altered mid-stream.
 
-use std::time::Duration;
-
-use crate::support::{Cluster, TestDb, migrate, wait_until, walhook_run};
+use crate::support::{Cluster, TestDb, items_table, migrate, wait_events, walhook_streaming};
 use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(60);
 
 /// Migrate, create `sql`'s tables, route `table` with `{*}` payload.
 fn prepare(db: &TestDb<'_>, sql: &str, table: &str, apiresource: &str) {
@@ -15,29 +11,6 @@ fn prepare(db: &TestDb<'_>, sql: &str, table: &str, apiresource: &str) {
     db.psql(&format!(
         "INSERT INTO walhook.routes (source_table, resource, apiresource) VALUES ('{table}', 'item', '{apiresource}')"
     ));
-}
-
-/// Bodies of stored events, in WAL order.
-async fn events(db: &TestDb<'_>) -> Vec<(String, Value)> {
-    let client = db.client().await;
-    client
-        .query(
-            "SELECT type, body::text FROM walhook.events ORDER BY commit_lsn, (body->>'revision')::numeric",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), serde_json::from_str(r.get::<_, &str>(1)).unwrap()))
-        .collect()
-}
-
-async fn wait_events(db: &TestDb<'_>, n: usize) -> Vec<(String, Value)> {
-    wait_until(WAIT, &format!("{n} events"), || async {
-        let e = events(db).await;
-        (e.len() >= n).then_some(e)
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -51,8 +24,7 @@ async fn every_type_round_trips_into_its_json_value() {
         "typed",
         "/typed/{id}",
     );
-    let mut walhook = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
-    walhook.wait_for_log("streaming", WAIT);
+    let mut walhook = walhook_streaming(&db);
     db.psql(
         "INSERT INTO typed VALUES (1, -2, 9007199254740993, 1.5, 2.25, 12.50, true, 'tëxt', 'vc',
             '79b34d52-125b-4e5a-8b69-db93e737aa78', '{\"a\": [1, null]}', '{\"b\": {\"c\": true}}',
@@ -60,7 +32,7 @@ async fn every_type_round_trips_into_its_json_value() {
             '{1,2,NULL}', '{\"a b\",\"c,d\",NULL}', NULL)",
     );
     let events = wait_events(&db, 1).await;
-    let (kind, body) = &events[0];
+    let (kind, _, body) = &events[0];
     assert_eq!(kind, "item.created");
     assert_eq!(body["apiresource"], json!("/typed/1"));
     let row = &body["resourcepayload"];
@@ -85,14 +57,8 @@ async fn every_type_round_trips_into_its_json_value() {
 #[tokio::test(flavor = "multi_thread")]
 async fn operations_transactions_and_altered_tables() {
     let db = Cluster::shared().new_database();
-    prepare(
-        &db,
-        "CREATE TABLE items (id int PRIMARY KEY, name text)",
-        "items",
-        "/items/{id}",
-    );
-    let walhook = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
-    walhook.wait_for_log("streaming", WAIT);
+    items_table(&db, ", name text");
+    let _walhook = walhook_streaming(&db);
     db.psql("INSERT INTO items VALUES (1, 'one')");
     db.psql("UPDATE items SET name = 'uno' WHERE id = 1");
     db.psql("BEGIN; INSERT INTO items VALUES (2, 'two'); INSERT INTO items VALUES (3, 'three'); DELETE FROM items WHERE id = 2; COMMIT");
@@ -105,7 +71,7 @@ async fn operations_transactions_and_altered_tables() {
     let events = wait_events(&db, 7).await;
     let kinds: Vec<(&str, &Value)> = events
         .iter()
-        .map(|(k, b)| (k.as_str(), &b["resourcepayload"]))
+        .map(|(k, _, b)| (k.as_str(), &b["resourcepayload"]))
         .collect();
     assert_eq!(
         kinds,
@@ -135,13 +101,13 @@ async fn operations_transactions_and_altered_tables() {
     // the three changes of one transaction share one commit time
     let times: Vec<&Value> = events[2..5]
         .iter()
-        .map(|(_, b)| &b["updatetimestamp"])
+        .map(|(_, _, b)| &b["updatetimestamp"])
         .collect();
     assert!(times.iter().all(|t| *t == times[0]));
     // revisions grow
     let revs: Vec<i64> = events
         .iter()
-        .map(|(_, b)| b["revision"].as_i64().unwrap())
+        .map(|(_, _, b)| b["revision"].as_i64().unwrap())
         .collect();
     assert!(revs.windows(2).all(|w| w[0] < w[1]), "{revs:?}");
 }
@@ -156,8 +122,7 @@ async fn unchanged_toast_values_are_filled_from_the_old_row() {
         "docs",
         "/docs/{id}",
     );
-    let walhook = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
-    walhook.wait_for_log("streaming", WAIT);
+    let _walhook = walhook_streaming(&db);
     db.psql(
         "INSERT INTO docs SELECT 1, 'first', string_agg(md5(i::text), '') FROM generate_series(1, 3200) i",
     );
@@ -165,7 +130,7 @@ async fn unchanged_toast_values_are_filled_from_the_old_row() {
     let events = wait_events(&db, 2).await;
     let expected: String = db.psql("SELECT content FROM docs WHERE id = 1");
     assert_eq!(expected.len(), 102_400);
-    let (kind, body) = &events[1];
+    let (kind, _, body) = &events[1];
     assert_eq!(kind, "item.updated");
     assert_eq!(body["resourcepayload"]["title"], json!("second"));
     assert_eq!(body["resourcepayload"]["content"], json!(expected));

@@ -4,16 +4,17 @@
 use std::time::Duration;
 
 use crate::support::fake_peer::{FakePeer, begin, commit, insert, keepalive, relation, xlog_data};
-use crate::support::{Cluster, ClusterOptions, TestDb, migrate, wait_until, walhook, walhook_run};
+use crate::support::{
+    Cluster, ClusterOptions, TestDb, items_table, migrate, no_more_events, scalar, wait_events,
+    wait_until, walhook, walhook_run,
+};
 
 const WAIT: Duration = Duration::from_secs(120);
 
 fn prepare(db: &TestDb<'_>) {
-    migrate(&db.url());
+    items_table(db, ", name text");
     db.psql(
-        "CREATE TABLE items (id int PRIMARY KEY, name text);
-         INSERT INTO walhook.routes (source_table, resource, apiresource) VALUES ('items', 'item', '/items/{id}');
-         CREATE PROCEDURE write_items(first int, n int, per_txn int) LANGUAGE plpgsql AS $$
+        "CREATE PROCEDURE write_items(first int, n int, per_txn int) LANGUAGE plpgsql AS $$
          BEGIN
              FOR i IN first .. first + n - 1 LOOP
                  INSERT INTO items VALUES (i, repeat('x', 200));
@@ -23,22 +24,16 @@ fn prepare(db: &TestDb<'_>) {
     );
 }
 
-async fn count(db: &TestDb<'_>, sql: &str) -> i64 {
-    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
-}
+const EVENTS: &str = "SELECT count(*) FROM walhook.events";
 
-async fn wait_for_events(db: &TestDb<'_>, n: i64) {
-    wait_until(WAIT, &format!("{n} events"), || async {
-        (count(db, "SELECT count(*) FROM walhook.events").await >= n).then_some(())
-    })
-    .await;
-}
-
-/// Each item row has exactly one event, and no event is stored twice.
+/// Each item row has exactly one event, and no event is stored twice: once
+/// `n` are stored, no more come for a second.
 async fn assert_each_once(db: &TestDb<'_>, n: i64) {
-    assert_eq!(count(db, "SELECT count(*) FROM walhook.events").await, n);
+    wait_events(db, n).await;
+    no_more_events(db, n, Duration::from_secs(1)).await;
+    assert_eq!(scalar(db, EVENTS).await, n);
     assert_eq!(
-        count(db, "SELECT count(DISTINCT apiresource) FROM walhook.events").await,
+        scalar(db, "SELECT count(DISTINCT apiresource) FROM walhook.events").await,
         n
     );
 }
@@ -54,19 +49,17 @@ async fn sigkill_mid_stream_loses_and_duplicates_nothing() {
         crate::support::cluster::psql_url(&url, "CALL write_items(1, 20000, 100)");
     });
     wait_until(WAIT, "some events before the kill", || async {
-        (count(&db, "SELECT count(*) FROM walhook.events").await > 1000).then_some(())
+        (scalar(&db, EVENTS).await > 1000).then_some(())
     })
     .await;
     first.kill_9();
-    let at_kill = count(&db, "SELECT count(*) FROM walhook.events").await;
+    let at_kill = scalar(&db, EVENTS).await;
     writer.join().unwrap();
     assert!(
         at_kill < 20000,
         "the kill must happen mid-stream ({at_kill} stored)"
     );
     let _second = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
-    wait_for_events(&db, 20000).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_each_once(&db, 20000).await;
 }
 
@@ -80,8 +73,6 @@ async fn postgres_restart_mid_stream_loses_nothing() {
     db.psql("CALL write_items(1, 3000, 50)");
     cluster.restart();
     db.psql("CALL write_items(3001, 3000, 50)");
-    wait_for_events(&db, 6000).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_each_once(&db, 6000).await;
     assert!(
         walhook.log().contains("reconnecting"),

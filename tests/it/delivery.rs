@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::support::receiver::Reply;
 use crate::support::{
-    Cluster, Receiver, TestDb, migrate, subscribe, wait_until, walhook_streaming,
+    Cluster, Receiver, TestDb, items_table, migrate, nothing_happens_for, scalar, subscribe,
+    wait_until, walhook_streaming,
 };
 use serde_json::Value;
 
@@ -13,13 +14,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// A migrated database with a routed `items` table and insecure targets allowed.
 fn prepare(db: &TestDb<'_>) {
-    migrate(&db.url());
-    db.psql(
-        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
-         CREATE TABLE items (id int PRIMARY KEY, kind text NOT NULL DEFAULT 'a', name text);
-         INSERT INTO walhook.routes (source_table, resource, apiresource)
-              VALUES ('items', 'item', '/items/{id}');",
-    );
+    items_table(db, ", kind text NOT NULL DEFAULT 'a', name text");
 }
 
 async fn rows(db: &TestDb<'_>, sql: &str) -> Vec<tokio_postgres::Row> {
@@ -36,8 +31,7 @@ async fn wait_received(receiver: &Receiver, n: usize) {
 async fn wait_status(db: &TestDb<'_>, status: &str, n: i64) {
     let sql = format!("SELECT count(*) FROM walhook.deliveries WHERE status = '{status}'");
     wait_until(WAIT, &format!("{n} deliveries {status}"), || async {
-        let c: i64 = rows(db, &sql).await[0].get(0);
-        (c >= n).then_some(())
+        (scalar(db, &sql).await >= n).then_some(())
     })
     .await;
 }
@@ -283,12 +277,12 @@ async fn max_in_flight_bounds_concurrent_requests_to_a_receiver() {
     db.psql("INSERT INTO items (id) SELECT generate_series(1, 20)");
     wait_received(&receiver, 3).await;
     // every request hangs until its 3 s timeout: no fourth one may start before
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(
-        receiver.count(),
-        3,
-        "max_in_flight 3 allows 3 concurrent requests"
-    );
+    nothing_happens_for(
+        Duration::from_millis(1500),
+        "a fourth concurrent request (max_in_flight 3)",
+        || async { (receiver.count() > 3).then_some(receiver.count()) },
+    )
+    .await;
     // as the timeouts free the slots, the next three go out
     wait_received(&receiver, 6).await;
 }
@@ -314,7 +308,15 @@ async fn patterns_select_events_and_disabled_subscriptions_get_nothing() {
     wait_received(&all, 3).await;
     wait_received(&prefix, 2).await;
     wait_received(&exact, 1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    nothing_happens_for(
+        Duration::from_millis(500),
+        "a request no pattern selects",
+        || async {
+            let counts = [exact.count(), prefix.count(), all.count(), disabled.count()];
+            (counts != [1, 2, 3, 0]).then_some(counts)
+        },
+    )
+    .await;
     let types = |r: &Receiver| -> Vec<String> {
         r.received()
             .iter()
@@ -542,13 +544,13 @@ async fn max_payload_bytes_takes_effect_without_a_restart() {
     let big = "x".repeat(400);
     db.psql(&format!("INSERT INTO items (id, name) VALUES (0, '{big}')"));
     wait_until(WAIT, "the first event", || async {
-        let n: i64 = rows(
+        (scalar(
             &db,
             "SELECT count(*) FROM walhook.events WHERE body IS NOT NULL",
         )
-        .await[0]
-            .get(0);
-        (n == 1).then_some(())
+        .await
+            == 1)
+            .then_some(())
     })
     .await;
     db.psql("INSERT INTO walhook.settings VALUES ('max_payload_bytes', '300')");
@@ -560,15 +562,16 @@ async fn max_payload_bytes_takes_effect_without_a_restart() {
             "INSERT INTO items (id, name) VALUES ({id}, '{big}')"
         ));
         let db = &db;
+        // this row's event stored: its error, if the new limit applied to it
+        let sql = format!("SELECT error FROM walhook.events WHERE apiresource = '/items/{id}'");
         async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            rows(
-                db,
-                "SELECT error FROM walhook.events WHERE error IS NOT NULL",
-            )
+            wait_until(WAIT, "the row's event", || async {
+                rows(db, &sql)
+                    .await
+                    .first()
+                    .map(|r| r.get::<_, Option<String>>(0))
+            })
             .await
-            .first()
-            .map(|r| r.get(0))
         }
     })
     .await;
@@ -585,24 +588,27 @@ async fn an_event_removed_during_its_first_attempt_leaves_the_recorder_going() {
     let receiver = Receiver::start().await;
     receiver.push([Reply::Hang]);
     subscribe(&db, &receiver.url(), ", timeout_ms", ", 2000");
-    let _walhook = walhook_streaming(&db);
+    let walhook = walhook_streaming(&db);
     db.psql("INSERT INTO items (id) VALUES (1)");
     wait_received(&receiver, 1).await;
     db.psql("DELETE FROM walhook.events");
     // the hanging attempt times out and its outcome goes to the recorder
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    walhook.wait_for_log("delivery attempt failed", WAIT);
     db.psql("INSERT INTO items (id) VALUES (2)");
     wait_until(WAIT, "the next event's outcome stored", || async {
-        let n: i64 = rows(
+        (scalar(
             &db,
             "SELECT count(*) FROM walhook.deliveries d JOIN walhook.events e ON e.id = d.event_id
               WHERE e.apiresource = '/items/2' AND d.status = 'succeeded'",
         )
-        .await[0]
-            .get(0);
-        (n == 1).then_some(())
+        .await
+            == 1)
+            .then_some(())
     })
     .await;
-    let attempts: i64 = rows(&db, "SELECT count(*) FROM walhook.delivery_attempts").await[0].get(0);
-    assert_eq!(attempts, 1, "only the stored event's attempt has a row");
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM walhook.delivery_attempts").await,
+        1,
+        "only the stored event's attempt has a row"
+    );
 }

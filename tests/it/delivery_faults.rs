@@ -5,19 +5,14 @@ use std::time::Duration;
 
 use crate::support::receiver::Reply;
 use crate::support::{
-    Cluster, Receiver, TestDb, migrate, wait_until, walhook_run, walhook_streaming,
+    Cluster, Receiver, TestDb, items_table, scalar, wait_lock_waiter, wait_until, wait_until_or,
+    walhook_run, walhook_streaming,
 };
 
 const WAIT: Duration = Duration::from_secs(180);
 
 fn prepare(db: &TestDb<'_>) {
-    migrate(&db.url());
-    db.psql(
-        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
-         CREATE TABLE items (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
-         INSERT INTO walhook.routes (source_table, resource, apiresource)
-              VALUES ('items', 'item', '/items/{id}');",
-    );
+    items_table(db, ", n int NOT NULL DEFAULT 0");
 }
 
 /// [`prepare`], and a receiver with a subscription to everything, its
@@ -32,10 +27,6 @@ async fn prepare_subscribed(db: &TestDb<'_>) -> Receiver {
     receiver
 }
 
-async fn count(db: &TestDb<'_>, sql: &str) -> i64 {
-    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
-}
-
 /// The slot never waits on a receiver: wait until its confirmed position is
 /// past every stored event.
 async fn wait_slot_confirms_every_event(db: &TestDb<'_>) {
@@ -47,7 +38,7 @@ async fn wait_slot_confirms_every_event(db: &TestDb<'_>) {
     wait_until(
         WAIT,
         "the slot confirmed past every stored event",
-        || async { (count(db, &sql).await == 0).then_some(()) },
+        || async { (scalar(db, &sql).await == 0).then_some(()) },
     )
     .await;
 }
@@ -55,7 +46,7 @@ async fn wait_slot_confirms_every_event(db: &TestDb<'_>) {
 /// Events whose deliveries have no row, each naming its subscription in
 /// `owed` (the obligation the next instance to stream sweeps into a row).
 async fn events_owing_without_a_row(db: &TestDb<'_>) -> i64 {
-    count(
+    scalar(
         db,
         "SELECT count(*) FROM walhook.events e
           WHERE cardinality(e.owed) = 1
@@ -65,32 +56,24 @@ async fn events_owing_without_a_row(db: &TestDb<'_>) -> i64 {
 }
 
 async fn wait_succeeded(db: &TestDb<'_>, n: i64) {
-    let deadline = std::time::Instant::now() + WAIT;
     let sql = "SELECT count(*) FROM walhook.deliveries WHERE status = 'succeeded'";
-    while count(db, sql).await < n {
-        if std::time::Instant::now() > deadline {
-            let states = db
-                .client()
-                .await
-                .query(
-                    "SELECT status || ' x' || count(*) || ' (' || coalesce(max(last_error), '') || ')'
-                       FROM walhook.deliveries GROUP BY status",
-                    &[],
-                )
-                .await
-                .unwrap();
-            let states: Vec<String> = states.iter().map(|r| r.get(0)).collect();
-            panic!(
-                "timed out after {WAIT:?} waiting for {n} deliveries succeeded; now: {states:?}"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_or(
+        WAIT,
+        &format!("{n} deliveries succeeded"),
+        || async { (scalar(db, sql).await >= n).then_some(()) },
+        || {
+            db.psql(
+                "SELECT status || ' x' || count(*) || ' (' || coalesce(max(last_error), '') || ')'
+                   FROM walhook.deliveries GROUP BY status",
+            )
+        },
+    )
+    .await;
 }
 
 /// Insert one item and wait for its first request, its outcome held back:
 /// outcomes insert into `delivery_attempts`, and the returned session locks
-/// it until `ROLLBACK`.
+/// it until `ROLLBACK`; returns once the outcome's write waits for that lock.
 async fn first_request_outcome_held(
     db: &TestDb<'_>,
     receiver: &Receiver,
@@ -105,6 +88,7 @@ async fn first_request_outcome_held(
         (receiver.count() == 1).then_some(())
     })
     .await;
+    wait_lock_waiter(db, "relation = 'walhook.delivery_attempts'::regclass").await;
     locker
 }
 
@@ -127,7 +111,7 @@ async fn sigkill_during_delivery_still_delivers_everything() {
     let _second = walhook_streaming(&db);
     wait_succeeded(&db, 10000).await;
     assert_eq!(
-        count(&db, "SELECT count(*) FROM walhook.deliveries").await,
+        scalar(&db, "SELECT count(*) FROM walhook.deliveries").await,
         10000
     );
     let ids: HashSet<String> = receiver
@@ -180,7 +164,7 @@ async fn ordered_subscriptions_keep_per_resource_order_under_retries() {
     assert!(last.values().all(|n| *n == 10));
     // the first request was a first attempt and failed: retries happened
     let retried = "SELECT count(*) FROM walhook.delivery_attempts WHERE attempt > 1";
-    assert!(count(&db, retried).await > 0);
+    assert!(scalar(&db, retried).await > 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -188,11 +172,14 @@ async fn two_daemons_never_make_the_same_attempt_twice() {
     let db = Cluster::shared().new_database();
     prepare(&db);
     let receiver = Receiver::start().await;
-    // ten failed attempts per event: both instances' claim loops get their turns
+    // ten failed attempts per event: both instances' claim loops get their turns;
+    // the breaker never opens (its probes would keep an attempt's number)
     receiver.set_default(Reply::FailBeforeAttempt(11));
     db.psql(&format!(
-        "INSERT INTO walhook.subscriptions (url, retry_schedule)
-         VALUES ('{}', '{{10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms}}')",
+        "INSERT INTO walhook.subscriptions
+                (url, retry_schedule, failure_threshold, failure_window_min_attempts)
+         VALUES ('{}', '{{10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms}}',
+                 10000, 1000000)",
         receiver.url()
     ));
     let _active = walhook_streaming(&db);
@@ -208,7 +195,7 @@ async fn two_daemons_never_make_the_same_attempt_twice() {
         );
         assert!(seen.insert(key.clone()), "attempt made twice: {key:?}");
     }
-    let instances = count(
+    let instances = scalar(
         &db,
         "SELECT count(DISTINCT instance_id) FROM walhook.delivery_attempts",
     )
@@ -220,7 +207,7 @@ async fn two_daemons_never_make_the_same_attempt_twice() {
         standby.log()
     );
     assert_eq!(
-        count(&db, "SELECT count(*) FROM (SELECT delivery_id, attempt FROM walhook.delivery_attempts GROUP BY 1, 2 HAVING count(*) > 1) d").await,
+        scalar(&db, "SELECT count(*) FROM (SELECT delivery_id, attempt FROM walhook.delivery_attempts GROUP BY 1, 2 HAVING count(*) > 1) d").await,
         0
     );
 }
@@ -239,21 +226,20 @@ async fn sigkill_after_the_2xx_before_the_outcome_is_stored_delivers_again() {
     ));
     let mut first = walhook_streaming(&db);
     let locker = first_request_outcome_held(&db, &receiver).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     // the receiver answered and the outcome waits on a lock: the slot is
     // confirmed past the event anyway, which owes the delivery
     wait_slot_confirms_every_event(&db).await;
     first.kill_9();
     locker.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(
-        count(&db, "SELECT count(*) FROM walhook.delivery_attempts").await,
+        scalar(&db, "SELECT count(*) FROM walhook.delivery_attempts").await,
         0,
         "the outcome must not have been stored before the kill"
     );
     // a first attempt's row is written once, with its outcome: until then the
     // event's row holds the obligation
     assert_eq!(
-        count(&db, "SELECT count(*) FROM walhook.deliveries").await,
+        scalar(&db, "SELECT count(*) FROM walhook.deliveries").await,
         0,
         "no outcome stored, so no delivery row yet"
     );
@@ -272,7 +258,7 @@ async fn sigkill_after_the_2xx_before_the_outcome_is_stored_delivers_again() {
         .collect();
     assert_eq!(ids.len(), 1, "the same webhook-id both times");
     assert_eq!(
-        count(&db, "SELECT count(*) FROM walhook.delivery_attempts").await,
+        scalar(&db, "SELECT count(*) FROM walhook.delivery_attempts").await,
         1,
         "the lost attempt is not invented; the one after the restart is recorded"
     );
@@ -303,7 +289,7 @@ async fn sigkill_after_events_are_stored_before_their_first_attempt_delivers_aft
     })
     .await;
     wait_slot_confirms_every_event(&db).await;
-    let rows = count(&db, "SELECT count(*) FROM walhook.deliveries").await;
+    let rows = scalar(&db, "SELECT count(*) FROM walhook.deliveries").await;
     let owing = events_owing_without_a_row(&db).await;
     first.kill_9();
     assert_eq!(receiver.count(), 1);
@@ -313,7 +299,7 @@ async fn sigkill_after_events_are_stored_before_their_first_attempt_delivers_aft
     );
     assert_eq!(owing, 3, "each stored event names the delivery it owes");
     assert_eq!(
-        count(&db, "SELECT count(*) FROM walhook.events").await,
+        scalar(&db, "SELECT count(*) FROM walhook.events").await,
         3,
         "all events were stored before the kill"
     );

@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use crate::support::{Cluster, TestDb, migrate, stored_events, wait_until, walhook_streaming};
+use crate::support::{
+    Cluster, TestDb, migrate, no_more_events, stored_events, wait_events, walhook_streaming,
+};
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(60);
 const ORG: &str = "79b34d52-125b-4e5a-8b69-db93e737aa78";
 const SERVER: &str = "9f347e44-23a0-4e76-917f-87cd05fd9d2f";
 const STATEMENT: &str = "81b9a364-05ba-4030-ac21-75a46d3fcdb3";
@@ -15,14 +16,6 @@ const STATEMENT: &str = "81b9a364-05ba-4030-ac21-75a46d3fcdb3";
 fn load_directory(db: &TestDb<'_>) {
     migrate(&db.url());
     db.psql_file("sql/examples/directory.sql");
-}
-
-async fn wait_events(db: &TestDb<'_>, n: usize) -> Vec<(String, String, Value)> {
-    wait_until(WAIT, &format!("{n} events"), || async {
-        let e = stored_events(db).await;
-        (e.len() >= n).then_some(e)
-    })
-    .await
 }
 
 /// Same keys everywhere and the same JSON type at every leaf.
@@ -109,7 +102,7 @@ async fn reference_payloads_cascade_and_status_transitions() {
     db.psql(&format!("UPDATE directory.software_statements SET status = 'active' WHERE software_statement_id = '{STATEMENT}'"));
     db.psql(&format!("UPDATE directory.software_statements SET client_secret = 'rotated' WHERE software_statement_id = '{STATEMENT}'"));
     let events = wait_events(&db, 14).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    no_more_events(&db, 14, Duration::from_millis(500)).await;
     let events_now = stored_events(&db).await;
     let types: Vec<&str> = events_now.iter().map(|e| e.0.as_str()).collect();
     assert_eq!(
@@ -215,7 +208,7 @@ async fn routes_take_effect_at_their_commit_position() {
     db.psql("UPDATE walhook.routes SET enabled = true");
     db.psql("INSERT INTO things VALUES (6)");
     let events = wait_events(&db, 2).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    no_more_events(&db, 2, Duration::from_millis(800)).await;
     let events_now = stored_events(&db).await;
     let resources: Vec<&str> = events_now.iter().map(|e| e.1.as_str()).collect();
     assert_eq!(resources, ["/things/4", "/things/6"], "{events:?}");

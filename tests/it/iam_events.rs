@@ -7,24 +7,23 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::support::{
-    Cluster, IAM_VOCABULARY, TestDb, migrate, stored_events, wait_until, walhook_streaming,
+    Cluster, IAM_VOCABULARY, TestDb, migrate, no_more_events, scalar, stored_events, wait_until,
+    walhook_streaming,
 };
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The stored events once one of type `last` is there, and a little later (to
-/// see events that must not come).
+/// The stored events once one of type `last` is there, and no more come for
+/// half a second (to see events that must not come).
 async fn events_until(db: &TestDb<'_>, last: &str) -> Vec<(String, String, Value)> {
+    let sql = format!("SELECT count(*) FROM walhook.events WHERE type = '{last}'");
     wait_until(WAIT, last, || async {
-        stored_events(db)
-            .await
-            .iter()
-            .any(|e| e.0 == last)
-            .then_some(())
+        (scalar(db, &sql).await > 0).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stored = scalar(db, "SELECT count(*) FROM walhook.events").await;
+    no_more_events(db, stored, Duration::from_millis(500)).await;
     stored_events(db).await
 }
 

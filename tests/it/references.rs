@@ -5,11 +5,9 @@
 //! or fail as they did, and deleting the rows referred to deletes the rows
 //! referring to them.
 
-use std::time::Duration;
-
 use tokio_postgres::error::SqlState;
 
-use crate::support::{Cluster, TestDb, migrate};
+use crate::support::{Cluster, TestDb, migrate, wait_lock_waiter};
 
 const SUBSCRIPTION: &str = "00000000-0000-0000-0000-00000000000a";
 const OTHER_SUBSCRIPTION: &str = "00000000-0000-0000-0000-00000000000b";
@@ -125,11 +123,20 @@ fn deleting_or_truncating_takes_the_rows_referring_along() {
     assert_eq!(counts(&db), ("0".to_owned(), "0".to_owned()));
 }
 
+async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 #[tokio::test]
 async fn a_delete_and_an_insert_at_once_wait_for_each_other_as_a_foreign_key_does() {
     let db = Cluster::shared().new_database();
     seed(&db);
     let (mut inserter, deleter) = (db.client().await, db.client().await);
+    let (inserter_pid, deleter_pid) = (backend_pid(&inserter).await, backend_pid(&deleter).await);
 
     // an insert in flight holds its event: the delete waits, then takes the
     // new delivery along
@@ -153,7 +160,7 @@ async fn a_delete_and_an_insert_at_once_wait_for_each_other_as_a_foreign_key_doe
             .unwrap();
         deleter
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_lock_waiter(&db, &format!("pid = {deleter_pid}")).await;
     assert!(!delete.is_finished(), "the delete waits for the insert");
     insert.commit().await.unwrap();
     let mut deleter = delete.await.unwrap();
@@ -169,7 +176,7 @@ async fn a_delete_and_an_insert_at_once_wait_for_each_other_as_a_foreign_key_doe
         .unwrap();
     let insert =
         tokio::spawn(async move { inserter.batch_execute(&delivery_sql(5, SUBSCRIPTION)).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_lock_waiter(&db, &format!("pid = {inserter_pid}")).await;
     assert!(!insert.is_finished(), "the insert waits for the delete");
     delete.commit().await.unwrap();
     let error = insert.await.unwrap().expect_err("its event is gone");

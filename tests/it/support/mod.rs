@@ -1,5 +1,6 @@
 //! Shared test support: throwaway PostgreSQL clusters, the walhook process, a
-//! test receiver and polling helpers, for every module of the test binary.
+//! test receiver, polling helpers and the fixtures most modules share (a
+//! routed `items` table, a subscription), for every module of the test binary.
 
 pub mod api;
 pub mod cluster;
@@ -7,12 +8,14 @@ pub mod fake_peer;
 pub mod process;
 pub mod python;
 pub mod receiver;
-
-use std::time::{Duration, Instant};
+pub mod waits;
 
 pub use cluster::{Cluster, ClusterOptions, TestDb};
 pub use process::{ChildProcess, migrate, walhook, walhook_run, walhook_streaming};
 pub use receiver::Receiver;
+pub use waits::{
+    no_more_events, nothing_happens_for, wait_events, wait_lock_waiter, wait_until, wait_until_or,
+};
 
 /// Every event name of the IAM example's vocabulary (issue 12),
 /// which `sql/examples/iam.sql` must produce.
@@ -42,24 +45,6 @@ pub const IAM_VOCABULARY: &[&str] = &[
     "realm.deleted",
     "realm.settings.updated",
 ];
-
-/// Poll `check` until it returns Some or `timeout` passes.
-pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// `(type, apiresource, body)` of the stored events in WAL order; an event
 /// without a body has its error (a JSON string) in its place.
@@ -91,4 +76,28 @@ pub fn subscribe(db: &TestDb<'_>, url: &str, extra_cols: &str, extra_vals: &str)
         "INSERT INTO walhook.subscriptions (url, retry_schedule{extra_cols})
          VALUES ('{url}', '{{10ms,10ms,10ms}}'{extra_vals}) RETURNING id"
     ))
+}
+
+/// The first column of `sql`'s one row, as an `i64` (a `count(*)`, or any
+/// integer cast to `int8`).
+pub async fn scalar(db: &TestDb<'_>, sql: &str) -> i64 {
+    db.client()
+        .await
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+/// Migrate `db`, allow loopback receivers, and route a table
+/// `items (id int PRIMARY KEY<columns>)` as `item` events at `/items/{id}`;
+/// `columns` is empty or starts with a comma.
+pub fn items_table(db: &TestDb<'_>, columns: &str) {
+    migrate(&db.url());
+    db.psql(&format!(
+        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
+         CREATE TABLE items (id int PRIMARY KEY{columns});
+         INSERT INTO walhook.routes (source_table, resource, apiresource)
+              VALUES ('items', 'item', '/items/{{id}}');"
+    ));
 }
