@@ -7,9 +7,10 @@ use axum::extract::{RawQuery, State};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::deliveries::{DeliveryDetail, exact_or_prefix};
+use super::deliveries::exact_or_prefix;
 use super::error::{ApiError, ErrorBody, ErrorDetail};
 use super::pagination::{Page, Query, encode_cursor};
+use super::schema::DeliveryDetail;
 use super::{ApiState, read_conn};
 use crate::store::history::{self, DeliveryFilter, STATUSES};
 
@@ -43,7 +44,7 @@ fn uuid_param(query: &Query, param: &str) -> Result<Option<Uuid>, ApiError> {
         ("limit" = Option<i64>, Query, description = "1-100, default 20"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
     responses(
-        (status = 200, description = "A page of deliveries", body = super::openapi::DeliveryDetailPage),
+        (status = 200, description = "A page of deliveries", body = super::schema::DeliveryDetailPage),
         (status = 400, description = "Invalid parameter", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody)),
     security(("bearer" = [])))]

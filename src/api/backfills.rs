@@ -10,51 +10,16 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody, ErrorDetail};
 use super::pool::Conn;
+use super::schema::{Backfill, BackfillCreate, BackfillList};
 use super::webhooks::parse_id;
 use super::{ApiState, read_conn};
 use crate::store::backfills::{self, BackfillStatus};
-
-/// `POST /v1/backfills`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BackfillCreate {
-    /// The webhook that receives the `<resource>.snapshot` events.
-    pub webhook_id: Uuid,
-    /// A routed table with a primary key, e.g. `directory.organisations`.
-    pub table: String,
-    /// One boolean SQL expression over the table's columns; all rows when absent.
-    #[serde(default)]
-    pub r#where: Option<String>,
-    /// A cap on the rows read per second.
-    #[serde(default)]
-    pub rows_per_second: Option<i32>,
-}
-
-/// A backfill and its progress.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Backfill {
-    pub id: String,
-    pub webhook_id: String,
-    pub table: String,
-    /// `pending`, `running`, `done`, `cancelled` or `failed`.
-    pub status: String,
-    pub rows_sent: i64,
-    /// The table's estimated row count (planner statistics), when known and
-    /// the backfill has no `where`.
-    pub estimated_rows: Option<i64>,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub error: Option<String>,
-}
 
 impl From<BackfillStatus> for Backfill {
     fn from(b: BackfillStatus) -> Self {
@@ -70,12 +35,6 @@ impl From<BackfillStatus> for Backfill {
             error: b.error,
         }
     }
-}
-
-/// `{"data": [...]}`: the unfinished backfills and those finished in the last hour.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BackfillList {
-    pub data: Vec<Backfill>,
 }
 
 /// The field a refusal of the database is about.

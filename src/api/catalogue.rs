@@ -15,45 +15,16 @@ use std::collections::BTreeSet;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use serde_json::{Value, json};
-use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
+use super::schema::{Catalogue, CatalogueEntry};
 use super::{ApiState, read_conn};
 use crate::mapping::health::{self, OPERATIONAL_EVENTS};
 use crate::mapping::render_body;
 use crate::mapping::routes::Route;
 use crate::mapping::template::{Source, render_text};
 use crate::replication::change::Row;
-
-/// One event type.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CatalogueEntry {
-    /// The `webhook-event-type`, e.g. `software_statement.suspended`.
-    #[serde(rename = "type")]
-    pub event_type: String,
-    /// The routed table (`walhook.subscriptions` for `webhook.*`).
-    pub table: String,
-    /// `insert`, `update`, `delete`, `status`, `bulk_delete`, `snapshot`, or
-    /// `health` (a webhook's endpoint health changed state).
-    pub operation: String,
-    /// When the event is made, in words.
-    pub when: String,
-    /// False when the route is disabled (it makes nothing now).
-    pub enabled: bool,
-    /// A body as receivers get it (default envelope), from a made-up row;
-    /// null where the shape is not the route's template (bulk deletes,
-    /// `webhook.created|updated|deleted`).
-    pub sample: Option<Value>,
-}
-
-/// `{"data": [...]}`, by table then type.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Catalogue {
-    pub data: Vec<CatalogueEntry>,
-}
 
 /// A made-up value of a column of this SQL type, as the decoder would give it.
 fn sample_value(column: &str, sql_type: &str) -> Value {

@@ -8,41 +8,15 @@
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::Row;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody, ErrorDetail};
 use super::pagination::{Page, Query, encode_cursor};
+use super::schema::{Attempt, DeliveryDetail};
 use super::{ApiState, read_conn};
-use crate::store::history::{self, Delivery, Event};
-
-/// One HTTP attempt of a delivery.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Attempt {
-    /// 1, 2, ... (the `webhook-attempt` header sent).
-    pub attempt: i32,
-    pub attempted_at: DateTime<Utc>,
-    pub duration_ms: i32,
-    /// The receiver's status; null when no response came.
-    pub status_code: Option<i32>,
-    /// Why the attempt failed (timeout, connection error, non-2xx); null on success.
-    pub error: Option<String>,
-    /// The first 256 bytes of the response body, as text.
-    pub response_body: Option<String>,
-}
-
-/// A delivery with the webhook it belongs to.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DeliveryDetail {
-    pub webhook_id: Uuid,
-    #[serde(flatten)]
-    pub delivery: Delivery,
-}
+use crate::store::history::{self, Event};
 
 fn delivery_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
@@ -103,7 +77,7 @@ pub async fn get(
         ("limit" = Option<i64>, Query, description = "1-100, default 20"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
     responses(
-        (status = 200, description = "A page of attempts", body = super::openapi::AttemptPage),
+        (status = 200, description = "A page of attempts", body = super::schema::AttemptPage),
         (status = 400, description = "Malformed id, limit or cursor", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 404, description = "No such delivery", body = ErrorBody)),
@@ -207,7 +181,7 @@ fn revision(query: &Query, param: &str) -> Result<Option<i64>, ApiError> {
         ("limit" = Option<i64>, Query, description = "1-100, default 20"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
     responses(
-        (status = 200, description = "A page of events", body = super::openapi::EventPage),
+        (status = 200, description = "A page of events", body = super::schema::EventPage),
         (status = 400, description = "Invalid parameter", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody)),
     security(("bearer" = [])))]

@@ -28,7 +28,7 @@ fn decode_id(key: &str) -> Option<i64> {
         ("limit" = Option<i64>, Query, description = "1-100, default 20"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
     responses(
-        (status = 200, description = "A page of deliveries", body = super::openapi::DeliveryPage),
+        (status = 200, description = "A page of deliveries", body = super::schema::DeliveryPage),
         (status = 400, description = "Malformed id, status, limit or cursor", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 404, description = "No such webhook", body = ErrorBody)),
@@ -125,7 +125,7 @@ pub async fn redeliver(
         ("limit" = Option<i64>, Query, description = "1-100, default 20"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
     responses(
-        (status = 200, description = "A page of audit entries", body = super::openapi::AuditPage),
+        (status = 200, description = "A page of audit entries", body = super::schema::AuditPage),
         (status = 400, description = "Invalid limit or cursor", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody)),
     security(("bearer" = [])))]

@@ -31,6 +31,7 @@ pub(crate) mod history;
 pub(crate) mod openapi;
 pub(crate) mod pagination;
 pub(crate) mod pool;
+mod schema;
 pub(crate) mod status;
 pub(crate) mod webhook_input;
 pub(crate) mod webhooks;

@@ -9,11 +9,11 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, ErrorDetail};
+use super::schema::AuthInput;
 use crate::store::webhooks::Assignment;
 
 /// Body fields of POST and PUT, in documentation order.
@@ -55,16 +55,6 @@ const READ_ONLY: &[&str] = &[
 
 /// Fields POST requires.
 pub const REQUIRED: &[&str] = &["url", "events"];
-
-/// `auth` as written: `{"type": "none"}`, `{"type": "bearer", "token"}` or
-/// `{"type": "basic", "username", "password"}`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum AuthInput {
-    None {},
-    Bearer { token: String },
-    Basic { username: String, password: String },
-}
 
 /// Parse a JSON object body, refusing unknown fields (and, when `required`,
 /// missing ones), then turn each field into column assignments.

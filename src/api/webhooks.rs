@@ -50,7 +50,7 @@ fn decode_webhook_cursor(key: &str) -> Option<WebhookKey> {
 /// Only `url` and `events` are required; every other field takes its default.
 /// The response is the only one that shows the webhook's `secret`.
 #[utoipa::path(post, path = "/v1/webhooks", operation_id = "createWebhook", tag = "webhooks",
-    request_body = super::openapi::WebhookCreate,
+    request_body = super::schema::WebhookCreate,
     responses(
         (status = 201, description = "Created", body = Webhook),
         (status = 400, description = "Invalid input", body = ErrorBody),
@@ -82,7 +82,7 @@ pub async fn create(
         ("limit" = Option<i64>, Query, description = "1-100, default 20"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
     responses(
-        (status = 200, description = "A page of webhooks", body = super::openapi::WebhookPage),
+        (status = 200, description = "A page of webhooks", body = super::schema::WebhookPage),
         (status = 400, description = "Invalid limit or cursor", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -124,7 +124,7 @@ pub async fn get(
 /// Sets the fields given and leaves the others as they are.
 #[utoipa::path(put, path = "/v1/webhooks/{id}", operation_id = "updateWebhook", tag = "webhooks",
     params(("id" = Uuid, Path, description = "Webhook id")),
-    request_body = super::openapi::WebhookUpdate,
+    request_body = super::schema::WebhookUpdate,
     responses(
         (status = 200, description = "The updated webhook", body = Webhook),
         (status = 400, description = "Invalid input", body = ErrorBody),
