@@ -16,10 +16,9 @@
 //! checks instead of joining `walhook.events`): a generic plan of a join
 //! with `walhook.events`, made while it was nearly empty, scanned the whole
 //! table on every later batch. Statements that join a growing table are sent as
-//! text and planned on every execution. (`plan_cache_mode =
-//! force_custom_plan` also replanned the foreign-key checks PostgreSQL ran
-//! for every inserted row before migration 0009: a third more CPU per
-//! delivery.) [`PreparedClient::statement`] checks the rule, in debug builds
+//! text and planned on every execution (`plan_cache_mode =
+//! force_custom_plan` is no substitute: it replans every statement of the
+//! session). [`PreparedClient::statement`] checks the rule, in debug builds
 //! (every test), with [`growing_table_read`].
 
 use std::collections::HashMap;

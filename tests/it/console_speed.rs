@@ -1,4 +1,4 @@
-//! The console with 100,000 deliveries stored (issue 24: the first page usable
+//! The console with 100,000 deliveries stored (the first page must be usable
 //! within 300 ms on the bench machine): the API calls of its first pages
 //! timed (a webhook whose deliveries are the oldest, and one with none,
 //! among them), and the time until the webhooks page

@@ -1,4 +1,4 @@
-//! Row filters end to end (issue 25): a real PostgreSQL, the walhook binary
+//! Row filters end to end: a real PostgreSQL, the walhook binary
 //! and real receivers on loopback. A subscription's `filter` is a jsonpath
 //! predicate over `{new, old, changed, type, apiresource}`; an event it does
 //! not match creates no delivery for it, a filter that cannot be evaluated

@@ -1,4 +1,4 @@
-//! Operational events end to end (issue 25): state transitions of
+//! Operational events end to end: state transitions of
 //! `walhook.subscription_health`, written here by SQL as the delivering
 //! instances write them, reach `webhook.*` subscribers as
 //! `webhook.failing`, `webhook.recovered` and `webhook.disabled`, never the
