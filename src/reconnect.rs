@@ -15,17 +15,33 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-/// The waits between tries: `first`, then twice the last, up to `cap`.
+/// The waits between tries: `first`, then twice the last, up to `cap`; with
+/// jitter, each wait taken is a random point in its upper half, so instances
+/// that failed together (a database restart, a failover) do not all come
+/// back at the same instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     next: Duration,
     cap: Duration,
+    jitter: bool,
 }
 
 impl Backoff {
     /// Doubling waits from `first` up to `cap`.
     pub const fn doubling(first: Duration, cap: Duration) -> Backoff {
-        Backoff { next: first, cap }
+        Backoff {
+            next: first,
+            cap,
+            jitter: false,
+        }
+    }
+
+    /// The same waits, each taken between half of it and all of it.
+    pub const fn with_jitter(self) -> Backoff {
+        Backoff {
+            jitter: true,
+            ..self
+        }
     }
 
     /// The same wait every time.
@@ -33,7 +49,7 @@ impl Backoff {
         Backoff::doubling(every, every)
     }
 
-    /// The wait before the next try.
+    /// The wait before the next try (its upper bound, with jitter).
     pub fn delay(&self) -> Duration {
         self.next
     }
@@ -44,10 +60,14 @@ impl Backoff {
     }
 
     /// Take the next wait, doubling the one after it (up to the cap).
-    fn advance(&mut self) -> Duration {
+    pub fn advance(&mut self) -> Duration {
         let delay = self.next;
         self.next = (delay * 2).min(self.cap);
-        delay
+        if self.jitter {
+            delay.mul_f64(rand::Rng::gen_range(&mut rand::thread_rng(), 0.5..=1.0))
+        } else {
+            delay
+        }
     }
 }
 
@@ -122,6 +142,21 @@ mod tests {
         assert_eq!(backoff.delay(), 600 * MS);
         let mut fixed = Backoff::fixed(7 * MS);
         assert_eq!([fixed.advance(), fixed.advance()], [7 * MS, 7 * MS]);
+    }
+
+    #[test]
+    fn jittered_waits_stay_in_the_upper_half_and_still_double() {
+        let mut backoff = Backoff::doubling(100 * MS, 800 * MS).with_jitter();
+        let mut seen = std::collections::HashSet::new();
+        for nominal in [100, 200, 400, 800, 800, 800, 800, 800, 800, 800] {
+            let wait = backoff.advance();
+            assert!(
+                wait >= nominal * MS / 2 && wait <= nominal * MS,
+                "{wait:?} for {nominal} ms"
+            );
+            seen.insert(wait);
+        }
+        assert!(seen.len() > 5, "the waits vary: {seen:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -51,7 +51,8 @@ pub(super) async fn supervise_stream(context: StreamContext<'_>) -> Result<(), D
     } = context;
     let mut standby_logged = false;
     let mut streak = FailureStreak::default();
-    let backoff = Backoff::doubling(Duration::from_millis(250), Duration::from_secs(30));
+    let backoff =
+        Backoff::doubling(Duration::from_millis(250), Duration::from_secs(30)).with_jitter();
     let mut tries = Tries::new(backoff, shutdown);
     while tries.next().await {
         health.set_stream(StreamState::Connecting);

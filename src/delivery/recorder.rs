@@ -35,6 +35,7 @@ use uuid::Uuid;
 use super::breaker::{Observation, Outcome};
 use super::first_attempts::{Obligation, Unmet};
 use super::health::Health;
+use crate::reconnect::Backoff;
 use crate::store::ReconnectingClient;
 use crate::store::deliveries::{
     self, AttemptRecord, DeliveryStatus, Lease, NewDelivery, RecordedDelivery,
@@ -190,7 +191,8 @@ impl Recorder {
         // ranges still to store: the whole, or the halves of a refused one
         let mut ranges: Vec<Range<usize>> = std::iter::once(0..n).collect();
         let mut give_up_at: Option<tokio::time::Instant> = None;
-        let mut delay = Duration::from_millis(100);
+        let first_wait = Duration::from_millis(100);
+        let mut backoff = Backoff::doubling(first_wait, Duration::from_secs(5)).with_jitter();
         while let Some(range) = ranges.pop() {
             let error = match client.prepared().await {
                 Err(error) => {
@@ -205,7 +207,7 @@ impl Recorder {
                 Ok(c) => match write.execute(c, self.instance, range.clone()).await {
                     Ok(()) => {
                         stored[range].fill(true);
-                        delay = Duration::from_millis(100);
+                        backoff.restart_from(first_wait);
                         continue;
                     }
                     Err(error) => Some(error),
@@ -245,8 +247,7 @@ impl Recorder {
                     return stored;
                 }
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
+            tokio::time::sleep(backoff.advance()).await;
         }
         stored
     }
