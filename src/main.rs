@@ -173,7 +173,10 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
+    // WALHOOK_LOG, else RUST_LOG (e.g. `debug` shows each delivery's
+    // prepare, send, decide and record spans), else the default
     let filter = tracing_subscriber::EnvFilter::try_from_env("WALHOOK_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -41,6 +41,7 @@ impl AttemptTask {
         self.attempt(now).instrument(span).await
     }
 
+    /// prepare -> send -> decide -> record, each step in its own span.
     async fn attempt(self, now: DateTime<Utc>) {
         let AttemptTask { job, context } = self;
         telemetry::DISPATCH_WAIT.observe(job.handed_at.elapsed().as_secs_f64());
@@ -48,134 +49,216 @@ impl AttemptTask {
             telemetry::PROBES.inc();
         }
         let attempt = job.content.attempts + 1;
-        let keys = context
-            .keys
-            .read()
-            .map(|k| Arc::clone(&k))
-            .unwrap_or_default();
         let allow_insecure_targets = context.settings.borrow().allow_insecure_targets;
         telemetry::IN_FLIGHT_REQUESTS.inc();
-        // built and signed on a signing thread; a panic there is recorded
-        // as this attempt's failure, so the delivery is retried and its
-        // batch's position moves on
-        let (content, target) = (job.content.clone(), job.target.clone());
-        let signing = Instant::now();
-        let prepared = context
-            .signers
-            .run(job.content.event_id, move |memo| {
-                attempt::prepare(&content, &target, attempt, &keys, now, memo)
-            })
-            .await
-            .unwrap_or_else(|panicked| Err(PrepareError::Panicked(panicked)));
-        telemetry::SIGNING_DURATION.observe(signing.elapsed().as_secs_f64());
-        let c = &job.content;
-        let target = &job.target;
-        let since_redelivery = (attempt - c.retry_base).max(1) as usize;
-        let mut unprepared = None;
-        let (outcome, elapsed) = match prepared {
-            Err(error) => {
-                let outcome = failure(error.to_string());
-                unprepared = Some(error);
-                (outcome, Duration::ZERO)
-            }
-            Ok(request) => {
-                let refused = if allow_insecure_targets {
-                    Ok(())
-                } else {
-                    check_literal_host(&request.url)
-                };
-                match refused {
-                    Err(error) => (failure(error), Duration::ZERO),
-                    Ok(()) => {
-                        attempt::send(context.clients.get(allow_insecure_targets), request).await
-                    }
-                }
-            }
-        };
+        let prepared = prepare(&job, &context, attempt, now)
+            .instrument(tracing::debug_span!("prepare", attempt))
+            .await;
+        let sent = send(prepared, &context, allow_insecure_targets)
+            .instrument(tracing::debug_span!("send", attempt))
+            .await;
         telemetry::IN_FLIGHT_REQUESTS.dec();
-        telemetry::DELIVERY_DURATION.observe(elapsed.as_secs_f64());
-        let decided_at = Utc::now();
-        // a request that cannot be built is parked unless the operator can fix
-        // it in time (attempt::decide_unprepared says which)
-        let decision = match &unprepared {
-            Some(error) => attempt::decide_unprepared(
-                error,
-                &target.retry_schedule,
-                since_redelivery,
-                decided_at,
-                &mut rand::thread_rng(),
-            ),
-            None => attempt::decide(
-                &outcome,
-                &target.retry_schedule,
-                since_redelivery,
-                decided_at,
-                &mut rand::thread_rng(),
-            ),
-        };
-        let (status_code, error, body) = match outcome {
-            AttemptOutcome::Succeeded { status, body } => {
-                (Some(i32::from(status)), None, Some(body))
-            }
-            AttemptOutcome::Failed {
-                status,
-                error,
-                body,
-                ..
-            } => (status.map(i32::from), Some(error), body),
-        };
-        let (new_status, next_attempt_at, label) = match decision {
-            Decision::Succeeded => {
-                let latency =
-                    (decided_at - c.commit_time).num_microseconds().unwrap_or(0) as f64 / 1e6;
-                telemetry::END_TO_END_LATENCY.observe(latency.max(0.0));
-                (DeliveryStatus::Succeeded, decided_at, "success")
-            }
-            Decision::RetryAt(at) => (DeliveryStatus::Pending, at, "retry"),
-            // a failed probe keeps its delivery pending where it was
-            Decision::Failed if job.probe => (DeliveryStatus::Pending, decided_at, "retry"),
-            Decision::Failed => (DeliveryStatus::Failed, decided_at, "failed"),
-        };
-        if new_status != DeliveryStatus::Succeeded {
-            context.slow.slowed(target.id);
-        }
-        telemetry::DELIVERIES
-            .with_label_values(&[&target.id.to_string(), label])
-            .inc();
-        match &error {
-            Some(error) => {
-                tracing::info!(attempt, outcome = label, status = ?status_code, %error, "delivery attempt failed")
-            }
-            None => tracing::debug!(attempt, status = ?status_code, "delivered"),
-        }
-        let (delivery, obligation) = match job.origin {
-            JobOrigin::First(obligation) => (
-                RecordedDelivery::First(obligation.delivery().clone()),
-                Some(obligation),
-            ),
-            JobOrigin::Claimed { lease, .. } => (RecordedDelivery::Claimed(lease), None),
-        };
-        let record = AttemptRecord {
-            delivery,
-            attempt,
-            attempted_at: now,
-            duration_ms: elapsed.as_millis().min(i32::MAX as u128) as i32,
-            status_code,
-            error,
-            response_body: body.filter(|b| !b.is_empty()),
-            new_status,
-            next_attempt_at,
-            ordered: target.ordered,
-            probe: job.probe,
-        };
+        telemetry::DELIVERY_DURATION.observe(sent.elapsed.as_secs_f64());
+        let decided = tracing::debug_span!("decide", attempt)
+            .in_scope(|| decide(&job, &context, attempt, sent.outcome, sent.unprepared));
+        let finished = finish(job, attempt, now, sent.elapsed, decided);
         // a closed channel means the recorder stopped: a first attempt's
         // obligation, dropped, gets its pending row elsewhere or is swept
-        let finished = Finished {
-            record,
-            obligation,
-            subscription: target.id,
+        let _ = context
+            .records
+            .send(finished)
+            .instrument(tracing::debug_span!("record", attempt))
+            .await;
+    }
+}
+
+/// Build and sign the request on a signing thread; a panic there is recorded
+/// as this attempt's failure, so the delivery is retried and its batch's
+/// position moves on.
+async fn prepare(
+    job: &Job,
+    context: &AttemptContext,
+    attempt: i32,
+    now: DateTime<Utc>,
+) -> Result<attempt::PreparedRequest, PrepareError> {
+    let keys = context
+        .keys
+        .read()
+        .map(|k| Arc::clone(&k))
+        .unwrap_or_default();
+    let (content, target) = (job.content.clone(), job.target.clone());
+    let signing = Instant::now();
+    let prepared = context
+        .signers
+        .run(job.content.event_id, move |memo| {
+            attempt::prepare(&content, &target, attempt, &keys, now, memo)
+        })
+        .await
+        .unwrap_or_else(|panicked| Err(PrepareError::Panicked(panicked)));
+    telemetry::SIGNING_DURATION.observe(signing.elapsed().as_secs_f64());
+    tracing::debug!(signed = prepared.is_ok(), "request prepared");
+    prepared
+}
+
+/// What sending produced: the outcome, how long the request took, and the
+/// error when no request could be built.
+struct Sent {
+    outcome: AttemptOutcome,
+    elapsed: Duration,
+    unprepared: Option<PrepareError>,
+}
+
+/// Send the request, unless it could not be built or its literal address is
+/// refused.
+async fn send(
+    prepared: Result<attempt::PreparedRequest, PrepareError>,
+    context: &AttemptContext,
+    allow_insecure_targets: bool,
+) -> Sent {
+    let request = match prepared {
+        Err(error) => {
+            return Sent {
+                outcome: failure(error.to_string()),
+                elapsed: Duration::ZERO,
+                unprepared: Some(error),
+            };
+        }
+        Ok(request) => request,
+    };
+    if !allow_insecure_targets && let Err(error) = check_literal_host(&request.url) {
+        return Sent {
+            outcome: failure(error),
+            elapsed: Duration::ZERO,
+            unprepared: None,
         };
-        let _ = context.records.send(finished).await;
+    }
+    let (outcome, elapsed) =
+        attempt::send(context.clients.get(allow_insecure_targets), request).await;
+    tracing::debug!(
+        ?elapsed,
+        succeeded = matches!(outcome, AttemptOutcome::Succeeded { .. }),
+        "request sent"
+    );
+    Sent {
+        outcome,
+        elapsed,
+        unprepared: None,
+    }
+}
+
+/// The attempt's verdict and what is stored of it.
+struct Decided {
+    new_status: DeliveryStatus,
+    next_attempt_at: DateTime<Utc>,
+    status_code: Option<i32>,
+    error: Option<String>,
+    body: Option<String>,
+}
+
+/// Succeeded, retry at a time, or failed: from the outcome and the retry
+/// schedule (a request that cannot be built is parked unless the operator
+/// can fix it in time; a failed probe keeps its delivery pending where it
+/// was). Counts and logs the outcome; a failure marks the subscription slow.
+fn decide(
+    job: &Job,
+    context: &AttemptContext,
+    attempt: i32,
+    outcome: AttemptOutcome,
+    unprepared: Option<PrepareError>,
+) -> Decided {
+    let c = &job.content;
+    let target = &job.target;
+    let since_redelivery = (attempt - c.retry_base).max(1) as usize;
+    let decided_at = Utc::now();
+    let decision = match &unprepared {
+        Some(error) => attempt::decide_unprepared(
+            error,
+            &target.retry_schedule,
+            since_redelivery,
+            decided_at,
+            &mut rand::thread_rng(),
+        ),
+        None => attempt::decide(
+            &outcome,
+            &target.retry_schedule,
+            since_redelivery,
+            decided_at,
+            &mut rand::thread_rng(),
+        ),
+    };
+    let (status_code, error, body) = match outcome {
+        AttemptOutcome::Succeeded { status, body } => (Some(i32::from(status)), None, Some(body)),
+        AttemptOutcome::Failed {
+            status,
+            error,
+            body,
+            ..
+        } => (status.map(i32::from), Some(error), body),
+    };
+    let (new_status, next_attempt_at, label) = match decision {
+        Decision::Succeeded => {
+            let latency = (decided_at - c.commit_time).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            telemetry::END_TO_END_LATENCY.observe(latency.max(0.0));
+            (DeliveryStatus::Succeeded, decided_at, "success")
+        }
+        Decision::RetryAt(at) => (DeliveryStatus::Pending, at, "retry"),
+        Decision::Failed if job.probe => (DeliveryStatus::Pending, decided_at, "retry"),
+        Decision::Failed => (DeliveryStatus::Failed, decided_at, "failed"),
+    };
+    if new_status != DeliveryStatus::Succeeded {
+        context.slow.slowed(target.id);
+    }
+    telemetry::DELIVERIES
+        .with_label_values(&[&target.id.to_string(), label])
+        .inc();
+    match &error {
+        Some(error) => {
+            tracing::info!(attempt, outcome = label, status = ?status_code, %error, "delivery attempt failed")
+        }
+        None => tracing::debug!(attempt, status = ?status_code, "delivered"),
+    }
+    Decided {
+        new_status,
+        next_attempt_at,
+        status_code,
+        error,
+        body,
+    }
+}
+
+/// The record the recorder stores, with the first attempt's obligation
+/// (met once the row is written).
+fn finish(
+    job: Job,
+    attempt: i32,
+    now: DateTime<Utc>,
+    elapsed: Duration,
+    decided: Decided,
+) -> Finished {
+    let (delivery, obligation) = match job.origin {
+        JobOrigin::First(obligation) => (
+            RecordedDelivery::First(obligation.delivery().clone()),
+            Some(obligation),
+        ),
+        JobOrigin::Claimed { lease, .. } => (RecordedDelivery::Claimed(lease), None),
+    };
+    let record = AttemptRecord {
+        delivery,
+        attempt,
+        attempted_at: now,
+        duration_ms: elapsed.as_millis().min(i32::MAX as u128) as i32,
+        status_code: decided.status_code,
+        error: decided.error,
+        response_body: decided.body.filter(|b| !b.is_empty()),
+        new_status: decided.new_status,
+        next_attempt_at: decided.next_attempt_at,
+        ordered: job.target.ordered,
+        probe: job.probe,
+    };
+    Finished {
+        record,
+        obligation,
+        subscription: job.target.id,
     }
 }
 
