@@ -2,7 +2,7 @@
 //! changes: actors, objects, redaction, and retention that keeps it.
 
 use crate::support::api::{ApiServer, create_token};
-use crate::support::{Cluster, migrate, walhook};
+use crate::support::{Cluster, migrate, route_items, walhook};
 use reqwest::Method;
 use serde_json::json;
 
@@ -85,12 +85,9 @@ async fn api_tokens_are_created_once_listed_without_the_token_and_revoked() {
 async fn sql_and_api_changes_are_audited_with_their_actor_and_no_secret() {
     let db = Cluster::shared().database();
     let api = ApiServer::start(&db).await;
-    db.psql(
-        "INSERT INTO walhook.settings VALUES ('event_retention', '3 days');
-         CREATE TABLE items (id int PRIMARY KEY);
-         INSERT INTO walhook.routes (source_table, resource, apiresource) VALUES ('items', 'item', '/items/{id}');
-         UPDATE walhook.routes SET enabled = false;",
-    );
+    db.psql("INSERT INTO walhook.settings VALUES ('event_retention', '3 days')");
+    route_items(&db, "");
+    db.psql("UPDATE walhook.routes SET enabled = false");
     let from_sql = db.psql(
         "INSERT INTO walhook.subscriptions (url, auth_type, auth_token)
          VALUES ('https://sql.example/h', 'bearer', 'sql-token-S3CRET') RETURNING id",

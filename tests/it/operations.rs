@@ -3,20 +3,17 @@
 use std::time::Duration;
 
 use crate::support::{
-    ChildProcess, Cluster, Receiver, TestDb, migrate, wait_until, walhook, walhook_run,
-    walhook_streaming,
+    ChildProcess, Cluster, Receiver, TestDb, items_table, migrate, scalar, wait_until, walhook,
+    walhook_run, walhook_streaming,
 };
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(120);
 
 fn prepare(db: &TestDb<'_>, receiver: &Receiver) {
-    migrate(&db.url());
+    items_table(db, "");
     db.psql(&format!(
-        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
-         CREATE TABLE items (id int PRIMARY KEY);
-         INSERT INTO walhook.routes (source_table, resource, apiresource) VALUES ('items', 'item', '/items/{{id}}');
-         INSERT INTO walhook.subscriptions (name, url) VALUES ('demo', '{}');",
+        "INSERT INTO walhook.subscriptions (name, url) VALUES ('demo', '{}')",
         receiver.url()
     ));
 }
@@ -25,10 +22,6 @@ async fn get(process: &ChildProcess, path: &str) -> (u16, String) {
     let url = format!("http://{}{path}", process.http_addr.as_ref().unwrap());
     let response = reqwest::get(&url).await.unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
-}
-
-async fn count(db: &TestDb<'_>, sql: &str) -> i64 {
-    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
 }
 
 /// The value of the sample line starting with `prefix`.
@@ -192,7 +185,7 @@ async fn sigterm_under_load_exits_zero_and_parks_nothing_in_flight() {
         walhook.log()
     );
     assert_eq!(
-        count(
+        scalar(
             &db,
             "SELECT count(*) FROM walhook.deliveries WHERE lease_owner IS NOT NULL"
         )
@@ -205,7 +198,7 @@ async fn sigterm_under_load_exits_zero_and_parks_nothing_in_flight() {
         Duration::from_secs(60),
         "every delivery succeeded",
         || async {
-            (count(
+            (scalar(
                 &db,
                 "SELECT count(*) FROM walhook.deliveries WHERE status = 'succeeded'",
             )
@@ -216,7 +209,7 @@ async fn sigterm_under_load_exits_zero_and_parks_nothing_in_flight() {
     )
     .await;
     assert_eq!(
-        count(&db, "SELECT count(*) FROM walhook.events").await,
+        scalar(&db, "SELECT count(*) FROM walhook.events").await,
         5000
     );
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Cluster, ClusterOptions, TestDb, migrate, wait_until, walhook_run, walhook_streaming,
+    Cluster, ClusterOptions, TestDb, items_table, migrate, wait_events, wait_until, walhook_run,
+    walhook_streaming,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -155,18 +156,10 @@ async fn an_idle_timeout_on_18_invalidates_the_slot_and_walhook_stops_naming_it(
         ..Default::default()
     });
     let db = cluster.database();
-    migrate(&db.url());
-    db.psql(
-        "CREATE TABLE items (id int PRIMARY KEY);
-         INSERT INTO walhook.routes (source_table, resource, apiresource)
-         VALUES ('items', 'item', '/items/{id}')",
-    );
+    items_table(&db, "");
     let mut walhook = walhook_streaming(&db);
     db.psql("INSERT INTO items VALUES (1)");
-    wait_until(WAIT, "the event stored", || async {
-        (db.psql("SELECT count(*) FROM walhook.events") == "1").then_some(())
-    })
-    .await;
+    wait_events(&db, 1).await;
     walhook.signal(libc::SIGTERM);
     let status = walhook.wait_exit(WAIT).expect("walhook stops");
     assert!(status.success(), "{}", walhook.log());
@@ -177,6 +170,8 @@ async fn an_idle_timeout_on_18_invalidates_the_slot_and_walhook_stops_naming_it(
            FROM pg_replication_slots WHERE slot_name = '{slot}'"
     );
     wait_until(WAIT, "the idle slot invalidated", || async {
+        // pacing: a checkpoint invalidates the slot once idle past 1 s;
+        // one checkpoint each half second is enough
         tokio::time::sleep(Duration::from_millis(500)).await;
         db.psql("CHECKPOINT");
         (db.psql(&state) == "lost|idle_timeout|t").then_some(())

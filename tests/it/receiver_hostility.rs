@@ -9,25 +9,15 @@ use serde_json::json;
 use crate::support::api::ApiServer;
 use crate::support::receiver::Reply;
 use crate::support::{
-    Cluster, Receiver, TestDb, migrate, subscribe, wait_until, walhook_streaming,
+    Cluster, Receiver, items_table, scalar, subscribe, wait_until, walhook_streaming,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn count(db: &TestDb<'_>, sql: &str) -> i64 {
-    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_body_with_nul_and_invalid_utf8_is_stored_and_delivery_goes_on() {
     let db = Cluster::shared().new_database();
-    migrate(&db.url());
-    db.psql(
-        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
-         CREATE TABLE items (id int PRIMARY KEY);
-         INSERT INTO walhook.routes (source_table, resource, apiresource)
-              VALUES ('items', 'item', '/items/{id}');",
-    );
+    items_table(&db, "");
     let hostile = Receiver::start().await;
     // NUL (refused in PostgreSQL text) and invalid UTF-8, past the 256 bytes kept
     let body = b"oops\0\xff\xfe".repeat(100);
@@ -45,7 +35,7 @@ async fn a_body_with_nul_and_invalid_utf8_is_stored_and_delivery_goes_on() {
     db.psql("INSERT INTO items (id) SELECT generate_series(2, 5)");
     let succeeded = "SELECT count(*) FROM walhook.deliveries WHERE status = 'succeeded'";
     wait_until(WAIT, "every delivery succeeded", || async {
-        (count(&db, succeeded).await == 10).then_some(())
+        (scalar(&db, succeeded).await == 10).then_some(())
     })
     .await;
     let ids: std::collections::HashSet<String> = polite

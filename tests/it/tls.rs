@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::support::cluster::chown_to_server_user;
 use crate::support::{
-    ChildProcess, Cluster, ClusterOptions, TestDb, wait_until, walhook, walhook_run,
+    ChildProcess, Cluster, ClusterOptions, TestDb, route_items, wait_events, walhook, walhook_run,
 };
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -114,21 +114,11 @@ fn certificates(dir: &Path) {
 /// A routed `items` table, `walhook run` on `url` (and `extra` options) until
 /// it streams, and two inserted rows stored as events.
 async fn two_events_streamed(db: &TestDb<'_>, url: &str, extra: &[&str]) -> ChildProcess {
-    db.psql(
-        "CREATE TABLE items (id int PRIMARY KEY);
-         INSERT INTO walhook.routes (source_table, resource, apiresource) VALUES ('items', 'item', '/items/{id}');",
-    );
+    route_items(db, "");
     let walhook = walhook_run(url, &db.slot, &db.publication, extra);
     walhook.wait_for_log("streaming", Duration::from_secs(60));
     db.psql("INSERT INTO items VALUES (1), (2)");
-    wait_until(Duration::from_secs(60), "2 events stored", || async {
-        let n: i64 = db
-            .psql("SELECT count(*) FROM walhook.events")
-            .parse()
-            .unwrap();
-        (n >= 2).then_some(())
-    })
-    .await;
+    wait_events(db, 2).await;
     walhook
 }
 

@@ -89,14 +89,19 @@ pub async fn scalar(db: &TestDb<'_>, sql: &str) -> i64 {
         .get(0)
 }
 
-/// Migrate `db`, allow loopback receivers, and route a table
-/// `items (id int PRIMARY KEY<columns>)` as `item` events at `/items/{id}`;
-/// `columns` is empty or starts with a comma.
+/// Migrate `db`, allow loopback receivers, and [`route_items`].
 pub fn items_table(db: &TestDb<'_>, columns: &str) {
     migrate(&db.url());
+    db.psql("INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true')");
+    route_items(db, columns);
+}
+
+/// In a migrated `db`, a table `items (id int PRIMARY KEY<columns>)` routed
+/// as `item` events at `/items/{id}`; `columns` is empty or starts with a
+/// comma.
+pub fn route_items(db: &TestDb<'_>, columns: &str) {
     db.psql(&format!(
-        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
-         CREATE TABLE items (id int PRIMARY KEY{columns});
+        "CREATE TABLE items (id int PRIMARY KEY{columns});
          INSERT INTO walhook.routes (source_table, resource, apiresource)
               VALUES ('items', 'item', '/items/{{id}}');"
     ));
