@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::{
-    ChildProcess, Cluster, ClusterOptions, Receiver, TestDb, migrate, subscribe, wait_until,
-    walhook, walhook_run,
+    ChildProcess, Cluster, ClusterOptions, Receiver, TestDb, items_table, subscribe, wait_until,
+    walhook, walhook_run, walhook_streaming,
 };
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -19,20 +19,8 @@ const WAIT: Duration = Duration::from_secs(120);
 /// A migrated database with a routed `items` table, rows 1..=3, and a
 /// subscription to `receiver`.
 fn prepare(db: &TestDb<'_>, receiver: &Receiver) {
-    migrate(&db.url());
-    db.psql(
-        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
-         CREATE TABLE items (id int PRIMARY KEY, name text);
-         INSERT INTO walhook.routes (source_table, resource, apiresource)
-              VALUES ('items', 'item', '/items/{id}');",
-    );
+    items_table(db, ", name text");
     subscribe(db, &receiver.url(), "", "");
-}
-
-fn start(db: &TestDb<'_>) -> ChildProcess {
-    let walhook = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
-    walhook.wait_for_log("streaming", WAIT);
-    walhook
 }
 
 /// SIGTERM, and wait for a clean exit.
@@ -70,7 +58,7 @@ async fn wait_received(receiver: &Receiver, id: i32, kind: &str, name: &str) {
 
 /// Stream rows 1..=3 to the receiver, so walhook has a confirmed position.
 async fn streamed(db: &TestDb<'_>, receiver: &Receiver) -> ChildProcess {
-    let walhook = start(db);
+    let walhook = walhook_streaming(db);
     db.psql("INSERT INTO items VALUES (1, 'one'), (2, 'two'), (3, 'three')");
     for (id, name) in [(1, "one"), (2, "two"), (3, "three")] {
         wait_received(receiver, id, "item.created", name).await;
@@ -153,7 +141,7 @@ async fn recreate_and_converge(db: &TestDb<'_>, receiver: &Receiver) {
         "1|t"
     );
 
-    let walhook = start(db);
+    let walhook = walhook_streaming(db);
     // the backfill sends every row's current state: the gap's update and insert
     wait_received(receiver, 2, "item.snapshot", "two, changed in the gap").await;
     wait_received(receiver, 4, "item.snapshot", "four, inserted in the gap").await;
@@ -263,6 +251,7 @@ async fn a_slot_dropped_behind_walhooks_back_stops_walhook_and_recreate_converge
     assert!(status.contains("WAL retained"), "{status}");
     assert!(status.contains("max_slot_wal_keep_size is -1"), "{status}");
     // a DBA ends walhook's walsender and drops the slot while walhook runs
+    // (pg_sleep paces the two: the ended walsender lets go of the slot)
     let dropped = format!(
         "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
           WHERE slot_name = '{0}' AND active_pid IS NOT NULL;
@@ -341,7 +330,7 @@ async fn restarts_and_kills_keep_streaming_the_same_slot() {
         } else {
             stop(walhook);
         }
-        walhook = start(&db);
+        walhook = walhook_streaming(&db);
     }
     wait_until(WAIT, "every row's event", || async {
         (db.psql("SELECT count(*) FROM walhook.events") == "1176").then_some(())
@@ -363,7 +352,7 @@ async fn restarts_and_kills_keep_streaming_the_same_slot() {
     stop(walhook);
     // an installation from before the record adopts the slot it finds
     db.psql("DELETE FROM walhook.slot_identity");
-    let walhook = start(&db);
+    let walhook = walhook_streaming(&db);
     assert!(
         walhook.log().contains("recorded the slot walhook consumes"),
         "{}",
