@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::support::{
-    ChildProcess, Cluster, Receiver, TestDb, migrate, subscribe, wait_until, walhook_run,
+    Cluster, Receiver, TestDb, items_table, nothing_happens_for, scalar, subscribe, wait_events,
+    wait_until, wait_until_or, walhook_streaming,
 };
 use serde_json::{Value, json};
 
@@ -17,25 +18,14 @@ const WAIT: Duration = Duration::from_secs(180);
 
 /// A migrated database with a routed `items` table of `rows` rows.
 fn prepare(db: &TestDb<'_>, rows: i64) {
-    migrate(&db.url());
+    items_table(
+        db,
+        ", kind text NOT NULL DEFAULT 'a', name text, v int NOT NULL DEFAULT 0",
+    );
     db.psql(&format!(
-        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
-         CREATE TABLE items (id int PRIMARY KEY, kind text NOT NULL DEFAULT 'a', name text, v int NOT NULL DEFAULT 0);
-         INSERT INTO items (id, kind, name) SELECT i, CASE WHEN i % 3 = 0 THEN 'b' ELSE 'a' END, 'n' || i
-           FROM generate_series(1, {rows}) i;
-         INSERT INTO walhook.routes (source_table, resource, apiresource)
-              VALUES ('items', 'item', '/items/{{id}}');"
+        "INSERT INTO items (id, kind, name) SELECT i, CASE WHEN i % 3 = 0 THEN 'b' ELSE 'a' END, 'n' || i
+           FROM generate_series(1, {rows}) i"
     ));
-}
-
-fn start(db: &TestDb<'_>) -> ChildProcess {
-    let walhook = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
-    walhook.wait_for_log("streaming", WAIT);
-    walhook
-}
-
-async fn value(db: &TestDb<'_>, sql: &str) -> i64 {
-    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
 }
 
 /// Run `walhook backfill` to its end: (success, stdout, stderr).
@@ -55,7 +45,7 @@ async fn wait_backfill(db: &TestDb<'_>, id: &str, status: &str) {
     let sql =
         format!("SELECT count(*) FROM walhook.backfills WHERE id = '{id}' AND status = '{status}'");
     wait_until(WAIT, &format!("backfill {status}"), || async {
-        (value(db, &sql).await == 1).then_some(())
+        (scalar(db, &sql).await == 1).then_some(())
     })
     .await;
 }
@@ -81,7 +71,7 @@ async fn wait_settled(db: &TestDb<'_>, receiver: &Receiver, sentinel: &str) {
     // a first attempt from memory has no row until its outcome is stored:
     // the events naming it in `owed` count too
     wait_until(WAIT, "no pending deliveries", || async {
-        (value(
+        (scalar(
             db,
             "SELECT count(*) FROM walhook.deliveries WHERE status <> 'succeeded'",
         )
@@ -199,13 +189,6 @@ fn churn(
         .collect()
 }
 
-async fn wait_events(db: &TestDb<'_>, n: i64) {
-    wait_until(WAIT, "the writers' first changes", || async {
-        (value(db, "SELECT count(*) FROM walhook.events").await > n).then_some(())
-    })
-    .await;
-}
-
 /// The consistency check at the store: 20,000 rows, 4 writers. Receivers are
 /// slow to drain 20,000 deliveries in a debug build on a shared machine, so
 /// this test reads what each subscription is sent from walhook.deliveries;
@@ -219,9 +202,9 @@ async fn concurrent_writers_every_row_ends_in_its_final_state() {
     let bystander = Receiver::start().await;
     let sub = subscribe(&db, &receiver.url(), "", "");
     let other = subscribe(&db, &bystander.url(), "", "");
-    let walhook = start(&db);
+    let walhook = walhook_streaming(&db);
     let writers = churn(&db, 4, 1500, 22_000);
-    wait_events(&db, 200).await;
+    wait_events(&db, 201).await; // the writers' first changes
 
     let (ok, out, err) = backfill_cli(&db, &["--subscription", &sub, "--table", "items"]).await;
     assert!(ok, "walhook backfill failed:\n{out}\n{err}");
@@ -245,7 +228,7 @@ async fn concurrent_writers_every_row_ends_in_its_final_state() {
         db.slot
     );
     wait_until(WAIT, "the sentinel stored and confirmed", || async {
-        (value(&db, &sentinel_confirmed).await == 1).then_some(())
+        (scalar(&db, &sentinel_confirmed).await == 1).then_some(())
     })
     .await;
     wait_until(WAIT, "every owed delivery with its row", || async {
@@ -259,7 +242,7 @@ async fn concurrent_writers_every_row_ends_in_its_final_state() {
             AND e.commit_time BETWEEN b.started_at AND b.finished_at"
     );
     assert!(
-        value(&db, &during).await > 100,
+        scalar(&db, &during).await > 100,
         "too few changes overlapped the backfill"
     );
 
@@ -268,12 +251,12 @@ async fn concurrent_writers_every_row_ends_in_its_final_state() {
     assert_final_state(&last, &table_rows(&db).await);
 
     // snapshots: stored once each, counted, for that subscription only
-    let snapshots = value(
+    let snapshots = scalar(
         &db,
         "SELECT count(*) FROM walhook.events WHERE type = 'item.snapshot'",
     )
     .await;
-    let rows_sent = value(
+    let rows_sent = scalar(
         &db,
         &format!("SELECT rows_sent FROM walhook.backfills WHERE id = '{id}'"),
     )
@@ -281,7 +264,7 @@ async fn concurrent_writers_every_row_ends_in_its_final_state() {
     assert_eq!(snapshots, rows_sent);
     assert!(rows_sent > 10_000 && rows_sent <= 22_000, "{rows_sent}");
     assert_eq!(
-        value(
+        scalar(
             &db,
             "SELECT count(DISTINCT apiresource) FROM walhook.events WHERE type = 'item.snapshot'"
         )
@@ -328,9 +311,9 @@ async fn an_ordered_receiver_gets_each_snapshot_before_later_changes() {
     db.psql(CHURN);
     let receiver = Receiver::start().await;
     let sub = subscribe(&db, &receiver.url(), ", ordered", ", true");
-    let _walhook = start(&db);
+    let _walhook = walhook_streaming(&db);
     let writers = churn(&db, 2, 400, 1_100);
-    wait_events(&db, 50).await;
+    wait_events(&db, 51).await; // the writers' first changes
     let id = db.psql(&format!(
         "INSERT INTO walhook.backfills (subscription_id, source_table, rows_per_second)
          VALUES ('{sub}', 'items', 500) RETURNING id"
@@ -379,18 +362,18 @@ async fn sigkill_mid_backfill_resumes_and_stores_nothing_twice() {
     prepare(&db, 20_000);
     let receiver = Receiver::start().await;
     let sub = subscribe(&db, &receiver.url(), "", "");
-    let mut first = start(&db);
+    let mut first = walhook_streaming(&db);
     let id = db.psql(&format!(
         "INSERT INTO walhook.backfills (subscription_id, source_table, rows_per_second)
          VALUES ('{sub}', 'items', 4000) RETURNING id"
     ));
     let sent = format!("SELECT rows_sent FROM walhook.backfills WHERE id = '{id}'");
     wait_until(WAIT, "some rows sent", || async {
-        (value(&db, &sent).await >= 3000).then_some(())
+        (scalar(&db, &sent).await >= 3000).then_some(())
     })
     .await;
     first.kill_9();
-    let at_kill = value(&db, &sent).await;
+    let at_kill = scalar(&db, &sent).await;
     assert!(
         at_kill < 20_000,
         "the kill must happen mid-backfill ({at_kill})"
@@ -401,11 +384,11 @@ async fn sigkill_mid_backfill_resumes_and_stores_nothing_twice() {
         )),
         "running"
     );
-    let _second = start(&db);
+    let _second = walhook_streaming(&db);
     wait_backfill(&db, &id, "done").await;
-    assert_eq!(value(&db, &sent).await, 20_000);
+    assert_eq!(scalar(&db, &sent).await, 20_000);
     assert_eq!(
-        value(
+        scalar(
             &db,
             "SELECT count(*) FROM walhook.events WHERE type = 'item.snapshot'"
         )
@@ -413,7 +396,7 @@ async fn sigkill_mid_backfill_resumes_and_stores_nothing_twice() {
         20_000
     );
     assert_eq!(
-        value(
+        scalar(
             &db,
             "SELECT count(DISTINCT apiresource) FROM walhook.events"
         )
@@ -423,7 +406,7 @@ async fn sigkill_mid_backfill_resumes_and_stores_nothing_twice() {
     // one delivery each (a receiver drains them; the delivery tests cover
     // that); a first attempt from memory gets its row with its outcome
     wait_until(WAIT, "a delivery row for every snapshot", || async {
-        (value(
+        (scalar(
             &db,
             "SELECT count(DISTINCT event_id) FROM walhook.deliveries",
         )
@@ -440,7 +423,7 @@ async fn a_where_clause_selects_exactly_its_rows_for_a_new_subscription() {
     prepare(&db, 3_000);
     let bystander = Receiver::start().await;
     subscribe(&db, &bystander.url(), "", "");
-    let _walhook = start(&db);
+    let _walhook = walhook_streaming(&db);
     // created right before the backfill, with patterns that match no snapshot
     let receiver = Receiver::start().await;
     let sub = subscribe(&db, &receiver.url(), ", events", ", '{other.created}'");
@@ -552,7 +535,7 @@ async fn cancel_stops_the_backfill_and_keeps_what_was_stored() {
     prepare(&db, 20_000);
     let receiver = Receiver::start().await;
     let sub = subscribe(&db, &receiver.url(), "", "");
-    let _walhook = start(&db);
+    let walhook = walhook_streaming(&db);
     let (ok, out, err) = backfill_cli(
         &db,
         &[
@@ -571,7 +554,7 @@ async fn cancel_stops_the_backfill_and_keeps_what_was_stored() {
     assert_eq!(out.lines().count(), 1, "--detach prints the id only: {out}");
     let sent = format!("SELECT rows_sent FROM walhook.backfills WHERE id = '{id}'");
     wait_until(WAIT, "some rows sent", || async {
-        (value(&db, &sent).await > 0).then_some(())
+        (scalar(&db, &sent).await > 0).then_some(())
     })
     .await;
     db.psql(&format!(
@@ -583,23 +566,26 @@ async fn cancel_stops_the_backfill_and_keeps_what_was_stored() {
         )),
         "t"
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let stopped_at = value(&db, &sent).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        value(&db, &sent).await,
-        stopped_at,
-        "a cancelled backfill stops"
-    );
+    walhook.wait_for_log("backfill stopped (cancelled)", WAIT);
+    let stopped_at = scalar(&db, &sent).await;
+    nothing_happens_for(
+        Duration::from_secs(2),
+        "a row sent by a cancelled backfill",
+        || async {
+            let now = scalar(&db, &sent).await;
+            (now != stopped_at).then_some(now)
+        },
+    )
+    .await;
     assert!(stopped_at < 20_000);
-    let snapshots = value(
+    let snapshots = scalar(
         &db,
         "SELECT count(*) FROM walhook.events WHERE type = 'item.snapshot'",
     )
     .await;
     assert!(snapshots >= stopped_at);
     wait_until(WAIT, "stored snapshots delivered", || async {
-        (value(
+        (scalar(
             &db,
             "SELECT count(*) FROM walhook.deliveries WHERE status = 'succeeded'",
         )
@@ -614,9 +600,9 @@ async fn cancel_stops_the_backfill_and_keeps_what_was_stored() {
         "UPDATE walhook.backfills SET status = 'pending', rows_per_second = NULL WHERE id = '{id}'"
     ));
     wait_backfill(&db, &id, "done").await;
-    assert_eq!(value(&db, &sent).await, 20_000);
+    assert_eq!(scalar(&db, &sent).await, 20_000);
     assert_eq!(
-        value(
+        scalar(
             &db,
             "SELECT count(DISTINCT apiresource) FROM walhook.events WHERE type = 'item.snapshot'"
         )
@@ -624,7 +610,7 @@ async fn cancel_stops_the_backfill_and_keeps_what_was_stored() {
         20_000
     );
     assert_eq!(
-        value(
+        scalar(
             &db,
             "SELECT count(*) FROM walhook.events WHERE type = 'item.snapshot'"
         )
@@ -639,7 +625,7 @@ async fn a_route_removed_mid_backfill_fails_it_with_its_error() {
     prepare(&db, 5_000);
     let receiver = Receiver::start().await;
     let sub = subscribe(&db, &receiver.url(), "", "");
-    let _walhook = start(&db);
+    let _walhook = walhook_streaming(&db);
     let id = db.psql(&format!(
         "INSERT INTO walhook.backfills (subscription_id, source_table, rows_per_second)
          VALUES ('{sub}', 'items', 100) RETURNING id"
@@ -652,7 +638,7 @@ async fn a_route_removed_mid_backfill_fails_it_with_its_error() {
     ));
     assert!(error.contains("route"), "{error}");
     assert!(
-        value(
+        scalar(
             &db,
             &format!("SELECT rows_sent FROM walhook.backfills WHERE id = '{id}'")
         )
@@ -670,12 +656,12 @@ async fn a_million_row_backfill_stays_under_64_mib() {
     let db = Cluster::shared().new_database();
     prepare(&db, 1_000_000);
     let sub = subscribe(&db, "http://127.0.0.1:9/h", ", disabled", ", true");
-    let walhook = start(&db);
+    let walhook = walhook_streaming(&db);
     let id = db.psql(&format!(
         "INSERT INTO walhook.backfills (subscription_id, source_table) VALUES ('{sub}', 'items') RETURNING id"
     ));
     wait_until(Duration::from_secs(1800), "the backfill done", || async {
-        (value(
+        (scalar(
             &db,
             &format!(
                 "SELECT count(*) FROM walhook.backfills WHERE id = '{id}' AND status = 'done'"
@@ -697,7 +683,7 @@ async fn a_million_row_backfill_stays_under_64_mib() {
         hwm_kib
     );
     assert_eq!(
-        value(
+        scalar(
             &db,
             &format!("SELECT rows_sent FROM walhook.backfills WHERE id = '{id}'")
         )
@@ -717,7 +703,7 @@ async fn a_change_in_progress_at_the_low_watermark_is_never_outranked_by_its_sna
     prepare(&db, 20);
     let receiver = Receiver::start().await;
     let sub = subscribe(&db, &receiver.url(), "", "");
-    let _walhook = start(&db);
+    let _walhook = walhook_streaming(&db);
     let writer = db.client().await;
     writer
         .batch_execute("BEGIN; UPDATE items SET v = 42 WHERE id = 5")
@@ -738,24 +724,27 @@ async fn a_change_in_progress_at_the_low_watermark_is_never_outranked_by_its_sna
             ])
         })
     };
-    // the backfill's low watermark is written while the update is in progress
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while value(
-        &db,
-        "SELECT count(*) FROM walhook.backfills WHERE status = 'running'",
+    // the backfill's low watermark is written while the update is in progress:
+    // its chunk asks whether that transaction has ended
+    wait_until_or(
+        Duration::from_secs(30),
+        "the backfill's chunk waiting for the update's transaction",
+        || async {
+            let asking = "SELECT count(*) FROM pg_stat_activity
+                           WHERE datname = current_database()
+                             AND query LIKE '%pg_xact_status%'
+                             AND query NOT LIKE '%pg_stat_activity%'";
+            (scalar(&db, asking).await > 0).then_some(())
+        },
+        || {
+            format!(
+                "{}\n{}",
+                db.psql("SELECT status, error FROM walhook.backfills"),
+                db.psql("SELECT pid, state, wait_event_type, wait_event, left(query, 100) FROM pg_stat_activity WHERE datname = current_database()")
+            )
+        },
     )
-    .await
-        == 0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the backfill is not running: {}\n{}",
-            db.psql("SELECT status, error FROM walhook.backfills"),
-            db.psql("SELECT pid, state, wait_event_type, wait_event, left(query, 100) FROM pg_stat_activity WHERE datname = current_database()")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    .await;
     writer.batch_execute("COMMIT").await.unwrap();
     let (status, out, err) = backfill.await.unwrap();
     assert!(status.success(), "{out}\n{err}");
