@@ -11,30 +11,20 @@ use std::time::{Duration, Instant};
 use crate::support::process::{walhook, walhook_bin};
 use crate::support::receiver::Reply;
 use crate::support::{
-    ChildProcess, Cluster, ClusterOptions, Receiver, TestDb, migrate, subscribe, wait_until,
-    walhook_streaming,
+    ChildProcess, Cluster, ClusterOptions, Receiver, TestDb, items_table, scalar, subscribe,
+    wait_until, wait_until_or, walhook_streaming,
 };
 
 const WAIT: Duration = Duration::from_secs(180);
 
 fn prepare(db: &TestDb<'_>) {
-    migrate(&db.url());
-    db.psql(
-        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
-         CREATE TABLE items (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
-         INSERT INTO walhook.routes (source_table, resource, apiresource)
-              VALUES ('items', 'item', '/items/{id}');",
-    );
-}
-
-async fn count(db: &TestDb<'_>, sql: &str) -> i64 {
-    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
+    items_table(db, ", n int NOT NULL DEFAULT 0");
 }
 
 /// Bytes between the slot's confirmed position and the last stored event's
 /// commit (0 when the slot is past it).
 async fn slot_behind_events(db: &TestDb<'_>) -> i64 {
-    count(
+    scalar(
         db,
         &format!(
             "SELECT coalesce(greatest(0, (SELECT max(commit_lsn) FROM walhook.events)
@@ -79,9 +69,20 @@ async fn a_hung_receiver_holds_neither_the_slot_nor_ingestion() {
          END LOOP; END $$",
     );
     let total = 25_000;
-    wait_until(WAIT, "every event stored", || async {
-        (count(&db, "SELECT count(*) FROM walhook.events").await == total).then_some(())
-    })
+    wait_until_or(
+        WAIT,
+        "every event stored",
+        || async {
+            (scalar(&db, "SELECT count(*) FROM walhook.events").await == total).then_some(())
+        },
+        || {
+            format!(
+                "{} stored\n{}",
+                db.psql("SELECT count(*) FROM walhook.events"),
+                daemon.log()
+            )
+        },
+    )
     .await;
     wait_until(
         Duration::from_secs(10),
@@ -97,7 +98,7 @@ async fn a_hung_receiver_holds_neither_the_slot_nor_ingestion() {
         Duration::from_secs(30),
         "the hung subscription's deliveries wait in PostgreSQL",
         || async {
-            let rows = count(
+            let rows = scalar(
                 &db,
                 &format!(
                     "SELECT count(*) FROM walhook.deliveries WHERE subscription_id = '{hung_id}'"
@@ -137,12 +138,16 @@ async fn a_hung_receiver_holds_neither_the_slot_nor_ingestion() {
 
 /// Writes 10-row transactions every few milliseconds until told to stop,
 /// reconnecting through a restart; the table itself says what committed.
-fn start_load(url: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+fn start_load(
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut next = 1_000_000;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await
             else {
+                // pacing: PostgreSQL is restarting; try again shortly
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
@@ -156,10 +161,11 @@ fn start_load(url: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) 
                 if client.batch_execute(&sql).await.is_err() {
                     break;
                 }
+                // pacing: a transaction every few milliseconds is the load
                 tokio::time::sleep(Duration::from_millis(3)).await;
             }
         }
-    });
+    })
 }
 
 /// `pg_ctl -m fast` restarts PostgreSQL in seconds with walhook attached
@@ -177,27 +183,38 @@ async fn a_fast_shutdown_under_load_takes_seconds_and_loses_nothing() {
     subscribe(&db, &hung.url(), ", timeout_ms", ", 3000");
     let walhook = walhook_streaming(&db);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    start_load(db.url(), stop.clone());
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let load = start_load(db.url(), stop.clone());
+    let items = "SELECT count(*) FROM items";
+    // under load: walhook stores the load's events and the hung receiver holds requests
+    wait_until(WAIT, "the load streamed and a request hanging", || async {
+        (scalar(&db, "SELECT count(*) FROM walhook.events").await >= 500 && hung.count() >= 1)
+            .then_some(())
+    })
+    .await;
     let began = Instant::now();
     cluster.restart();
     let restart = began.elapsed();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // the load goes on after the restart
+    let at_restart = scalar(&db, items).await;
+    wait_until(WAIT, "the load writing again", || async {
+        (scalar(&db, items).await >= at_restart + 200).then_some(())
+    })
+    .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(
         restart < Duration::from_secs(30),
         "pg_ctl -m fast restart took {restart:?} with walhook attached:\n{}",
         walhook.log()
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let rows = count(&db, "SELECT count(*) FROM items").await;
+    load.await.unwrap();
+    let rows = scalar(&db, items).await;
     assert!(rows > 100, "the load wrote {rows} rows");
     wait_until(WAIT, "every committed row delivered", || async {
         (distinct_ids(&healthy) as i64 == rows).then_some(())
     })
     .await;
     assert_eq!(
-        count(&db, "SELECT count(*) FROM walhook.events").await,
+        scalar(&db, "SELECT count(*) FROM walhook.events").await,
         rows,
         "one event per committed row"
     );
@@ -223,17 +240,20 @@ async fn queued_deliveries_follow_a_subscription_change() {
         "UPDATE walhook.subscriptions SET url = '{}' WHERE id = '{id}'",
         new.url()
     ));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while distinct_ids(&new) < 6 {
-        assert!(
-            Instant::now() < deadline,
-            "{} of 6 events at the new url:\n{}\n{}",
-            distinct_ids(&new),
-            db.psql("SELECT status, attempts, last_error FROM walhook.deliveries"),
-            walhook.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_or(
+        Duration::from_secs(60),
+        "6 events at the new url",
+        || async { (distinct_ids(&new) >= 6).then_some(()) },
+        || {
+            format!(
+                "{} of 6 there:\n{}\n{}",
+                distinct_ids(&new),
+                db.psql("SELECT status, attempts, last_error FROM walhook.deliveries"),
+                walhook.log()
+            )
+        },
+    )
+    .await;
     assert!(
         old.count() <= 2,
         "the old url got {} requests after the change took effect",
@@ -258,7 +278,7 @@ async fn a_redelivery_during_an_attempt_waits_for_it() {
         (receiver.count() == 2).then_some(())
     })
     .await;
-    let leased = count(
+    let leased = scalar(
         &db,
         "SELECT count(*) FROM walhook.deliveries WHERE lease_until > now()",
     )
@@ -266,7 +286,7 @@ async fn a_redelivery_during_an_attempt_waits_for_it() {
     assert_eq!(leased, 1, "the retry holds a lease");
     db.psql("SELECT walhook.redeliver(id) FROM walhook.deliveries");
     wait_until(WAIT, "the redelivery succeeded", || async {
-        (count(
+        (scalar(
             &db,
             "SELECT count(*) FROM walhook.deliveries WHERE status = 'succeeded'",
         )
@@ -283,7 +303,7 @@ async fn a_redelivery_during_an_attempt_waits_for_it() {
         "the redelivery went out {waited:?} after the attempt it interrupted began"
     );
     assert_eq!(
-        count(&db, "SELECT count(*) FROM walhook.delivery_attempts").await,
+        scalar(&db, "SELECT count(*) FROM walhook.delivery_attempts").await,
         3,
         "the interrupted attempt's outcome is recorded too"
     );
@@ -320,7 +340,7 @@ async fn retention_keeps_events_that_owe_deliveries() {
         .await
         .unwrap();
     assert_eq!(removed, 1, "past the mark, its deliveries have rows");
-    assert_eq!(count(&db, "SELECT count(*) FROM walhook.events").await, 0);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM walhook.events").await, 0);
 }
 
 /// A stage that dies ends the process non-zero with the reason.
