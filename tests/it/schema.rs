@@ -20,7 +20,7 @@ const HEADER: &str = "\
 -- their time. Where the code has moved on since: 0004 says first attempts'
 -- delivery rows are inserted already leased; since 0010 a first attempt's
 -- row is written once, with its outcome, and the event's `owed` column holds
--- the obligation until then (README, "Guarantees and how they are kept").
+-- the obligation until then (README, Guarantees and how they are kept).
 ";
 
 /// `pg_dump --schema-only` of the walhook schema, without the dump's
