@@ -17,6 +17,10 @@ use crate::support::{
 
 const WAIT: Duration = Duration::from_secs(180);
 
+/// The rows' events (a hung receiver's subscription also makes a
+/// `webhook.failing` event when its endpoint health trips).
+const ITEM_EVENTS: &str = "SELECT count(*) FROM walhook.events WHERE type LIKE 'item.%'";
+
 fn prepare(db: &TestDb<'_>) {
     items_table(db, ", n int NOT NULL DEFAULT 0");
 }
@@ -57,7 +61,9 @@ async fn a_hung_receiver_holds_neither_the_slot_nor_ingestion() {
     let healthy = Receiver::start().await;
     let hung = Receiver::start().await;
     hung.set_default(Reply::Hang);
-    subscribe(&db, &healthy.url(), "", "");
+    // the hung subscription's endpoint health trips (a webhook.failing
+    // event): the healthy one takes the rows' events only
+    subscribe(&db, &healthy.url(), ", events", ", '{item.*}'");
     let hung_id = subscribe(&db, &hung.url(), ", timeout_ms", ", 2000");
     let daemon = walhook_streaming(&db);
     // one large transaction, then many small ones
@@ -72,16 +78,8 @@ async fn a_hung_receiver_holds_neither_the_slot_nor_ingestion() {
     wait_until_or(
         WAIT,
         "every event stored",
-        || async {
-            (scalar(&db, "SELECT count(*) FROM walhook.events").await == total).then_some(())
-        },
-        || {
-            format!(
-                "{} stored\n{}",
-                db.psql("SELECT count(*) FROM walhook.events"),
-                daemon.log()
-            )
-        },
+        || async { (scalar(&db, ITEM_EVENTS).await == total).then_some(()) },
+        || format!("{} stored\n{}", db.psql(ITEM_EVENTS), daemon.log()),
     )
     .await;
     wait_until(
@@ -93,6 +91,18 @@ async fn a_hung_receiver_holds_neither_the_slot_nor_ingestion() {
     wait_until(WAIT, "the healthy receiver got every event", || async {
         (distinct_ids(&healthy) == total as usize).then_some(())
     })
+    .await;
+    wait_until(
+        Duration::from_secs(30),
+        "the hung subscription's endpoint health tripped (one webhook.failing event)",
+        || async {
+            let failing = format!(
+                "SELECT count(*) FROM walhook.events
+                  WHERE type = 'webhook.failing' AND apiresource = '/webhooks/{hung_id}'"
+            );
+            (scalar(&db, &failing).await == 1).then_some(())
+        },
+    )
     .await;
     wait_until(
         Duration::from_secs(30),
@@ -179,7 +189,7 @@ async fn a_fast_shutdown_under_load_takes_seconds_and_loses_nothing() {
     let healthy = Receiver::start().await;
     let hung = Receiver::start().await;
     hung.set_default(Reply::Hang);
-    subscribe(&db, &healthy.url(), "", "");
+    subscribe(&db, &healthy.url(), ", events", ", '{item.*}'");
     subscribe(&db, &hung.url(), ", timeout_ms", ", 3000");
     let walhook = walhook_streaming(&db);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -187,8 +197,7 @@ async fn a_fast_shutdown_under_load_takes_seconds_and_loses_nothing() {
     let items = "SELECT count(*) FROM items";
     // under load: walhook stores the load's events and the hung receiver holds requests
     wait_until(WAIT, "the load streamed and a request hanging", || async {
-        (scalar(&db, "SELECT count(*) FROM walhook.events").await >= 500 && hung.count() >= 1)
-            .then_some(())
+        (scalar(&db, ITEM_EVENTS).await >= 500 && hung.count() >= 1).then_some(())
     })
     .await;
     let began = Instant::now();
@@ -214,7 +223,7 @@ async fn a_fast_shutdown_under_load_takes_seconds_and_loses_nothing() {
     })
     .await;
     assert_eq!(
-        scalar(&db, "SELECT count(*) FROM walhook.events").await,
+        scalar(&db, ITEM_EVENTS).await,
         rows,
         "one event per committed row"
     );
