@@ -3,7 +3,11 @@
 -- them with a new migration, then regenerate this file with
 --   WALHOOK_WRITE_SCHEMA=1 cargo test --test it schema::
 -- (the test schema::schema_sql_is_what_the_migrations_build fails until then).
--- Comments on tables and columns are kept; the migrations say why.
+-- Comments on tables and columns are kept; the migrations say why, as of
+-- their time. Where the code has moved on since: 0004 says first attempts'
+-- delivery rows are inserted already leased; since 0010 a first attempt's
+-- row is written once, with its outcome, and the event's `owed` column holds
+-- the obligation until then (README, Guarantees and how they are kept).
 
 CREATE SCHEMA walhook;
 
