@@ -9,6 +9,7 @@ pub(crate) mod positions;
 pub(crate) mod rate;
 pub(crate) mod recorder;
 pub(crate) mod retry;
+mod scheduler;
 pub(crate) mod signers;
 pub mod signing;
 pub(crate) mod targets;

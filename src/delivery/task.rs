@@ -14,13 +14,31 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
+use tokio::sync::{mpsc, watch};
+
+use super::KeyRing;
 use super::attempt::{self, AttemptOutcome, Decision, PrepareError};
+use super::client::Clients;
 use super::client::check_literal_host;
-use super::dispatcher::AttemptContext;
-use super::first_attempts::{Job, JobOrigin};
+use super::first_attempts::{Job, JobOrigin, SlowSubscriptions};
 use super::recorder::Finished;
+use super::signers::Signers;
 use crate::store::deliveries::{AttemptRecord, DeliveryStatus, RecordedDelivery};
+use crate::store::settings::Settings;
 use crate::telemetry;
+
+/// What every attempt task shares.
+pub(super) struct AttemptContext {
+    pub clients: Clients,
+    /// Where requests are built and signed.
+    pub signers: Signers,
+    pub keys: KeyRing,
+    pub records: mpsc::Sender<Finished>,
+    /// `walhook.settings` as the daemon's one reader last saw them.
+    pub settings: watch::Receiver<Settings>,
+    /// Where a failed attempt marks its subscription slow.
+    pub slow: SlowSubscriptions,
+}
 
 pub(super) struct AttemptTask {
     job: Job,
