@@ -117,6 +117,101 @@ pub struct Written {
     pub pending: u64,
 }
 
+/// The events' columns, one array per column, as the batch statement binds
+/// them.
+struct EventColumns<'a> {
+    ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    apiresources: Vec<&'a str>,
+    revisions: Vec<i64>,
+    lsns: Vec<String>,
+    times: Vec<chrono::DateTime<chrono::Utc>>,
+    tables: Vec<&'a str>,
+    bodies: Vec<Option<&'a str>>,
+    errors: Vec<Option<&'a str>>,
+    seqs: Vec<i32>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(events: &'a [Event]) -> Self {
+        let n = events.len();
+        let mut columns = EventColumns {
+            ids: Vec::with_capacity(n),
+            types: Vec::with_capacity(n),
+            apiresources: Vec::with_capacity(n),
+            revisions: Vec::with_capacity(n),
+            lsns: Vec::with_capacity(n),
+            times: Vec::with_capacity(n),
+            tables: Vec::with_capacity(n),
+            bodies: Vec::with_capacity(n),
+            errors: Vec::with_capacity(n),
+            seqs: Vec::with_capacity(n),
+        };
+        for e in events {
+            columns.ids.push(e.id);
+            columns.types.push(e.event_type.as_str());
+            columns.apiresources.push(e.apiresource.as_str());
+            columns.revisions.push(e.revision);
+            columns.lsns.push(e.commit_lsn.to_string());
+            columns.times.push(e.commit_time);
+            columns.tables.push(e.source_table.as_str());
+            columns.bodies.push(e.body.as_deref());
+            columns.errors.push(e.error.as_deref());
+            columns.seqs.push(e.seq as i32);
+        }
+        columns
+    }
+}
+
+/// Where each delivery of a batch goes: a pending row now, or memory (its
+/// event then owes it, in `owed`).
+struct Deliveries<'a> {
+    pending: PendingRows<'a>,
+    /// (event index, subscription) of the deliveries attempted from memory.
+    from_memory: Vec<(usize, Uuid)>,
+    /// Per event, the subscriptions it owes from memory, as a uuid[] literal.
+    owed: Vec<Option<String>>,
+}
+
+impl<'a> Deliveries<'a> {
+    /// Rows now for deliveries not attempted from memory; those attempted
+    /// from memory get theirs with the outcome, unless their event turns
+    /// out to be a replay (see [`write_batch`]). An event that could not be
+    /// built is stored with its error, not sent.
+    fn sort(
+        events: &'a [Event],
+        lsns: &'a [String],
+        from_memory: impl Fn(usize, Uuid) -> bool,
+    ) -> Self {
+        let mut sorted = Deliveries {
+            pending: PendingRows::default(),
+            from_memory: Vec::new(),
+            owed: vec![None; events.len()],
+        };
+        for (i, e) in events.iter().enumerate() {
+            if e.body.is_none() {
+                continue;
+            }
+            for sub in &e.subscriptions {
+                if from_memory(i, *sub) {
+                    sorted.from_memory.push((i, *sub));
+                    let list = sorted.owed[i].get_or_insert_with(|| String::from("{"));
+                    if list.len() > 1 {
+                        list.push(',');
+                    }
+                    list.push_str(sub.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+                } else {
+                    sorted.pending.push(e, *sub, &lsns[i]);
+                }
+            }
+            if let Some(list) = &mut sorted.owed[i] {
+                list.push('}');
+            }
+        }
+        sorted
+    }
+}
+
 /// Store `events` (with their deliveries) in one statement, and a second
 /// only when an event was a replay with deliveries meant for memory.
 /// `from_memory` says, per (event index, subscription), whether the writing
@@ -130,76 +225,26 @@ pub async fn write_batch(
     if events.is_empty() {
         return Ok(Written::default());
     }
-    let n = events.len();
-    let mut ids = Vec::with_capacity(n);
-    let mut types = Vec::with_capacity(n);
-    let mut apiresources = Vec::with_capacity(n);
-    let mut revisions = Vec::with_capacity(n);
-    let mut lsns = Vec::with_capacity(n);
-    let mut times = Vec::with_capacity(n);
-    let mut tables = Vec::with_capacity(n);
-    let mut bodies = Vec::with_capacity(n);
-    let mut errors = Vec::with_capacity(n);
-    let mut seqs = Vec::with_capacity(n);
-    let mut index: HashMap<Uuid, usize> = HashMap::with_capacity(n);
-    for (i, e) in events.iter().enumerate() {
-        index.insert(e.id, i);
-        ids.push(e.id);
-        types.push(e.event_type.as_str());
-        apiresources.push(e.apiresource.as_str());
-        revisions.push(e.revision);
-        lsns.push(e.commit_lsn.to_string());
-        times.push(e.commit_time);
-        tables.push(e.source_table.as_str());
-        bodies.push(e.body.as_deref());
-        errors.push(e.error.as_deref());
-        seqs.push(e.seq as i32);
-    }
-    // rows now for deliveries not attempted from memory; those attempted
-    // from memory get theirs with the outcome, unless their event turns out
-    // to be a replay (then below)
-    let mut pending = PendingRows::default();
-    let mut from_memory_rows: Vec<(usize, Uuid)> = Vec::new();
-    // per event, the subscriptions it owes from memory, as a uuid[] literal
-    let mut owed: Vec<Option<String>> = vec![None; n];
-    for (i, e) in events.iter().enumerate() {
-        // an event that could not be built is stored with its error, not sent
-        if e.body.is_none() {
-            continue;
-        }
-        for sub in &e.subscriptions {
-            if from_memory(i, *sub) {
-                from_memory_rows.push((i, *sub));
-                let list = owed[i].get_or_insert_with(|| String::from("{"));
-                if list.len() > 1 {
-                    list.push(',');
-                }
-                list.push_str(sub.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
-            } else {
-                pending.push(e, *sub, &lsns[i]);
-            }
-        }
-        if let Some(list) = &mut owed[i] {
-            list.push('}');
-        }
-    }
+    let columns = EventColumns::of(events);
+    let deliveries = Deliveries::sort(events, &columns.lsns, from_memory);
+    let pending = &deliveries.pending;
     let params: [&(dyn ToSql + Sync); 16] = [
-        &ids,
-        &types,
-        &apiresources,
-        &revisions,
-        &lsns,
-        &times,
-        &tables,
-        &bodies,
-        &errors,
-        &seqs,
+        &columns.ids,
+        &columns.types,
+        &columns.apiresources,
+        &columns.revisions,
+        &columns.lsns,
+        &columns.times,
+        &columns.tables,
+        &columns.bodies,
+        &columns.errors,
+        &columns.seqs,
         &pending.events,
         &pending.subscriptions,
         &pending.apiresources,
         &pending.lsns,
         &pending.seqs,
-        &owed,
+        &deliveries.owed,
     ];
     let statement = client.statement(WRITE_NEW_BATCH).await?;
     let row = match client.client().query_one(&statement, &params).await {
@@ -209,44 +254,68 @@ pub async fn write_batch(
         }
         row => row?,
     };
-    let mut new_events = vec![false; n];
+    let index: HashMap<Uuid, usize> = columns
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i))
+        .collect();
+    let mut new_events = vec![false; events.len()];
     for id in row.try_get::<_, Vec<Uuid>>(0)? {
         if let Some(&i) = index.get(&id) {
             new_events[i] = true;
         }
     }
-    let mut inserted = row.try_get::<_, i64>(1)? as u64;
+    let inserted = row.try_get::<_, i64>(1)? as u64;
+    let replayed = insert_replayed(
+        client,
+        events,
+        &columns.lsns,
+        &deliveries.from_memory,
+        &new_events,
+    )
+    .await?;
+    Ok(Written {
+        new_events,
+        pending: inserted + replayed,
+    })
+}
+
+/// Pending rows alone for the deliveries of replayed events that were to be
+/// attempted from memory (they may have rows from before, so they are
+/// claimed instead). The batch's events are committed: a failure here drops
+/// the session before its position is published, and the replay inserts
+/// these rows.
+async fn insert_replayed(
+    client: &mut PreparedClient,
+    events: &[Event],
+    lsns: &[String],
+    from_memory: &[(usize, Uuid)],
+    new_events: &[bool],
+) -> Result<u64, StoreError> {
     let mut replayed = PendingRows::default();
-    for (i, sub) in from_memory_rows {
+    for &(i, sub) in from_memory {
         if !new_events[i] {
             replayed.push(&events[i], sub, &lsns[i]);
         }
     }
-    if !replayed.events.is_empty() {
-        // pending rows alone for the deliveries of replayed events that were
-        // to be attempted from memory (they may have rows from before, so
-        // they are claimed instead). The batch's events are committed: a
-        // failure here drops the session before its position is published,
-        // and the replay inserts these rows
-        let statement = client.statement(INSERT_PENDING).await?;
-        inserted += client
-            .client()
-            .execute(
-                &statement,
-                &[
-                    &replayed.events,
-                    &replayed.subscriptions,
-                    &replayed.apiresources,
-                    &replayed.lsns,
-                    &replayed.seqs,
-                ],
-            )
-            .await?;
+    if replayed.events.is_empty() {
+        return Ok(0);
     }
-    Ok(Written {
-        new_events,
-        pending: inserted,
-    })
+    let statement = client.statement(INSERT_PENDING).await?;
+    Ok(client
+        .client()
+        .execute(
+            &statement,
+            &[
+                &replayed.events,
+                &replayed.subscriptions,
+                &replayed.apiresources,
+                &replayed.lsns,
+                &replayed.seqs,
+            ],
+        )
+        .await?)
 }
 
 #[cfg(test)]
