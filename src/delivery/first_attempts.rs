@@ -20,7 +20,7 @@
 //! What is not admitted waits in PostgreSQL and is claimed as any retry is:
 //! `ordered` and disabled subscriptions, subscriptions that are slow (one
 //! of their deliveries was held past the hold, or an attempt failed, in the
-//! last [`SLOW_FOR`]) or failing by their endpoint health
+//! last [`super::slow::SLOW_FOR`]) or failing by their endpoint health
 //! ([`super::health`]), and work over the memory bounds (jobs
 //! and bytes), unless this is the only instance and the receiver keeps up (its oldest
 //! delivery in memory was admitted less than [`KEEPING_UP`] ago, or it is
@@ -38,8 +38,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
-use super::health::Health;
+pub use super::obligation::{Obligation, Unmet};
 use super::positions::BatchTicket;
+pub use super::slow::SlowSubscriptions;
 use super::targets::Targets;
 use crate::mapping::event::Event;
 use crate::store::deliveries::{
@@ -70,11 +71,6 @@ pub const PER_SUBSCRIPTION: usize = 1_024;
 /// event's whole body, though deliveries of one event share it), so
 /// 4,096 deliveries of large events cannot take 4,096 x `max_payload_bytes`.
 pub const BYTES_IN_MEMORY: usize = 16 << 20;
-
-/// A subscription one of whose deliveries was held in memory past the hold,
-/// or whose receiver failed an attempt, is not admitted for this long: its
-/// deliveries wait in PostgreSQL.
-pub const SLOW_FOR: Duration = Duration::from_secs(10);
 
 /// A delivery ready to attempt.
 pub struct Job {
@@ -137,63 +133,6 @@ impl Job {
     }
 }
 
-/// A delivery owed from memory: the row it needs and the batch whose
-/// materialised position waits for it. Met when its row is written
-/// ([`Obligation::met`]); dropped unmet, it is sent to the recorder as an
-/// [`Unmet`], which writes its pending row.
-pub struct Obligation {
-    owed: Option<Unmet>,
-    unmet: mpsc::UnboundedSender<Unmet>,
-}
-
-/// An obligation whose delivery left memory without an outcome: its pending
-/// row is to be written, then its ticket told.
-pub struct Unmet {
-    pub new: NewDelivery,
-    pub ticket: Arc<BatchTicket>,
-    /// Why it left memory (`walhook_deliveries_materialised_total{reason}`):
-    /// `held` past the hold, its subscription `disabled` or `failing`, or
-    /// `dropped`.
-    pub reason: &'static str,
-}
-
-impl Obligation {
-    /// The delivery row it is about.
-    pub fn delivery(&self) -> &NewDelivery {
-        &self
-            .owed
-            .as_ref()
-            .expect("an obligation is owed until met")
-            .new
-    }
-
-    /// Its row is written (with the outcome): the batch may move on.
-    pub fn met(mut self) {
-        if let Some(owed) = self.owed.take() {
-            owed.ticket.recorded();
-        }
-    }
-
-    /// It leaves memory without an attempt, for `reason`: a pending row is
-    /// written for it.
-    pub fn leave_memory(mut self, reason: &'static str) {
-        if let Some(mut owed) = self.owed.take() {
-            owed.reason = reason;
-            let _ = self.unmet.send(owed);
-        }
-    }
-}
-
-impl Drop for Obligation {
-    fn drop(&mut self) {
-        if let Some(owed) = self.owed.take() {
-            // a closed channel means the process is stopping: the mark stays
-            // behind this delivery and the next instance to stream sweeps it
-            let _ = self.unmet.send(owed);
-        }
-    }
-}
-
 /// Deliveries admitted and not finished, with their admission times (oldest
 /// first; jobs mostly end in the order they were admitted).
 #[derive(Debug, Default)]
@@ -215,54 +154,6 @@ struct Shared {
     /// Where obligations dropped unmet go (the recorder).
     unmet: mpsc::UnboundedSender<Unmet>,
     slow: SlowSubscriptions,
-}
-
-/// Subscriptions not admitted to memory: until the time given (see
-/// [`SLOW_FOR`]), and while failing by their endpoint health (the breaker,
-/// [`super::health`]); shared by the writer's admission and the dispatcher.
-#[derive(Debug, Clone, Default)]
-pub struct SlowSubscriptions(Arc<SlowInner>);
-
-#[derive(Debug, Default)]
-struct SlowInner {
-    until: Mutex<HashMap<Uuid, Instant>>,
-    /// Whether `until` may hold an entry: the writer's admission asks for
-    /// every delivery, and mostly none is slow.
-    any: std::sync::atomic::AtomicBool,
-    health: Health,
-}
-
-impl SlowSubscriptions {
-    /// `subscription` was slow or failing just now.
-    pub fn slowed(&self, subscription: Uuid) {
-        let mut slow = self.0.until.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        slow.retain(|_, until| *until > now);
-        slow.insert(subscription, now + SLOW_FOR);
-        self.0.any.store(true, Ordering::Release);
-    }
-
-    /// The endpoint health this admission follows.
-    pub fn health(&self) -> &Health {
-        &self.0.health
-    }
-
-    /// Whether `subscription` is kept out of memory now.
-    pub fn is_slow(&self, subscription: &Uuid) -> bool {
-        if self.0.health.is_failing(subscription) {
-            return true;
-        }
-        if !self.0.any.load(Ordering::Acquire) {
-            return false;
-        }
-        let mut slow = self.0.until.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        slow.retain(|_, until| *until > now);
-        if slow.is_empty() {
-            self.0.any.store(false, Ordering::Release);
-        }
-        slow.contains_key(subscription)
-    }
 }
 
 /// A place in the memory bounds; given back on drop.
