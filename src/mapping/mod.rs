@@ -290,12 +290,14 @@ impl Mapper {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let redacted = row.filtered(|k| !REDACTED_COLUMNS.contains(&k));
+        // redacted once: the payload is the new row (the old one of a
+        // delete), and a filter sees both
         let redact = |row: &Option<Row>| {
             row.as_ref()
                 .map(|r| r.filtered(|k| !REDACTED_COLUMNS.contains(&k)))
         };
         let (new, old) = (redact(&change.new), redact(&change.old));
+        let redacted = if change.op == Op::Delete { &old } else { &new };
         let subject = Subject {
             new: new.as_ref(),
             old: old.as_ref(),
