@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::support::{
     Cluster, Receiver, TestDb, items_table, nothing_happens_for, scalar, subscribe, wait_events,
-    wait_until, wait_until_or, walhook_streaming,
+    wait_scalar_at_least, wait_scalar_eq, wait_until, wait_until_or, walhook_streaming,
 };
 use serde_json::{Value, json};
 
@@ -41,13 +41,64 @@ async fn backfill_cli(db: &TestDb<'_>, args: &[&str]) -> (bool, String, String) 
     .unwrap()
 }
 
+/// Queue a backfill of `items` for subscription `sub`, at most
+/// `rows_per_second` rows a second when given (else uncapped); its id.
+fn queue_backfill(db: &TestDb<'_>, sub: &str, rows_per_second: Option<u32>) -> String {
+    let rate = rows_per_second.map_or_else(|| "NULL".to_owned(), |r| r.to_string());
+    db.psql(&format!(
+        "INSERT INTO walhook.backfills (subscription_id, source_table, rows_per_second)
+         VALUES ('{sub}', 'items', {rate}) RETURNING id"
+    ))
+}
+
+/// Wait until backfill `id` has `status`.
 async fn wait_backfill(db: &TestDb<'_>, id: &str, status: &str) {
+    wait_backfill_within(db, id, status, WAIT).await;
+}
+
+/// [`wait_backfill`], giving it `timeout`.
+async fn wait_backfill_within(db: &TestDb<'_>, id: &str, status: &str, timeout: Duration) {
     let sql =
         format!("SELECT count(*) FROM walhook.backfills WHERE id = '{id}' AND status = '{status}'");
-    wait_until(WAIT, &format!("backfill {status}"), || async {
-        (scalar(db, &sql).await == 1).then_some(())
-    })
-    .await;
+    wait_scalar_eq(db, timeout, &format!("backfill {status}"), &sql, 1).await;
+}
+
+/// Backfill `id`'s `rows_sent`.
+async fn rows_sent(db: &TestDb<'_>, id: &str) -> i64 {
+    scalar(
+        db,
+        &format!("SELECT rows_sent FROM walhook.backfills WHERE id = '{id}'"),
+    )
+    .await
+}
+
+/// Wait until backfill `id` has sent at least `n` rows; how many it has.
+async fn wait_rows_sent(db: &TestDb<'_>, id: &str, n: i64) -> i64 {
+    let sql = format!("SELECT rows_sent FROM walhook.backfills WHERE id = '{id}'");
+    wait_scalar_at_least(db, WAIT, &format!("{n} rows sent"), &sql, n).await
+}
+
+/// How many `item.snapshot` events are stored.
+async fn snapshots_stored(db: &TestDb<'_>) -> i64 {
+    scalar(
+        db,
+        "SELECT count(*) FROM walhook.events WHERE type = 'item.snapshot'",
+    )
+    .await
+}
+
+/// Exactly `n` snapshots are stored, of `n` distinct rows: none twice.
+async fn assert_each_snapshot_once(db: &TestDb<'_>, n: i64) {
+    assert_eq!(snapshots_stored(db).await, n, "snapshots stored");
+    assert_eq!(
+        scalar(
+            db,
+            "SELECT count(DISTINCT apiresource) FROM walhook.events WHERE type = 'item.snapshot'"
+        )
+        .await,
+        n,
+        "rows snapshotted"
+    );
 }
 
 /// Deliveries owed by stored events (attempted from memory) without a row
@@ -251,26 +302,9 @@ async fn concurrent_writers_every_row_ends_in_its_final_state() {
     assert_final_state(&last, &table_rows(&db).await);
 
     // snapshots: stored once each, counted, for that subscription only
-    let snapshots = scalar(
-        &db,
-        "SELECT count(*) FROM walhook.events WHERE type = 'item.snapshot'",
-    )
-    .await;
-    let rows_sent = scalar(
-        &db,
-        &format!("SELECT rows_sent FROM walhook.backfills WHERE id = '{id}'"),
-    )
-    .await;
-    assert_eq!(snapshots, rows_sent);
+    let rows_sent = rows_sent(&db, &id).await;
     assert!(rows_sent > 10_000 && rows_sent <= 22_000, "{rows_sent}");
-    assert_eq!(
-        scalar(
-            &db,
-            "SELECT count(DISTINCT apiresource) FROM walhook.events WHERE type = 'item.snapshot'"
-        )
-        .await,
-        snapshots
-    );
+    assert_each_snapshot_once(&db, rows_sent).await;
     assert!(
         events_for(&db, &other)
             .await
@@ -314,10 +348,7 @@ async fn an_ordered_receiver_gets_each_snapshot_before_later_changes() {
     let _walhook = walhook_streaming(&db);
     let writers = churn(&db, 2, 400, 1_100);
     wait_events(&db, 51).await; // the writers' first changes
-    let id = db.psql(&format!(
-        "INSERT INTO walhook.backfills (subscription_id, source_table, rows_per_second)
-         VALUES ('{sub}', 'items', 500) RETURNING id"
-    ));
+    let id = queue_backfill(&db, &sub, Some(500));
     wait_backfill(&db, &id, "done").await;
     for writer in writers {
         writer.join().unwrap();
@@ -363,17 +394,10 @@ async fn sigkill_mid_backfill_resumes_and_stores_nothing_twice() {
     let receiver = Receiver::start().await;
     let sub = subscribe(&db, &receiver.url(), "", "");
     let mut first = walhook_streaming(&db);
-    let id = db.psql(&format!(
-        "INSERT INTO walhook.backfills (subscription_id, source_table, rows_per_second)
-         VALUES ('{sub}', 'items', 4000) RETURNING id"
-    ));
-    let sent = format!("SELECT rows_sent FROM walhook.backfills WHERE id = '{id}'");
-    wait_until(WAIT, "some rows sent", || async {
-        (scalar(&db, &sent).await >= 3000).then_some(())
-    })
-    .await;
+    let id = queue_backfill(&db, &sub, Some(4000));
+    wait_rows_sent(&db, &id, 3000).await;
     first.kill_9();
-    let at_kill = scalar(&db, &sent).await;
+    let at_kill = rows_sent(&db, &id).await;
     assert!(
         at_kill < 20_000,
         "the kill must happen mid-backfill ({at_kill})"
@@ -386,15 +410,8 @@ async fn sigkill_mid_backfill_resumes_and_stores_nothing_twice() {
     );
     let _second = walhook_streaming(&db);
     wait_backfill(&db, &id, "done").await;
-    assert_eq!(scalar(&db, &sent).await, 20_000);
-    assert_eq!(
-        scalar(
-            &db,
-            "SELECT count(*) FROM walhook.events WHERE type = 'item.snapshot'"
-        )
-        .await,
-        20_000
-    );
+    assert_eq!(rows_sent(&db, &id).await, 20_000);
+    assert_each_snapshot_once(&db, 20_000).await;
     assert_eq!(
         scalar(
             &db,
@@ -405,15 +422,13 @@ async fn sigkill_mid_backfill_resumes_and_stores_nothing_twice() {
     );
     // one delivery each (a receiver drains them; the delivery tests cover
     // that); a first attempt from memory gets its row with its outcome
-    wait_until(WAIT, "a delivery row for every snapshot", || async {
-        (scalar(
-            &db,
-            "SELECT count(DISTINCT event_id) FROM walhook.deliveries",
-        )
-        .await
-            == 20_000)
-            .then_some(())
-    })
+    wait_scalar_eq(
+        &db,
+        WAIT,
+        "a delivery row for every snapshot",
+        "SELECT count(DISTINCT event_id) FROM walhook.deliveries",
+        20_000,
+    )
     .await;
 }
 
@@ -552,11 +567,7 @@ async fn cancel_stops_the_backfill_and_keeps_what_was_stored() {
     assert!(ok, "{err}");
     let id = out.trim().to_owned();
     assert_eq!(out.lines().count(), 1, "--detach prints the id only: {out}");
-    let sent = format!("SELECT rows_sent FROM walhook.backfills WHERE id = '{id}'");
-    wait_until(WAIT, "some rows sent", || async {
-        (scalar(&db, &sent).await > 0).then_some(())
-    })
-    .await;
+    wait_rows_sent(&db, &id, 1).await;
     db.psql(&format!(
         "UPDATE walhook.backfills SET status = 'cancelled' WHERE id = '{id}'"
     ));
@@ -567,32 +578,26 @@ async fn cancel_stops_the_backfill_and_keeps_what_was_stored() {
         "t"
     );
     walhook.wait_for_log("backfill stopped (cancelled)", WAIT);
-    let stopped_at = scalar(&db, &sent).await;
+    let stopped_at = rows_sent(&db, &id).await;
     nothing_happens_for(
         Duration::from_secs(2),
         "a row sent by a cancelled backfill",
         || async {
-            let now = scalar(&db, &sent).await;
+            let now = rows_sent(&db, &id).await;
             (now != stopped_at).then_some(now)
         },
     )
     .await;
     assert!(stopped_at < 20_000);
-    let snapshots = scalar(
-        &db,
-        "SELECT count(*) FROM walhook.events WHERE type = 'item.snapshot'",
-    )
-    .await;
+    let snapshots = snapshots_stored(&db).await;
     assert!(snapshots >= stopped_at);
-    wait_until(WAIT, "stored snapshots delivered", || async {
-        (scalar(
-            &db,
-            "SELECT count(*) FROM walhook.deliveries WHERE status = 'succeeded'",
-        )
-        .await
-            == snapshots)
-            .then_some(())
-    })
+    wait_scalar_eq(
+        &db,
+        WAIT,
+        "stored snapshots delivered",
+        "SELECT count(*) FROM walhook.deliveries WHERE status = 'succeeded'",
+        snapshots,
+    )
     .await;
 
     // set back to pending (uncapped), it resumes from its cursor
@@ -600,23 +605,8 @@ async fn cancel_stops_the_backfill_and_keeps_what_was_stored() {
         "UPDATE walhook.backfills SET status = 'pending', rows_per_second = NULL WHERE id = '{id}'"
     ));
     wait_backfill(&db, &id, "done").await;
-    assert_eq!(scalar(&db, &sent).await, 20_000);
-    assert_eq!(
-        scalar(
-            &db,
-            "SELECT count(DISTINCT apiresource) FROM walhook.events WHERE type = 'item.snapshot'"
-        )
-        .await,
-        20_000
-    );
-    assert_eq!(
-        scalar(
-            &db,
-            "SELECT count(*) FROM walhook.events WHERE type = 'item.snapshot'"
-        )
-        .await,
-        20_000
-    );
+    assert_eq!(rows_sent(&db, &id).await, 20_000);
+    assert_each_snapshot_once(&db, 20_000).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -626,10 +616,7 @@ async fn a_route_removed_mid_backfill_fails_it_with_its_error() {
     let receiver = Receiver::start().await;
     let sub = subscribe(&db, &receiver.url(), "", "");
     let _walhook = walhook_streaming(&db);
-    let id = db.psql(&format!(
-        "INSERT INTO walhook.backfills (subscription_id, source_table, rows_per_second)
-         VALUES ('{sub}', 'items', 100) RETURNING id"
-    ));
+    let id = queue_backfill(&db, &sub, Some(100));
     wait_backfill(&db, &id, "running").await;
     db.psql("DELETE FROM walhook.routes WHERE source_table = 'items'::regclass");
     wait_backfill(&db, &id, "failed").await;
@@ -637,14 +624,7 @@ async fn a_route_removed_mid_backfill_fails_it_with_its_error() {
         "SELECT error FROM walhook.backfills WHERE id = '{id}'"
     ));
     assert!(error.contains("route"), "{error}");
-    assert!(
-        scalar(
-            &db,
-            &format!("SELECT rows_sent FROM walhook.backfills WHERE id = '{id}'")
-        )
-        .await
-            < 5_000
-    );
+    assert!(rows_sent(&db, &id).await < 5_000);
 }
 
 /// The issue's memory bound: a 1,000,000-row backfill under 64 MiB RSS. Not
@@ -657,21 +637,8 @@ async fn a_million_row_backfill_stays_under_64_mib() {
     prepare(&db, 1_000_000);
     let sub = subscribe(&db, "http://127.0.0.1:9/h", ", disabled", ", true");
     let walhook = walhook_streaming(&db);
-    let id = db.psql(&format!(
-        "INSERT INTO walhook.backfills (subscription_id, source_table) VALUES ('{sub}', 'items') RETURNING id"
-    ));
-    wait_until(Duration::from_secs(1800), "the backfill done", || async {
-        (scalar(
-            &db,
-            &format!(
-                "SELECT count(*) FROM walhook.backfills WHERE id = '{id}' AND status = 'done'"
-            ),
-        )
-        .await
-            == 1)
-            .then_some(())
-    })
-    .await;
+    let id = queue_backfill(&db, &sub, None);
+    wait_backfill_within(&db, &id, "done", Duration::from_secs(1800)).await;
     let status = std::fs::read_to_string(format!("/proc/{}/status", walhook.pid())).unwrap();
     let hwm_kib: u64 = status
         .lines()
@@ -682,14 +649,7 @@ async fn a_million_row_backfill_stays_under_64_mib() {
         "peak RSS of walhook over a 1,000,000-row backfill: {} KiB",
         hwm_kib
     );
-    assert_eq!(
-        scalar(
-            &db,
-            &format!("SELECT rows_sent FROM walhook.backfills WHERE id = '{id}'")
-        )
-        .await,
-        1_000_000
-    );
+    assert_eq!(rows_sent(&db, &id).await, 1_000_000);
     assert!(hwm_kib < 64 * 1024, "peak RSS {hwm_kib} KiB");
 }
 

@@ -14,7 +14,8 @@ pub use cluster::{Cluster, ClusterOptions, TestDb};
 pub use process::{ChildProcess, migrate, walhook, walhook_run, walhook_streaming};
 pub use receiver::Receiver;
 pub use waits::{
-    no_more_events, nothing_happens_for, wait_events, wait_lock_waiter, wait_until, wait_until_or,
+    no_more_events, nothing_happens_for, wait_events, wait_lock_waiter, wait_scalar_at_least,
+    wait_scalar_eq, wait_until, wait_until_or,
 };
 
 /// Every event name of the IAM example's vocabulary (issue 12),

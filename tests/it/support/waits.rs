@@ -73,12 +73,42 @@ where
     }
 }
 
+/// Wait up to `timeout` until `sql`'s [`scalar`] is exactly `want`.
+pub async fn wait_scalar_eq(db: &TestDb<'_>, timeout: Duration, what: &str, sql: &str, want: i64) {
+    wait_until_or(
+        timeout,
+        what,
+        || async { (scalar(db, sql).await == want).then_some(()) },
+        || format!("{sql} is not {want}"),
+    )
+    .await;
+}
+
+/// Wait up to `timeout` until `sql`'s [`scalar`] is at least `n`; returns it.
+pub async fn wait_scalar_at_least(
+    db: &TestDb<'_>,
+    timeout: Duration,
+    what: &str,
+    sql: &str,
+    n: i64,
+) -> i64 {
+    wait_until(timeout, what, || async {
+        let now = scalar(db, sql).await;
+        (now >= n).then_some(now)
+    })
+    .await
+}
+
 /// Wait until at least `n` events are stored; then the stored events, as
 /// [`stored_events`] reads them (WAL order).
 pub async fn wait_events(db: &TestDb<'_>, n: i64) -> Vec<(String, String, Value)> {
-    wait_until(WAIT, &format!("{n} stored events"), || async {
-        (scalar(db, "SELECT count(*) FROM walhook.events").await >= n).then_some(())
-    })
+    wait_scalar_at_least(
+        db,
+        WAIT,
+        &format!("{n} stored events"),
+        "SELECT count(*) FROM walhook.events",
+        n,
+    )
     .await;
     stored_events(db).await
 }
@@ -88,12 +118,8 @@ pub async fn wait_events(db: &TestDb<'_>, n: i64) -> Vec<(String, String, Value)
 /// `pid = 4242` or `relation = 'walhook.delivery_attempts'::regclass`).
 pub async fn wait_lock_waiter(db: &TestDb<'_>, filter: &str) {
     let sql = format!("SELECT count(*) FROM pg_locks WHERE NOT granted AND ({filter})");
-    wait_until(
-        WAIT,
-        &format!("a session waiting for a lock ({filter})"),
-        || async { (scalar(db, &sql).await > 0).then_some(()) },
-    )
-    .await;
+    let what = format!("a session waiting for a lock ({filter})");
+    wait_scalar_at_least(db, WAIT, &what, &sql, 1).await;
 }
 
 /// The negative check on events: no more than `n` are stored for `quiet`.
