@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use crate::support::receiver::Reply;
+use crate::support::receiver::{Received, Reply};
 use crate::support::{
-    Cluster, Receiver, TestDb, items_table, migrate, nothing_happens_for, scalar, subscribe,
-    wait_until, walhook_streaming,
+    ChildProcess, Cluster, Receiver, TestDb, items_table, migrate, nothing_happens_for, scalar,
+    subscribe, wait_scalar_at_least, wait_scalar_eq, wait_until, walhook_streaming,
 };
 use serde_json::Value;
 
@@ -30,23 +30,57 @@ async fn wait_received(receiver: &Receiver, n: usize) {
 
 async fn wait_status(db: &TestDb<'_>, status: &str, n: i64) {
     let sql = format!("SELECT count(*) FROM walhook.deliveries WHERE status = '{status}'");
-    wait_until(WAIT, &format!("{n} deliveries {status}"), || async {
-        (scalar(db, &sql).await >= n).then_some(())
+    wait_scalar_at_least(db, WAIT, &format!("{n} deliveries {status}"), &sql, n).await;
+}
+
+/// A new [`prepare`]d database and a receiver (answering 204 until told
+/// otherwise) subscribed with extra columns and values as [`subscribe`]
+/// takes them.
+async fn subscribed_receiver(extra_cols: &str, extra_vals: &str) -> (TestDb<'static>, Receiver) {
+    let db = Cluster::shared().new_database();
+    prepare(&db);
+    let receiver = Receiver::start().await;
+    subscribe(&db, &receiver.url(), extra_cols, extra_vals);
+    (db, receiver)
+}
+
+/// The daemon's JWKS address.
+fn jwks_url(walhook: &ChildProcess) -> String {
+    format!(
+        "http://{}/.well-known/jwks.json",
+        walhook.http_addr.as_ref().unwrap()
+    )
+}
+
+async fn fetch_jwks(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// What `tests/py/verify_*.py` read: `request` as sent to `url`, with the
+/// subscription's `secret` and the `jwks` to verify against.
+fn verifier_input(request: &Received, url: String, secret: String, jwks: Value) -> Value {
+    let headers: serde_json::Map<String, Value> = request
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_str().unwrap().into())))
+        .collect();
+    serde_json::json!({
+        "url": url,
+        "method": "POST",
+        "headers": headers,
+        "body_b64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &request.body),
+        "secret": secret,
+        "jwks": jwks,
     })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_committed_row_arrives_signed_with_its_headers() {
-    let db = Cluster::shared().new_database();
-    prepare(&db);
-    let receiver = Receiver::start().await;
-    subscribe(
-        &db,
-        &receiver.url(),
+    let (db, receiver) = subscribed_receiver(
         ", headers, query_params, auth_type, auth_token",
         r#", '{"x-tenant": "acme"}', '{"source": "walhook"}', 'bearer', 's3cret-token'"#,
-    );
+    )
+    .await;
     let walhook = walhook_streaming(&db);
     db.psql("INSERT INTO items (id, name) VALUES (1, 'one')");
     wait_received(&receiver, 1).await;
@@ -105,26 +139,14 @@ async fn a_committed_row_arrives_signed_with_its_headers() {
     assert_eq!(attempts[0].get::<_, Option<i32>>(1), Some(204));
 
     // independent verifiers, with the key from the daemon's JWKS
-    let jwks_url = format!(
-        "http://{}/.well-known/jwks.json",
-        walhook.http_addr.as_ref().unwrap()
-    );
-    let jwks: Value = reqwest::get(&jwks_url).await.unwrap().json().await.unwrap();
+    let jwks = fetch_jwks(&jwks_url(&walhook)).await;
     assert_eq!(jwks["keys"][0]["kty"], "OKP");
-    let secret = db.psql("SELECT secret FROM walhook.subscriptions");
-    let headers: serde_json::Map<String, Value> = request
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), Value::String(v.to_str().unwrap().into())))
-        .collect();
-    let input = serde_json::json!({
-        "url": format!("{}?source=walhook", receiver.url()),
-        "method": "POST",
-        "headers": headers,
-        "body_b64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &request.body),
-        "secret": secret,
-        "jwks": jwks,
-    });
+    let input = verifier_input(
+        request,
+        format!("{}?source=walhook", receiver.url()),
+        db.psql("SELECT secret FROM walhook.subscriptions"),
+        jwks,
+    );
     for script in [
         "verify_standard.py",
         "verify_ed25519.py",
@@ -136,11 +158,8 @@ async fn a_committed_row_arrives_signed_with_its_headers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failures_are_retried_then_succeed_with_every_attempt_recorded() {
-    let db = Cluster::shared().new_database();
-    prepare(&db);
-    let receiver = Receiver::start().await;
+    let (db, receiver) = subscribed_receiver("", "").await;
     receiver.push([Reply::Status(500), Reply::Status(500)]);
-    subscribe(&db, &receiver.url(), "", "");
     let _walhook = walhook_streaming(&db);
     db.psql("INSERT INTO items (id) VALUES (1)");
     wait_status(&db, "succeeded", 1).await;
@@ -176,11 +195,8 @@ async fn failures_are_retried_then_succeed_with_every_attempt_recorded() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn always_failing_ends_failed_and_redeliver_sends_again() {
-    let db = Cluster::shared().new_database();
-    prepare(&db);
-    let receiver = Receiver::start().await;
+    let (db, receiver) = subscribed_receiver("", "").await;
     receiver.set_default(Reply::Status(503));
-    subscribe(&db, &receiver.url(), "", "");
     let _walhook = walhook_streaming(&db);
     db.psql("INSERT INTO items (id) VALUES (1)");
     wait_status(&db, "failed", 1).await;
@@ -263,16 +279,8 @@ async fn loopback_targets_are_refused_without_the_setting() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn max_in_flight_bounds_concurrent_requests_to_a_receiver() {
-    let db = Cluster::shared().new_database();
-    prepare(&db);
-    let receiver = Receiver::start().await;
+    let (db, receiver) = subscribed_receiver(", max_in_flight, timeout_ms", ", 3, 3000").await;
     receiver.set_default(Reply::Hang);
-    subscribe(
-        &db,
-        &receiver.url(),
-        ", max_in_flight, timeout_ms",
-        ", 3, 3000",
-    );
     let _walhook = walhook_streaming(&db);
     db.psql("INSERT INTO items (id) SELECT generate_series(1, 20)");
     wait_received(&receiver, 3).await;
@@ -380,15 +388,9 @@ fn bad_urls_are_refused_naming_the_rule() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn key_rotation_publishes_both_keys_and_signs_with_the_new_one() {
-    let db = Cluster::shared().new_database();
-    prepare(&db);
-    let receiver = Receiver::start().await;
-    subscribe(&db, &receiver.url(), "", "");
+    let (db, receiver) = subscribed_receiver("", "").await;
     let walhook = walhook_streaming(&db);
-    let jwks_url = format!(
-        "http://{}/.well-known/jwks.json",
-        walhook.http_addr.as_ref().unwrap()
-    );
+    let jwks_url = jwks_url(&walhook);
     let old_kid: String = db.psql("SELECT kid FROM walhook.signing_keys");
     let (status, out, err) =
         crate::support::walhook(&["keys", "rotate", "--database-url", &db.url()]);
@@ -396,7 +398,7 @@ async fn key_rotation_publishes_both_keys_and_signs_with_the_new_one() {
     let new_kid = out.trim().rsplit(' ').next().unwrap().to_owned();
     assert_ne!(new_kid, old_kid);
     let jwks: Value = wait_until(WAIT, "both keys in the JWKS", || async {
-        let jwks: Value = reqwest::get(&jwks_url).await.unwrap().json().await.unwrap();
+        let jwks = fetch_jwks(&jwks_url).await;
         (jwks["keys"].as_array().unwrap().len() == 2).then_some(jwks)
     })
     .await;
@@ -413,23 +415,19 @@ async fn key_rotation_publishes_both_keys_and_signs_with_the_new_one() {
     );
     // the old key's v1a alone still verifies against the published JWKS
     let old_only: Value = serde_json::json!({"keys": jwks["keys"].as_array().unwrap().iter().filter(|k| k["kid"] == old_kid.as_str()).collect::<Vec<_>>()});
-    let headers: serde_json::Map<String, Value> = request
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), Value::String(v.to_str().unwrap().into())))
-        .collect();
-    let input = serde_json::json!({
-        "url": receiver.url(), "method": "POST", "headers": headers,
-        "body_b64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &request.body),
-        "secret": db.psql("SELECT secret FROM walhook.subscriptions"), "jwks": old_only,
-    });
+    let input = verifier_input(
+        request,
+        receiver.url(),
+        db.psql("SELECT secret FROM walhook.subscriptions"),
+        old_only,
+    );
     crate::support::python::verify("verify_ed25519.py", &input).expect("old key still verifies");
     // retiring the old key removes it from the JWKS
     let (status, _, err) =
         crate::support::walhook(&["keys", "retire", &old_kid, "--database-url", &db.url()]);
     assert!(status.success(), "{err}");
     wait_until(WAIT, "old key gone from the JWKS", || async {
-        let jwks: Value = reqwest::get(&jwks_url).await.unwrap().json().await.unwrap();
+        let jwks = fetch_jwks(&jwks_url).await;
         (jwks["keys"].as_array().unwrap().len() == 1 && jwks["keys"][0]["kid"] == new_kid.as_str())
             .then_some(())
     })
@@ -543,15 +541,13 @@ async fn max_payload_bytes_takes_effect_without_a_restart() {
     let _walhook = walhook_streaming(&db);
     let big = "x".repeat(400);
     db.psql(&format!("INSERT INTO items (id, name) VALUES (0, '{big}')"));
-    wait_until(WAIT, "the first event", || async {
-        (scalar(
-            &db,
-            "SELECT count(*) FROM walhook.events WHERE body IS NOT NULL",
-        )
-        .await
-            == 1)
-            .then_some(())
-    })
+    wait_scalar_eq(
+        &db,
+        WAIT,
+        "the first event",
+        "SELECT count(*) FROM walhook.events WHERE body IS NOT NULL",
+        1,
+    )
     .await;
     db.psql("INSERT INTO walhook.settings VALUES ('max_payload_bytes', '300')");
     let started = std::time::Instant::now();
@@ -583,11 +579,8 @@ async fn max_payload_bytes_takes_effect_without_a_restart() {
 /// outcome has no event to belong to, and the outcomes after it are stored.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_event_removed_during_its_first_attempt_leaves_the_recorder_going() {
-    let db = Cluster::shared().new_database();
-    prepare(&db);
-    let receiver = Receiver::start().await;
+    let (db, receiver) = subscribed_receiver(", timeout_ms", ", 2000").await;
     receiver.push([Reply::Hang]);
-    subscribe(&db, &receiver.url(), ", timeout_ms", ", 2000");
     let walhook = walhook_streaming(&db);
     db.psql("INSERT INTO items (id) VALUES (1)");
     wait_received(&receiver, 1).await;
@@ -595,16 +588,14 @@ async fn an_event_removed_during_its_first_attempt_leaves_the_recorder_going() {
     // the hanging attempt times out and its outcome goes to the recorder
     walhook.wait_for_log("delivery attempt failed", WAIT);
     db.psql("INSERT INTO items (id) VALUES (2)");
-    wait_until(WAIT, "the next event's outcome stored", || async {
-        (scalar(
-            &db,
-            "SELECT count(*) FROM walhook.deliveries d JOIN walhook.events e ON e.id = d.event_id
-              WHERE e.apiresource = '/items/2' AND d.status = 'succeeded'",
-        )
-        .await
-            == 1)
-            .then_some(())
-    })
+    wait_scalar_eq(
+        &db,
+        WAIT,
+        "the next event's outcome stored",
+        "SELECT count(*) FROM walhook.deliveries d JOIN walhook.events e ON e.id = d.event_id
+          WHERE e.apiresource = '/items/2' AND d.status = 'succeeded'",
+        1,
+    )
     .await;
     assert_eq!(
         scalar(&db, "SELECT count(*) FROM walhook.delivery_attempts").await,
