@@ -9,6 +9,7 @@
 //! forever unless the `audit_retention` setting names an interval.
 
 use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
 
 use super::settings::Settings;
 
@@ -25,42 +26,28 @@ pub async fn sweep(
     const CENTURY: f64 = 100.0 * 365.25 * 86_400.0;
     let attempt_secs = settings.attempt_retention.as_secs_f64().min(CENTURY);
     let event_secs = settings.event_retention.as_secs_f64().min(CENTURY);
-    let mut attempts = 0;
-    loop {
-        let n = client
-            .execute(
-                "DELETE FROM walhook.delivery_attempts WHERE id IN (
-                     SELECT id FROM walhook.delivery_attempts
-                      WHERE attempted_at < now() - make_interval(secs => $1) LIMIT $2)",
-                &[&attempt_secs, &BATCH],
-            )
-            .await?;
-        attempts += n;
-        if n < BATCH as u64 {
-            break;
-        }
-    }
-    let mut events = 0;
-    loop {
-        let n = client
-            .execute(
-                "DELETE FROM walhook.events WHERE id IN (
-                     SELECT e.id FROM walhook.events e
-                      WHERE e.commit_time < now() - make_interval(secs => $1)
-                        AND NOT EXISTS (SELECT 1 FROM walhook.deliveries d
-                                         WHERE d.event_id = e.id AND d.status = 'pending')
-                        AND (e.owed IS NULL
-                             OR e.commit_lsn < (SELECT min(materialised_lsn)
-                                                  FROM walhook.delivery_marks))
-                      LIMIT $2)",
-                &[&event_secs, &BATCH],
-            )
-            .await?;
-        events += n;
-        if n < BATCH as u64 {
-            break;
-        }
-    }
+    let attempts = delete_in_batches(
+        client,
+        "DELETE FROM walhook.delivery_attempts WHERE id IN (
+             SELECT id FROM walhook.delivery_attempts
+              WHERE attempted_at < now() - make_interval(secs => $1) LIMIT $2)",
+        &[&attempt_secs, &BATCH],
+    )
+    .await?;
+    let events = delete_in_batches(
+        client,
+        "DELETE FROM walhook.events WHERE id IN (
+             SELECT e.id FROM walhook.events e
+              WHERE e.commit_time < now() - make_interval(secs => $1)
+                AND NOT EXISTS (SELECT 1 FROM walhook.deliveries d
+                                 WHERE d.event_id = e.id AND d.status = 'pending')
+                AND (e.owed IS NULL
+                     OR e.commit_lsn < (SELECT min(materialised_lsn)
+                                          FROM walhook.delivery_marks))
+              LIMIT $2)",
+        &[&event_secs, &BATCH],
+    )
+    .await?;
     let audit = sweep_audit(client).await?;
     if audit > 0 {
         tracing::info!(audit, "retention removed old audit log rows");
@@ -71,18 +58,28 @@ pub async fn sweep(
 /// Delete audit rows older than `audit_retention`; none when that setting is
 /// absent or `forever` (the default). Returns the rows removed.
 pub async fn sweep_audit(client: &Client) -> Result<u64, tokio_postgres::Error> {
+    delete_in_batches(
+        client,
+        "DELETE FROM walhook.audit_log WHERE id IN (
+             SELECT id FROM walhook.audit_log
+              WHERE at < now() - (SELECT value::interval FROM walhook.settings
+                                   WHERE key = 'audit_retention' AND value <> 'forever')
+              LIMIT $1)",
+        &[&BATCH],
+    )
+    .await
+}
+
+/// Run `delete` (which removes at most [`BATCH`] rows) until it removes
+/// fewer; the rows removed in all.
+async fn delete_in_batches(
+    client: &Client,
+    delete: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
     let mut removed = 0;
     loop {
-        let n = client
-            .execute(
-                "DELETE FROM walhook.audit_log WHERE id IN (
-                     SELECT id FROM walhook.audit_log
-                      WHERE at < now() - (SELECT value::interval FROM walhook.settings
-                                           WHERE key = 'audit_retention' AND value <> 'forever')
-                      LIMIT $1)",
-                &[&BATCH],
-            )
-            .await?;
+        let n = client.execute(delete, params).await?;
         removed += n;
         if n < BATCH as u64 {
             return Ok(removed);
