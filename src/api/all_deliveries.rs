@@ -9,10 +9,11 @@ use uuid::Uuid;
 
 use super::deliveries::exact_or_prefix;
 use super::error::{ApiError, ErrorBody, ErrorDetail};
+use super::history::{decode_id, status_param};
 use super::pagination::{Page, Query, encode_cursor};
 use super::schema::DeliveryDetail;
 use super::{ApiState, read_conn};
-use crate::store::history::{self, DeliveryFilter, STATUSES};
+use crate::store::history::{self, DeliveryFilter};
 
 fn uuid_param(query: &Query, param: &str) -> Result<Option<Uuid>, ApiError> {
     query
@@ -64,16 +65,8 @@ pub async fn list(
         ],
     )?;
     let limit = query.limit()?;
-    let before = query.cursor('d', |key| key.parse::<i64>().ok().filter(|id| *id > 0))?;
-    let status = query.get("status");
-    if let Some(status) = status.filter(|s| !STATUSES.contains(s)) {
-        return Err(ApiError::invalid(ErrorDetail::new(
-            "status",
-            "query",
-            Value::String(status.to_owned()),
-            "status must be pending, succeeded or failed",
-        )));
-    }
+    let before = query.cursor('d', decode_id)?;
+    let status = status_param(&query)?;
     let (type_exact, type_prefix) = exact_or_prefix(query.get("eventType"));
     let filter = DeliveryFilter {
         subscription: uuid_param(&query, "webhookId")?,

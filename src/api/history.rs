@@ -14,8 +14,24 @@ use crate::store::audit::{self, AuditEntry};
 use crate::store::history::{self, Delivery, Event, STATUSES};
 use crate::store::webhooks;
 
-fn decode_id(key: &str) -> Option<i64> {
+/// An id of a delivery or audit entry (a cursor's key, a path's id): a
+/// positive integer.
+pub(super) fn decode_id(key: &str) -> Option<i64> {
     key.parse::<i64>().ok().filter(|id| *id > 0)
+}
+
+/// A deliveries listing's `status`, when given: pending, succeeded or failed.
+pub(super) fn status_param(query: &Query) -> Result<Option<&str>, ApiError> {
+    let status = query.get("status");
+    if let Some(status) = status.filter(|s| !STATUSES.contains(s)) {
+        return Err(ApiError::invalid(ErrorDetail::new(
+            "status",
+            "query",
+            Value::String(status.to_owned()),
+            "status must be pending, succeeded or failed",
+        )));
+    }
+    Ok(status)
 }
 
 /// List a webhook's deliveries
@@ -42,15 +58,7 @@ pub async fn deliveries(
     let query = Query::parse(raw.as_deref(), &["status", "limit", "cursor"])?;
     let limit = query.limit()?;
     let before = query.cursor('d', decode_id)?;
-    let status = query.get("status");
-    if let Some(status) = status.filter(|s| !STATUSES.contains(s)) {
-        return Err(ApiError::invalid(ErrorDetail::new(
-            "status",
-            "query",
-            Value::String(status.to_owned()),
-            "status must be pending, succeeded or failed",
-        )));
-    }
+    let status = status_param(&query)?;
     let conn = read_conn(&state).await?;
     if webhooks::get(&conn, id).await?.is_none() {
         return Err(ApiError::not_found("webhook", &raw_id));
