@@ -27,7 +27,9 @@ pub struct StatusReport {
     pub backfills: Vec<crate::store::backfills::BackfillStatus>,
 }
 
-#[derive(Debug, Serialize)]
+/// The slot's state; a missing slot is the default, but for its name and the
+/// server's settings.
+#[derive(Debug, Default, Serialize)]
 pub struct SlotStatus {
     pub name: String,
     pub exists: bool,
@@ -114,9 +116,14 @@ pub async fn slot_status(client: &Client, slot: &str) -> Result<SlotStatus, toki
     let keep: Option<String> = settings.try_get(0)?;
     let standby_slots: Option<String> = settings.try_get(1)?;
     let recorded = crate::replication::slot::identity::load(client, slot).await?;
-    let mut status = match slot_row {
-        Some(row) => SlotStatus {
-            name: slot.to_owned(),
+    let mut status = SlotStatus {
+        name: slot.to_owned(),
+        max_slot_wal_keep_size: keep,
+        synchronized_standby_slots: standby_slots,
+        ..SlotStatus::default()
+    };
+    if let Some(row) = slot_row {
+        status = SlotStatus {
             exists: true,
             active: row.try_get(0)?,
             lag_bytes: row.try_get(1)?,
@@ -125,37 +132,12 @@ pub async fn slot_status(client: &Client, slot: &str) -> Result<SlotStatus, toki
             retained_wal_bytes: row.try_get(4)?,
             wal_status: row.try_get(5)?,
             safe_wal_size: row.try_get(6)?,
-            max_slot_wal_keep_size: keep,
-            recorded_confirmed_lsn: None,
-            lost_wal_bytes: 0,
-            recreations: 0,
             failover: row.try_get(7)?,
             synced: row.try_get(8)?,
             invalidation_reason: row.try_get(9)?,
-            synchronized_standby_slots: standby_slots,
-            warnings: Vec::new(),
-        },
-        None => SlotStatus {
-            name: slot.to_owned(),
-            exists: false,
-            active: false,
-            lag_bytes: None,
-            lag_seconds: None,
-            confirmed_flush_lsn: None,
-            retained_wal_bytes: None,
-            wal_status: None,
-            safe_wal_size: None,
-            max_slot_wal_keep_size: keep,
-            recorded_confirmed_lsn: None,
-            lost_wal_bytes: 0,
-            recreations: 0,
-            failover: None,
-            synced: None,
-            invalidation_reason: None,
-            synchronized_standby_slots: standby_slots,
-            warnings: Vec::new(),
-        },
-    };
+            ..status
+        };
+    }
     if let Some(recorded) = &recorded {
         status.recorded_confirmed_lsn = Some(recorded.confirmed_lsn.to_string());
         status.lost_wal_bytes = recorded.lost_wal_bytes;
