@@ -208,6 +208,16 @@ mod tests {
         .unwrap()
     }
 
+    /// Chunk `chunk`'s low watermark, in the transaction at position 100.
+    fn low(windows: &mut Windows, mapper: &Mapper, chunk: u64) -> Vec<Event> {
+        windows.watermark(mapper, &txn(100), &mark(Mark::Low, chunk))
+    }
+
+    /// Chunk `chunk`'s high watermark, in the transaction at position 200.
+    fn high(windows: &mut Windows, mapper: &Mapper, chunk: u64) -> Vec<Event> {
+        windows.watermark(mapper, &txn(200), &mark(Mark::High, chunk))
+    }
+
     fn change(op: Op, old: Option<Row>, new: Option<Row>) -> Change {
         Change {
             relation: Arc::new(RelationInfo {
@@ -250,18 +260,14 @@ mod tests {
     fn rows_changed_inside_the_window_are_left_to_their_change_events() {
         let (mut windows, mut rx) = setup(1);
         let mapper = mapper();
-        assert!(
-            windows
-                .watermark(&mapper, &txn(100), &mark(Mark::Low, 1))
-                .is_empty()
-        );
+        assert!(low(&mut windows, &mapper, 1).is_empty());
         windows.observe(&change(
             Op::Update,
             Some(row(2, "stale")),
             Some(row(2, "fresh")),
         ));
         windows.observe(&change(Op::Delete, Some(row(3, "stale")), None));
-        let events = windows.watermark(&mapper, &txn(200), &mark(Mark::High, 1));
+        let events = high(&mut windows, &mapper, 1);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].apiresource, "/items/1");
         assert_eq!(
@@ -281,7 +287,7 @@ mod tests {
     #[test]
     fn a_high_watermark_without_its_low_one_drops_the_chunk() {
         let (mut windows, mut rx) = setup(1);
-        let events = windows.watermark(&mapper(), &txn(200), &mark(Mark::High, 1));
+        let events = high(&mut windows, &mapper(), 1);
         assert!(events.is_empty());
         assert!(matches!(rx.try_recv(), Ok(ChunkOutcome::Dropped(_))));
     }
@@ -290,13 +296,9 @@ mod tests {
     fn a_reset_forgets_open_windows() {
         let (mut windows, mut rx) = setup(1);
         let mapper = mapper();
-        windows.watermark(&mapper, &txn(100), &mark(Mark::Low, 1));
+        low(&mut windows, &mapper, 1);
         windows.reset();
-        assert!(
-            windows
-                .watermark(&mapper, &txn(200), &mark(Mark::High, 1))
-                .is_empty()
-        );
+        assert!(high(&mut windows, &mapper, 1).is_empty());
         assert!(matches!(rx.try_recv(), Ok(ChunkOutcome::Dropped(_))));
     }
 
@@ -304,13 +306,9 @@ mod tests {
     fn a_truncate_inside_the_window_leaves_no_row() {
         let (mut windows, mut rx) = setup(1);
         let mapper = mapper();
-        windows.watermark(&mapper, &txn(100), &mark(Mark::Low, 1));
+        low(&mut windows, &mapper, 1);
         windows.observe(&change(Op::Truncate, None, None));
-        assert!(
-            windows
-                .watermark(&mapper, &txn(200), &mark(Mark::High, 1))
-                .is_empty()
-        );
+        assert!(high(&mut windows, &mapper, 1).is_empty());
         assert_eq!(
             rx.try_recv().unwrap(),
             ChunkOutcome::Emitted { ids: Vec::new() }
@@ -323,12 +321,8 @@ mod tests {
         let mapper = mapper();
         assert!(windows.watermark(&mapper, &txn(1), b"not json").is_empty());
         // chunk 2 was never registered (already handled before a restart)
-        windows.watermark(&mapper, &txn(100), &mark(Mark::Low, 2));
-        assert!(
-            windows
-                .watermark(&mapper, &txn(200), &mark(Mark::High, 2))
-                .is_empty()
-        );
+        low(&mut windows, &mapper, 2);
+        assert!(high(&mut windows, &mapper, 2).is_empty());
         assert!(windows.open.is_empty());
     }
 
@@ -336,16 +330,12 @@ mod tests {
     fn a_window_keeps_a_bounded_number_of_keys() {
         let (mut windows, mut rx) = setup(1);
         let mapper = mapper();
-        windows.watermark(&mapper, &txn(100), &mark(Mark::Low, 1));
+        low(&mut windows, &mapper, 1);
         for id in 0..=MAX_WINDOW_KEYS as i64 + 10 {
             windows.observe(&change(Op::Insert, None, Some(row(1_000 + id, "x"))));
         }
         assert!(windows.open[0].changed.is_empty());
-        assert!(
-            windows
-                .watermark(&mapper, &txn(200), &mark(Mark::High, 1))
-                .is_empty()
-        );
+        assert!(high(&mut windows, &mapper, 1).is_empty());
         assert!(matches!(rx.try_recv(), Ok(ChunkOutcome::Dropped(_))));
     }
 
@@ -353,8 +343,8 @@ mod tests {
     fn a_missing_route_is_reported() {
         let (mut windows, mut rx) = setup(1);
         let mapper = Mapper::new(Vec::new(), Vec::new());
-        windows.watermark(&mapper, &txn(100), &mark(Mark::Low, 1));
-        windows.watermark(&mapper, &txn(200), &mark(Mark::High, 1));
+        low(&mut windows, &mapper, 1);
+        high(&mut windows, &mapper, 1);
         assert_eq!(rx.try_recv().unwrap(), ChunkOutcome::NoRoute);
     }
 }
