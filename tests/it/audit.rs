@@ -1,10 +1,17 @@
 //! API tokens (`walhook api-tokens`) and the audit log of configuration
 //! changes: actors, objects, redaction, and retention that keeps it.
 
-use crate::support::api::{ApiServer, create_token};
+use crate::support::api::{ApiServer, api_tokens, create_token};
 use crate::support::{Cluster, migrate, route_items, walhook};
 use reqwest::Method;
 use serde_json::json;
+
+/// `walhook api-tokens ARGS` exits non-zero, saying `why` on stderr.
+fn assert_api_tokens_refused(url: &str, args: &[&str], why: &str) {
+    let (status, _, err) = api_tokens(url, args);
+    assert!(!status.success(), "api-tokens {args:?} succeeded");
+    assert!(err.contains(why), "{err}");
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn api_tokens_are_created_once_listed_without_the_token_and_revoked() {
@@ -12,14 +19,7 @@ async fn api_tokens_are_created_once_listed_without_the_token_and_revoked() {
     let api = ApiServer::start(&db).await;
     let url = db.url();
 
-    let (status, out, err) = walhook(&[
-        "api-tokens",
-        "create",
-        "--name",
-        "ci-bot",
-        "--database-url",
-        &url,
-    ]);
+    let (status, out, err) = api_tokens(&url, &["create", "--name", "ci-bot"]);
     assert!(status.success(), "{err}");
     let token = out.lines().last().unwrap();
     assert!(
@@ -33,7 +33,7 @@ async fn api_tokens_are_created_once_listed_without_the_token_and_revoked() {
         "the token itself is not stored"
     );
 
-    let (status, listed, _) = walhook(&["api-tokens", "list", "--database-url", &url]);
+    let (status, listed, _) = api_tokens(&url, &["list"]);
     assert!(status.success());
     assert!(
         listed.contains("ci-bot") && listed.contains("tester"),
@@ -41,32 +41,18 @@ async fn api_tokens_are_created_once_listed_without_the_token_and_revoked() {
     );
     assert!(!listed.contains(token));
 
-    let (status, _, err) = walhook(&[
-        "api-tokens",
-        "create",
-        "--name",
-        "ci-bot",
-        "--database-url",
+    assert_api_tokens_refused(&url, &["create", "--name", "ci-bot"], "already exists");
+    assert_api_tokens_refused(
         &url,
-    ]);
-    assert!(!status.success());
-    assert!(err.contains("already exists"), "{err}");
-    let (status, _, err) = walhook(&[
-        "api-tokens",
-        "create",
-        "--name",
-        "has space",
-        "--database-url",
-        &url,
-    ]);
-    assert!(!status.success());
-    assert!(err.contains("invalid token name"), "{err}");
+        &["create", "--name", "has space"],
+        "invalid token name",
+    );
 
     let with_token = api
         .call_as(Some(token), Method::GET, "/v1/webhooks", None)
         .await;
     assert_eq!(with_token.status, 200, "{}", with_token.body);
-    let (status, _, err) = walhook(&["api-tokens", "revoke", "ci-bot", "--database-url", &url]);
+    let (status, _, err) = api_tokens(&url, &["revoke", "ci-bot"]);
     assert!(status.success(), "{err}");
     api.call_as(Some(token), Method::GET, "/v1/webhooks", None)
         .await
@@ -76,9 +62,7 @@ async fn api_tokens_are_created_once_listed_without_the_token_and_revoked() {
         200,
         "other tokens still work"
     );
-    let (status, _, err) = walhook(&["api-tokens", "revoke", "ci-bot", "--database-url", &url]);
-    assert!(!status.success());
-    assert!(err.contains("no API token named"), "{err}");
+    assert_api_tokens_refused(&url, &["revoke", "ci-bot"], "no API token named");
 }
 
 #[tokio::test(flavor = "multi_thread")]

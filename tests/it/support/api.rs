@@ -52,16 +52,17 @@ impl Reply {
     }
 }
 
+/// `walhook api-tokens ARGS --database-url URL`: (status, stdout, stderr).
+pub fn api_tokens(url: &str, args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let mut all = vec!["api-tokens"];
+    all.extend_from_slice(args);
+    all.extend(["--database-url", url]);
+    walhook(&all)
+}
+
 /// `walhook api-tokens create --name NAME`: the token (the last stdout line).
 pub fn create_token(url: &str, name: &str) -> String {
-    let (status, out, err) = walhook(&[
-        "api-tokens",
-        "create",
-        "--name",
-        name,
-        "--database-url",
-        url,
-    ]);
+    let (status, out, err) = api_tokens(url, &["create", "--name", name]);
     assert!(status.success(), "api-tokens create failed: {out}\n{err}");
     out.lines().last().expect("a token line").trim().to_owned()
 }
