@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use crate::support::api::{ApiServer, create_token};
 use crate::support::receiver::Reply;
-use crate::support::{Cluster, Receiver, migrate, wait_until, walhook_run};
+use crate::support::{Cluster, Receiver, items_table, wait_until, walhook_run};
 use serde_json::{Value, json};
 use webdriver::Browser;
 
@@ -497,15 +497,8 @@ async fn the_console_in_a_browser_creates_watches_resends_and_disables() {
 async fn console_scenario(browser: Arc<Browser>) {
     let db = Cluster::shared().database();
     let good = Receiver::start().await;
-    let failing = Receiver::start().await;
-    failing.set_default(Reply::StatusWithBody(500, b"receiver down".to_vec()));
-    migrate(&db.url());
-    db.psql(
-        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
-         CREATE TABLE items (id int PRIMARY KEY, label text);
-         INSERT INTO walhook.routes (source_table, resource, apiresource)
-         VALUES ('items', 'item', '/items/{id}');",
-    );
+    let failing = Receiver::replying(Reply::StatusWithBody(500, b"receiver down".to_vec())).await;
+    items_table(&db, ", label text");
     let token = create_token(&db.url(), "console");
     let daemon = walhook_run(&db.url(), &db.slot, &db.publication, &[]);
     daemon.wait_for_log("streaming", WAIT);

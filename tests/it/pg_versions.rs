@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Cluster, ClusterOptions, TestDb, items_table, migrate, wait_events, wait_until, walhook_run,
-    walhook_streaming,
+    Cluster, ClusterOptions, TestDb, items_table, migrate, route_table, wait_events, wait_until,
+    walhook_run, walhook_streaming,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -100,11 +100,7 @@ async fn infinite_intervals_are_refused_as_retry_steps_and_keep_everything_as_re
 async fn infinite_values_reach_the_payload_as_text() {
     let db = Cluster::shared().new_database();
     migrate(&db.url());
-    db.psql(
-        "CREATE TABLE spans (id int PRIMARY KEY, span interval, until timestamptz);
-         INSERT INTO walhook.routes (source_table, resource, apiresource)
-         VALUES ('spans', 'span', '/spans/{id}')",
-    );
+    route_table(&db, "spans", "span", ", span interval, until timestamptz");
     let major = db.cluster.major();
     let mut walhook = walhook_streaming(&db);
     let span = if major >= 17 { "infinity" } else { "1 day" };

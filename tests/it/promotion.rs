@@ -17,7 +17,7 @@ use walhook::local_cluster::{LocalCluster, StandbyOptions};
 use crate::support::cluster::psql_url;
 use crate::support::receiver::Reply;
 use crate::support::{
-    ChildProcess, Cluster, ClusterOptions, Receiver, TestDb, migrate, subscribe, wait_until,
+    ChildProcess, Cluster, ClusterOptions, Receiver, TestDb, routed_table, subscribe, wait_until,
     walhook, walhook_run,
 };
 
@@ -144,13 +144,7 @@ async fn after_a_promotion_walhook_continues_on_the_synchronised_slot_with_nothi
     });
     let db = primary.database();
     let receiver = Receiver::start().await;
-    migrate(&db.url());
-    db.psql(
-        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
-         CREATE TABLE accounts (id int PRIMARY KEY, name text);
-         INSERT INTO walhook.routes (source_table, resource, apiresource)
-              VALUES ('accounts', 'account', '/accounts/{id}');",
-    );
+    routed_table(&db, "accounts", "account", ", name text");
     subscribe(&db, &receiver.url(), "", "");
 
     let standby = primary

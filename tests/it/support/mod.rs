@@ -92,18 +92,30 @@ pub async fn scalar(db: &TestDb<'_>, sql: &str) -> i64 {
 
 /// Migrate `db`, allow loopback receivers, and [`route_items`].
 pub fn items_table(db: &TestDb<'_>, columns: &str) {
-    migrate(&db.url());
-    db.psql("INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true')");
-    route_items(db, columns);
+    routed_table(db, "items", "item", columns);
 }
 
 /// In a migrated `db`, a table `items (id int PRIMARY KEY<columns>)` routed
 /// as `item` events at `/items/{id}`; `columns` is empty or starts with a
 /// comma.
 pub fn route_items(db: &TestDb<'_>, columns: &str) {
+    route_table(db, "items", "item", columns);
+}
+
+/// Migrate `db`, allow loopback receivers, and [`route_table`].
+pub fn routed_table(db: &TestDb<'_>, table: &str, resource: &str, columns: &str) {
+    migrate(&db.url());
+    db.psql("INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true')");
+    route_table(db, table, resource, columns);
+}
+
+/// In a migrated `db`, a table `<table> (id int PRIMARY KEY<columns>)`
+/// routed as `<resource>` events at `/<table>/{id}`; `columns` is empty or
+/// starts with a comma.
+pub fn route_table(db: &TestDb<'_>, table: &str, resource: &str, columns: &str) {
     db.psql(&format!(
-        "CREATE TABLE items (id int PRIMARY KEY{columns});
+        "CREATE TABLE {table} (id int PRIMARY KEY{columns});
          INSERT INTO walhook.routes (source_table, resource, apiresource)
-              VALUES ('items', 'item', '/items/{{id}}');"
+              VALUES ('{table}', '{resource}', '/{table}/{{id}}');"
     ));
 }

@@ -72,6 +72,14 @@ impl Receiver {
         Self::start_on("127.0.0.1:0".parse().unwrap()).await
     }
 
+    /// [`Receiver::start`], answering every request with `reply` until told
+    /// otherwise.
+    pub async fn replying(reply: Reply) -> Receiver {
+        let receiver = Self::start().await;
+        receiver.set_default(reply);
+        receiver
+    }
+
     async fn start_on(addr: SocketAddr) -> Receiver {
         let shared = Shared {
             received: Arc::default(),
