@@ -19,6 +19,7 @@ pub mod bulk;
 pub mod event;
 pub mod filter;
 pub mod health;
+mod own_tables;
 pub mod routes;
 pub mod snapshot;
 pub mod subscriptions;
@@ -38,7 +39,7 @@ use bulk::{DeleteGroup, Grouped};
 use event::{Event, event_id};
 use filter::{FilterCheck, Subject};
 use routes::Route;
-use subscriptions::{REDACTED_COLUMNS, SubscriptionFilter};
+use subscriptions::SubscriptionFilter;
 use template::{Rendered, Source, render_text};
 
 /// A settings channel that never changes.
@@ -157,12 +158,7 @@ impl Mapper {
             old: old.as_deref(),
             changed: &changed,
         };
-        let revision = route
-            .revision_column
-            .as_ref()
-            .and_then(|c| row.get(c))
-            .and_then(as_i64)
-            .unwrap_or(change.lsn.0 as i64);
+        let revision = revision(route, &row, change.lsn);
         let apiresource = render_text(&route.apiresource, &source, true);
         let event_type = format!("{}.{suffix}", route.resource);
         let bulk_type = match change.op {
@@ -251,108 +247,6 @@ impl Mapper {
 
     pub fn subscription_ids(&self) -> Vec<Uuid> {
         self.subscriptions.keys().copied().collect()
-    }
-
-    fn stage_route(&mut self, change: &Change) {
-        if let Some(old) = &change.old
-            && let Ok(route) = Route::from_row(old)
-        {
-            self.staged.push(Staged::RemoveRoute(route.source_oid));
-        }
-        if let Some(new) = &change.new {
-            match Route::from_row(new) {
-                Ok(route) => self.staged.push(Staged::Route(Box::new(route))),
-                Err(error) => tracing::error!(%error, "ignoring unusable route"),
-            }
-        }
-    }
-
-    fn subscription_change(
-        &mut self,
-        system_id: &str,
-        txn: &TxnBegin,
-        change: &Change,
-    ) -> Vec<Event> {
-        let (suffix, row) = match (change.op, &change.new, &change.old) {
-            (Op::Insert, Some(new), _) => ("created", new),
-            (Op::Update, Some(new), _) => ("updated", new),
-            (Op::Delete, _, Some(old)) => ("deleted", old),
-            _ => return Vec::new(),
-        };
-        if let Some(old) = change.old.as_ref().and_then(SubscriptionFilter::from_row) {
-            self.staged.push(Staged::RemoveSubscription(old.id));
-        }
-        if let Some(new) = change.new.as_ref().and_then(SubscriptionFilter::from_row) {
-            self.staged.push(Staged::Subscription(new));
-        }
-        let id = row
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        // redacted once: the payload is the new row (the old one of a
-        // delete), and a filter sees both
-        let redact = |row: &Option<Row>| {
-            row.as_ref()
-                .map(|r| r.filtered(|k| !REDACTED_COLUMNS.contains(&k)))
-        };
-        let (new, old) = (redact(&change.new), redact(&change.old));
-        let redacted = if change.op == Op::Delete { &old } else { &new };
-        let subject = Subject {
-            new: new.as_ref(),
-            old: old.as_ref(),
-            route: None,
-        };
-        let origin = Origin {
-            system_id,
-            txn,
-            change,
-        };
-        vec![self.build(
-            &origin,
-            format!("webhook.{suffix}"),
-            format!("/webhooks/{id}"),
-            redacted,
-            change.lsn.0 as i64,
-            subject,
-        )]
-    }
-
-    /// A change of `walhook.subscription_health`: an operational event when
-    /// the state changed ([`health::transition`]), for every matching
-    /// subscription but the one it is about.
-    fn health_change(&self, system_id: &str, txn: &TxnBegin, change: &Change) -> Vec<Event> {
-        let (old, new) = (change.old.as_ref(), change.new.as_ref());
-        let (Some(kind), Some(row)) = (health::transition(change.op, old, new), new) else {
-            return Vec::new();
-        };
-        let Some(about) = health::subject(row) else {
-            return Vec::new();
-        };
-        let origin = Origin {
-            system_id,
-            txn,
-            change,
-        };
-        let subject = Subject {
-            new,
-            old,
-            route: None,
-        };
-        let mut event = self.build(
-            &origin,
-            kind.event_type.to_owned(),
-            format!("/webhooks/{about}"),
-            health::payload(row, kind),
-            change.lsn.0 as i64,
-            subject,
-        );
-        event.subscriptions.retain(|s| *s != about);
-        if let Some(check) = &mut event.filter {
-            check.filters.retain(|(s, _)| *s != about);
-        }
-        event.filter = event.filter.take().filter(|c| !c.filters.is_empty());
-        vec![event]
     }
 
     fn build(
