@@ -1002,8 +1002,11 @@ CREATE TABLE walhook.delivery_attempts (
     status_code integer,
     error text,
     response_body text,
-    instance_id uuid
+    instance_id uuid,
+    request_headers jsonb
 );
+
+COMMENT ON COLUMN walhook.delivery_attempts.request_headers IS 'headers the attempt sent that walhook sets (signatures, webhook-id, timestamp, ...), without authorization or the subscription''s own headers; NULL when no request was built';
 
 ALTER TABLE walhook.delivery_attempts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME walhook.delivery_attempts_id_seq

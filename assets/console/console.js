@@ -549,6 +549,7 @@
 
   async function deliveryPage(id) {
     const area = h("div", {});
+    const unfolded = new Set(); // attempts whose headers stay open across reloads
     async function load() {
       const d = await api("GET", "/v1/deliveries/" + id);
       const attempts = await api("GET", "/v1/deliveries/" + id + "/attempts?limit=100");
@@ -571,18 +572,33 @@
         h("h2", {}, "Attempts"),
         attempts.data.length === 0 ? h("p", {}, "No attempt yet.") :
           h("table", { id: "attempts" },
-            h("thead", {}, h("tr", {}, ["#", "Time", "Duration", "Status", "Error", "Response body"].map((c) => h("th", { scope: "col" }, c)))),
+            h("thead", {}, h("tr", {}, ["#", "Time", "Duration", "Status", "Error", "Response body", "Headers sent"].map((c) => h("th", { scope: "col" }, c)))),
             h("tbody", {}, attempts.data.map((a) => h("tr", { "data-attempt": a.attempt },
               h("td", { class: "num" }, a.attempt),
               h("td", {}, when(a.attemptedAt)),
               h("td", { class: "num" }, a.durationMs + " ms"),
               h("td", { class: "num" }, a.statusCode === null ? "—" : a.statusCode),
               h("td", {}, a.error || ""),
-              h("td", {}, a.responseBody ? h("pre", {}, a.responseBody) : ""))))));
+              h("td", {}, a.responseBody ? h("pre", {}, a.responseBody) : ""),
+              h("td", {}, sentHeaders(a.requestHeaders, a.attempt, unfolded)))))));
     }
     show(area);
     await load();
     every2s(load);
+  }
+
+  // The headers an attempt sent, folded: one "name: value" line each. The
+  // page reloads every 2 s; `unfolded` keeps the attempts the user opened.
+  function sentHeaders(headers, attempt, unfolded) {
+    if (!headers) return "";
+    const lines = Object.entries(headers).map(([name, value]) => name + ": " + value);
+    const details = h("details", { class: "sent-headers", open: unfolded.has(attempt) },
+      h("summary", {}, lines.length + " headers"),
+      h("pre", {}, lines.join("\n")));
+    details.addEventListener("toggle", () => {
+      if (details.open) unfolded.add(attempt); else unfolded.delete(attempt);
+    });
+    return details;
   }
 
   // ---- events ----------------------------------------------------------------------

@@ -1,4 +1,4 @@
--- A webhook's deliveries, newest first, without reading everyone's (issue 24).
+-- A webhook's deliveries, newest first, without reading everyone's.
 --
 -- GET /v1/webhooks/{id}/deliveries and GET /v1/deliveries?webhookId= (the
 -- console's webhook page, and the last delivery of each webhook on its first

@@ -100,7 +100,8 @@ pub async fn attempts(
     }
     let rows = conn
         .query(
-            "SELECT attempt, attempted_at, duration_ms, status_code, error, response_body
+            "SELECT attempt, attempted_at, duration_ms, status_code, error, response_body,
+                    request_headers
                FROM walhook.delivery_attempts
               WHERE delivery_id = $1 AND ($2::int4 IS NULL OR attempt > $2)
               ORDER BY attempt LIMIT $3",
@@ -116,6 +117,7 @@ pub async fn attempts(
             status_code: r.get(3),
             error: r.get(4),
             response_body: r.get(5),
+            request_headers: r.get(6),
         })
         .collect();
     Ok(Json(Page::new(attempts, limit, |a| {

@@ -101,6 +101,14 @@ pub struct Attempt {
     pub error: Option<String>,
     /// The first 256 bytes of the response body, as text.
     pub response_body: Option<String>,
+    /// The headers this attempt sent that walhook sets, name -> value:
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature`,
+    /// `content-type`, `webhook-event-type`, `webhook-attempt`, and for RFC
+    /// 9421 `content-digest`, `signature-input`, `signature`. Never
+    /// `authorization` nor the webhook's own headers. Null when no request
+    /// could be built.
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    pub request_headers: Option<Value>,
 }
 
 /// A delivery with the webhook it belongs to.

@@ -7,6 +7,7 @@
 //! as text PostgreSQL accepts ([`text`]), and no schedule or `Retry-After`
 //! can make `decide` panic ([`retry::retry_at`]).
 
+mod recorded_headers;
 mod text;
 
 use std::time::{Duration, Instant};
@@ -30,6 +31,9 @@ pub struct PreparedRequest {
     pub headers: HeaderMap,
     pub body: Vec<u8>,
     pub timeout: Duration,
+    /// What of `headers` is stored with the attempt
+    /// ([`recorded_headers::recorded_headers`]).
+    pub recorded_headers: String,
 }
 
 /// What the receiver (or the network) said.
@@ -194,6 +198,7 @@ pub fn prepare(
     }
     Ok(PreparedRequest {
         url,
+        recorded_headers: recorded_headers::recorded_headers(&headers),
         headers,
         body,
         timeout: sub.timeout,

@@ -79,7 +79,7 @@ impl AttemptTask {
         telemetry::DELIVERY_DURATION.observe(sent.elapsed.as_secs_f64());
         let decided = tracing::debug_span!("decide", attempt)
             .in_scope(|| decide(&job, &context, attempt, sent.outcome, sent.unprepared));
-        let finished = finish(job, attempt, now, sent.elapsed, decided);
+        let finished = finish(job, attempt, now, sent.elapsed, sent.headers, decided);
         // a closed channel means the recorder stopped: a first attempt's
         // obligation, dropped, gets its pending row elsewhere or is swept
         let _ = context
@@ -118,11 +118,13 @@ async fn prepare(
     prepared
 }
 
-/// What sending produced: the outcome, how long the request took, and the
-/// error when no request could be built.
+/// What sending produced: the outcome, how long the request took, the
+/// headers stored with the attempt, and the error when no request could be
+/// built.
 struct Sent {
     outcome: AttemptOutcome,
     elapsed: Duration,
+    headers: Option<String>,
     unprepared: Option<PrepareError>,
 }
 
@@ -133,11 +135,12 @@ async fn send(
     context: &AttemptContext,
     allow_insecure_targets: bool,
 ) -> Sent {
-    let request = match prepared {
+    let mut request = match prepared {
         Err(error) => {
             return Sent {
                 outcome: failure(error.to_string()),
                 elapsed: Duration::ZERO,
+                headers: None,
                 unprepared: Some(error),
             };
         }
@@ -147,9 +150,11 @@ async fn send(
         return Sent {
             outcome: failure(error),
             elapsed: Duration::ZERO,
+            headers: None,
             unprepared: None,
         };
     }
+    let headers = Some(std::mem::take(&mut request.recorded_headers));
     let (outcome, elapsed) =
         attempt::send(context.clients.get(allow_insecure_targets), request).await;
     tracing::debug!(
@@ -160,6 +165,7 @@ async fn send(
     Sent {
         outcome,
         elapsed,
+        headers,
         unprepared: None,
     }
 }
@@ -251,6 +257,7 @@ fn finish(
     attempt: i32,
     now: DateTime<Utc>,
     elapsed: Duration,
+    request_headers: Option<String>,
     decided: Decided,
 ) -> Finished {
     let (delivery, obligation) = match job.origin {
@@ -268,6 +275,7 @@ fn finish(
         status_code: decided.status_code,
         error: decided.error,
         response_body: decided.body.filter(|b| !b.is_empty()),
+        request_headers,
         new_status: decided.new_status,
         next_attempt_at: decided.next_attempt_at,
         ordered: job.target.ordered,

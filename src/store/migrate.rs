@@ -90,6 +90,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "deliveries_by_subscription",
         include_str!("../../sql/migrations/0016_deliveries_by_subscription.sql"),
     ),
+    (
+        17,
+        "attempt_request_headers",
+        include_str!("../../sql/migrations/0017_attempt_request_headers.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -574,6 +574,36 @@ async fn console_scenario(browser: Arc<Browser>) {
         attempts.contains("500") && attempts.contains("receiver down"),
         "{attempts}"
     );
+    // the headers the first attempt sent, unfolded, and still open after
+    // the page's next reload
+    browser
+        .click("#attempts tbody tr:first-child .sent-headers summary")
+        .await;
+    let sent = browser
+        .wait_text(
+            "#attempts tbody tr:first-child .sent-headers pre",
+            "webhook-attempt: 1",
+            WAIT,
+        )
+        .await;
+    assert!(
+        sent.contains("webhook-signature: v1,") && !sent.contains("authorization"),
+        "{sent}"
+    );
+    browser
+        .execute("document.querySelector('#attempts').dataset.before = 'reload'; return null")
+        .await;
+    wait_until(WAIT, "the attempts reloaded", || async {
+        (browser.count("#attempts[data-before]").await == 0).then_some(())
+    })
+    .await;
+    assert!(
+        browser
+            .text("#attempts tbody tr:first-child .sent-headers pre")
+            .await
+            .contains("webhook-id: "),
+        "the headers stay unfolded across the reload"
+    );
     failing.set_default(Reply::Status(204));
     browser.click("#resend").await;
     browser

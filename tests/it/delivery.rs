@@ -138,6 +138,29 @@ async fn a_committed_row_arrives_signed_with_its_headers() {
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].get::<_, Option<i32>>(1), Some(204));
 
+    // the attempt keeps the headers walhook set, as sent, and no credential
+    let stored: Value =
+        rows(&db, "SELECT request_headers FROM walhook.delivery_attempts").await[0].get(0);
+    let stored = stored.as_object().expect("request_headers is an object");
+    for name in [
+        "content-type",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "webhook-event-type",
+        "webhook-attempt",
+        "content-digest",
+        "signature-input",
+        "signature",
+    ] {
+        assert_eq!(
+            stored.get(name).and_then(Value::as_str),
+            request.header(name).as_deref(),
+            "{name} as sent"
+        );
+    }
+    assert_eq!(stored.len(), 9, "{stored:?}");
+
     // independent verifiers, with the key from the daemon's JWKS
     let jwks = fetch_jwks(&jwks_url(&walhook)).await;
     assert_eq!(jwks["keys"][0]["kty"], "OKP");
@@ -153,6 +176,18 @@ async fn a_committed_row_arrives_signed_with_its_headers() {
         "verify_rfc9421.py",
     ] {
         crate::support::python::verify(script, &input).unwrap_or_else(|e| panic!("{script}: {e}"));
+    }
+    // what is stored is enough to check the signatures again: the verifiers
+    // accept the stored headers with the stored body
+    let mut from_storage = input.clone();
+    from_storage["headers"] = Value::Object(stored.clone());
+    for script in [
+        "verify_standard.py",
+        "verify_ed25519.py",
+        "verify_rfc9421.py",
+    ] {
+        crate::support::python::verify(script, &from_storage)
+            .unwrap_or_else(|e| panic!("{script} with the stored headers: {e}"));
     }
 }
 

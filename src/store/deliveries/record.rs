@@ -45,6 +45,9 @@ pub struct AttemptRecord {
     pub status_code: Option<i32>,
     pub error: Option<String>,
     pub response_body: Option<String>,
+    /// The headers sent, as a JSON object (`request_headers` of the attempt
+    /// row); None when no request could be built.
+    pub request_headers: Option<String>,
     /// Pending means a retry at `next_attempt_at`.
     pub new_status: DeliveryStatus,
     /// Of an `ordered` subscription: recording it may make the resource's
@@ -145,6 +148,7 @@ struct Outcomes<'a> {
     bodies: Vec<Option<&'a str>>,
     statuses: Vec<&'static str>,
     next: Vec<DateTime<Utc>>,
+    headers: Vec<Option<&'a str>>,
 }
 
 impl<'a> Outcomes<'a> {
@@ -174,6 +178,10 @@ impl<'a> Outcomes<'a> {
             bodies: records.iter().map(|r| r.response_body.as_deref()).collect(),
             statuses: records.iter().map(|r| r.new_status.as_str()).collect(),
             next: records.iter().map(|r| r.next_attempt_at).collect(),
+            headers: records
+                .iter()
+                .map(|r| r.request_headers.as_deref())
+                .collect(),
         }
     }
 }
@@ -183,7 +191,8 @@ impl<'a> Outcomes<'a> {
 /// attempt row. A redelivery asked for while the attempt ran
 /// (`walhook.redeliver`) makes the delivery pending again at once, its
 /// retry schedule restarted. A failed probe ($12) leaves the delivery
-/// pending where it was in its retry schedule.
+/// pending where it was in its retry schedule. The attempt row carries the
+/// headers sent ($13).
 const RECORD_CLAIMED: &str = "
 WITH owned AS (
     UPDATE walhook.deliveries d
@@ -202,10 +211,12 @@ WITH owned AS (
      WHERE d.id = u.id AND d.lease_owner = $10 AND d.lease_until = u.lease_until
     RETURNING d.id)
 INSERT INTO walhook.delivery_attempts
-       (delivery_id, attempt, attempted_at, duration_ms, status_code, error, response_body, instance_id)
-SELECT a.id, a.attempt, a.at, a.duration, a.code, a.error, a.body, $10
+       (delivery_id, attempt, attempted_at, duration_ms, status_code, error, response_body,
+        request_headers, instance_id)
+SELECT a.id, a.attempt, a.at, a.duration, a.code, a.error, a.body, a.headers::jsonb, $10
   FROM unnest($1::int8[], $2::int4[], $3::timestamptz[], $4::int4[], $5::int4[],
-              $6::text[], $7::text[]) AS a(id, attempt, at, duration, code, error, body)
+              $6::text[], $7::text[], $13::text[])
+           AS a(id, attempt, at, duration, code, error, body, headers)
  WHERE a.id IN (SELECT id FROM owned)
 ON CONFLICT (delivery_id, attempt) DO NOTHING";
 
@@ -236,7 +247,7 @@ async fn record_claimed(
             &[
                 &[&ids as &(dyn ToSql + Sync)],
                 &o.params()[..],
-                &[&instance, &until, &kept],
+                &[&instance, &until, &kept, &o.headers],
             ]
             .concat(),
         )
@@ -255,9 +266,10 @@ macro_rules! record_first {
 WITH u AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[],
                          $6::int4[], $7::timestamptz[], $8::int4[], $9::int4[],
-                         $10::text[], $11::text[], $12::text[], $13::timestamptz[])
+                         $10::text[], $11::text[], $12::text[], $13::timestamptz[],
+                         $15::text[])
            AS u(event_id, subscription_id, apiresource, commit_lsn, seq, attempt, at,
-                duration, code, error, body, status, next)
+                duration, code, error, body, status, next, headers)
 ), stored AS (
     INSERT INTO walhook.deliveries AS d
            (event_id, subscription_id, apiresource, commit_lsn, seq, status, attempts,
@@ -273,8 +285,9 @@ WITH u AS (
     RETURNING d.id, d.event_id, d.subscription_id
 )
 INSERT INTO walhook.delivery_attempts
-       (delivery_id, attempt, attempted_at, duration_ms, status_code, error, response_body, instance_id)
-SELECT stored.id, u.attempt, u.at, u.duration, u.code, u.error, u.body, $14
+       (delivery_id, attempt, attempted_at, duration_ms, status_code, error, response_body,
+        request_headers, instance_id)
+SELECT stored.id, u.attempt, u.at, u.duration, u.code, u.error, u.body, u.headers::jsonb, $14
   FROM stored
   JOIN u ON u.event_id = stored.event_id AND u.subscription_id = stored.subscription_id
 ",
@@ -360,7 +373,7 @@ async fn record_first(
             &seqs,
         ],
         &o.params()[..],
-        &[&instance],
+        &[&instance, &o.headers],
     ]
     .concat();
     match statement.prepared {
