@@ -11,25 +11,19 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::window::key_of;
 use super::{ChunkOutcome, Chunks, Mark, PendingChunk, Watermark};
 use crate::http::{Health, StreamState};
-use crate::mapping::snapshot::SnapshotRow;
-use crate::replication::change::Row;
 use crate::replication::lsn::Lsn;
-use crate::replication::values::text_to_json;
 use crate::store::backfills::{self, Backfill, TableShape};
 use crate::telemetry;
 
+mod read;
+mod waits;
+
+use read::{connect, read_chunk};
+
 /// Rows per chunk (at most; a `rows_per_second` cap below it shrinks chunks).
 pub const CHUNK_ROWS: i64 = 1_000;
-
-/// How long a chunk waits for its high watermark and its storage while the
-/// stream makes no progress at all, before it is read again.
-const STALL_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// How often a waiting chunk checks that the stream makes progress.
-const STALL_CHECK: Duration = Duration::from_secs(5);
 
 /// Consecutive failed attempts at one chunk before the backfill fails.
 const MAX_ATTEMPTS: u32 = 10;
@@ -274,11 +268,7 @@ impl Worker {
                 chunk,
                 mark,
                 table: backfill.table_oid,
-                key: shape
-                    .key
-                    .iter()
-                    .map(|&i| shape.columns[i].name.to_string())
-                    .collect(),
+                key: shape.key_names(),
             };
             serde_json::to_string(&watermark).unwrap_or_default()
         };
@@ -357,175 +347,5 @@ impl Worker {
             )));
         }
         Ok(stored)
-    }
-
-    /// Wait until the transactions in progress at the low watermark have
-    /// ended (as `CREATE INDEX CONCURRENTLY` does). One of them may have
-    /// changed a row before the low watermark and commit after the high
-    /// one: read meanwhile, the row's snapshot (at the low watermark's
-    /// position, so a higher revision) would outrank that newer change.
-    /// Ended before the read, its commit falls inside the window, and the
-    /// row is left to its change event.
-    async fn wait_for_earlier_transactions(
-        &self,
-        client: &Client,
-    ) -> Result<(), tokio_postgres::Error> {
-        let mut running = backfills::transactions_in_progress(client).await?;
-        let began = Instant::now();
-        let mut pause = Duration::from_millis(5);
-        let mut warned = false;
-        while !running.is_empty() && !self.shutdown.is_cancelled() {
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(500));
-            running = backfills::still_in_progress(client, &running).await?;
-            if !warned && !running.is_empty() && began.elapsed() > Duration::from_secs(10) {
-                tracing::warn!(transactions = ?running, "a backfill chunk waits for transactions in progress since before its low watermark; it reads once they commit or roll back");
-                warned = true;
-            }
-        }
-        Ok(())
-    }
-
-    /// The writer's verdict on the chunk.
-    async fn wait_outcome(
-        &self,
-        backfill: Uuid,
-        chunk: u64,
-        rx: oneshot::Receiver<ChunkOutcome>,
-    ) -> Result<ChunkOutcome, ChunkError> {
-        match self.while_progressing(rx).await {
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(_)) => Err(ChunkError::Retry("the writer dropped the chunk".into())),
-            Err(error) => {
-                self.chunks.take(backfill, chunk);
-                Err(error)
-            }
-        }
-    }
-
-    /// Until everything up to the high watermark is stored.
-    async fn wait_durable(&self, high: Lsn) -> Result<(), ChunkError> {
-        let mut durable = self.durable.clone();
-        match self
-            .while_progressing(async move { durable.wait_for(|d| *d > high).await.is_ok() })
-            .await?
-        {
-            true => Ok(()),
-            false => Err(ChunkError::Shutdown),
-        }
-    }
-
-    /// Await `work` as long as the stream makes progress (the durable position
-    /// moves; heartbeats move it on an idle database): a large backlog ahead of
-    /// a watermark only delays the chunk. [`STALL_TIMEOUT`] without progress
-    /// reads the chunk again.
-    async fn while_progressing<T>(
-        &self,
-        work: impl std::future::Future<Output = T>,
-    ) -> Result<T, ChunkError> {
-        tokio::pin!(work);
-        let mut last = *self.durable.borrow();
-        let mut stalled = Duration::ZERO;
-        loop {
-            tokio::select! {
-                out = &mut work => return Ok(out),
-                _ = tokio::time::sleep(STALL_CHECK) => {}
-                _ = self.shutdown.cancelled() => return Err(ChunkError::Shutdown),
-            }
-            let now = *self.durable.borrow();
-            if now > last {
-                last = now;
-                stalled = Duration::ZERO;
-            } else {
-                stalled += STALL_CHECK;
-                if stalled >= STALL_TIMEOUT {
-                    return Err(ChunkError::Retry(format!(
-                        "the stream stored nothing for {} s while the chunk waited",
-                        STALL_TIMEOUT.as_secs()
-                    )));
-                }
-            }
-        }
-    }
-}
-
-/// Read the chunk after the cursor: its rows and the new cursor (None when empty).
-async fn read_chunk(
-    client: &Client,
-    backfill: &Backfill,
-    shape: &TableShape,
-    limit: i64,
-) -> Result<(Vec<SnapshotRow>, Option<Vec<String>>), tokio_postgres::Error> {
-    let cursor = backfill
-        .cursor
-        .as_ref()
-        .filter(|c| c.len() == shape.key.len());
-    let query = backfills::chunk_query(
-        &backfill.table,
-        shape,
-        backfill.where_clause.as_deref(),
-        cursor.is_some(),
-    );
-    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
-    if let Some(cursor) = cursor {
-        params.extend(
-            cursor
-                .iter()
-                .map(|c| c as &(dyn tokio_postgres::types::ToSql + Sync)),
-        );
-    }
-    params.push(&limit);
-    let result = client.query(&query, &params).await?;
-    let key: Vec<String> = shape
-        .key
-        .iter()
-        .map(|&i| shape.columns[i].name.to_string())
-        .collect();
-    let mut rows = Vec::with_capacity(result.len());
-    let mut last = None;
-    for record in &result {
-        let mut row = Row::with_capacity(shape.columns.len());
-        let mut texts = Vec::with_capacity(shape.columns.len());
-        for (i, column) in shape.columns.iter().enumerate() {
-            let text: Option<String> = record.try_get(i)?;
-            let value = text.as_deref().map_or(serde_json::Value::Null, |t| {
-                text_to_json(column.type_oid, t)
-            });
-            row.push(Arc::clone(&column.name), value);
-            texts.push(text);
-        }
-        last = Some(
-            shape
-                .key
-                .iter()
-                .map(|&i| texts[i].clone().unwrap_or_default())
-                .collect(),
-        );
-        rows.push(SnapshotRow {
-            key: key_of(&key, &row),
-            row,
-        });
-    }
-    Ok((rows, last))
-}
-
-/// A SQL session whose text output matches what pgoutput sends (ISO dates).
-async fn connect(database: &crate::tls::ConnectConfig) -> Option<Client> {
-    let client = match crate::store::connect(database).await {
-        Ok(client) => client,
-        Err(error) => {
-            tracing::warn!(%error, "backfill worker cannot connect");
-            return None;
-        }
-    };
-    let setup = client
-        .batch_execute("SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'")
-        .await;
-    match setup {
-        Ok(()) => Some(client),
-        Err(error) => {
-            tracing::warn!(%error, "backfill worker session setup failed");
-            None
-        }
     }
 }

@@ -45,6 +45,16 @@ pub struct TableShape {
     pub key: Vec<usize>,
 }
 
+impl TableShape {
+    /// The primary key's column names, in key order.
+    pub fn key_names(&self) -> Vec<String> {
+        self.key
+            .iter()
+            .map(|&i| self.columns[i].name.to_string())
+            .collect()
+    }
+}
+
 /// The oldest unfinished backfill.
 pub async fn next(client: &Client) -> Result<Option<Backfill>, tokio_postgres::Error> {
     let row = client
