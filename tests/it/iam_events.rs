@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::support::{
-    Cluster, IAM_VOCABULARY, TestDb, migrate, no_more_events, scalar, stored_events, wait_until,
-    walhook_streaming,
+    Cluster, IAM_VOCABULARY, TestDb, assert_refused, migrate, no_more_events, scalar,
+    stored_events, wait_until, walhook_streaming,
 };
 use serde_json::{Value, json};
 
@@ -311,8 +311,7 @@ fn bad_event_names_and_templates_are_refused_naming_the_problem() {
                 .collect::<Vec<_>>()
                 .join(", "),
         );
-        let err = db.try_psql(&sql).expect_err(expect);
-        assert!(err.contains(expect), "expected {expect:?} in {err}");
+        assert_refused(&db, &sql, expect);
     }
     // the good ones are accepted
     db.psql(

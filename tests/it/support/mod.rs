@@ -8,11 +8,13 @@ pub mod fake_peer;
 pub mod process;
 pub mod python;
 pub mod receiver;
+pub mod refusals;
 pub mod waits;
 
 pub use cluster::{Cluster, ClusterOptions, TestDb};
 pub use process::{ChildProcess, migrate, walhook, walhook_run, walhook_streaming};
 pub use receiver::Receiver;
+pub use refusals::assert_refused;
 pub use waits::{
     no_more_events, nothing_happens_for, wait_events, wait_lock_waiter, wait_scalar_at_least,
     wait_scalar_eq, wait_until, wait_until_or,
