@@ -9,8 +9,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::support::{
-    Cluster, Receiver, TestDb, items_table, nothing_happens_for, scalar, subscribe, wait_events,
-    wait_scalar_at_least, wait_scalar_eq, wait_until, wait_until_or, walhook_streaming,
+    Cluster, Receiver, TestDb, assert_refused, items_table, nothing_happens_for, scalar, subscribe,
+    wait_events, wait_scalar_at_least, wait_scalar_eq, wait_until, wait_until_or,
+    walhook_streaming,
 };
 use serde_json::{Value, json};
 
@@ -28,17 +29,24 @@ fn prepare(db: &TestDb<'_>, rows: i64) {
     ));
 }
 
-/// Run `walhook backfill` to its end: (success, stdout, stderr).
-async fn backfill_cli(db: &TestDb<'_>, args: &[&str]) -> (bool, String, String) {
-    let mut all = vec!["backfill".to_owned(), "--database-url".to_owned(), db.url()];
-    all.extend(args.iter().map(|a| (*a).to_owned()));
+/// Start `walhook backfill --subscription SUB --table items EXTRA` on a
+/// blocking thread; it ends with (success, stdout, stderr).
+fn backfill_items(
+    db: &TestDb<'_>,
+    sub: &str,
+    extra: &[&str],
+) -> tokio::task::JoinHandle<(bool, String, String)> {
+    let all: Vec<String> = ["backfill", "--database-url", &db.url()]
+        .into_iter()
+        .chain(["--subscription", sub, "--table", "items"])
+        .chain(extra.iter().copied())
+        .map(str::to_owned)
+        .collect();
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = all.iter().map(String::as_str).collect();
         let (status, out, err) = crate::support::walhook(&args);
         (status.success(), out, err)
     })
-    .await
-    .unwrap()
 }
 
 /// Queue a backfill of `items` for subscription `sub`, at most
@@ -257,7 +265,7 @@ async fn concurrent_writers_every_row_ends_in_its_final_state() {
     let writers = churn(&db, 4, 1500, 22_000);
     wait_events(&db, 201).await; // the writers' first changes
 
-    let (ok, out, err) = backfill_cli(&db, &["--subscription", &sub, "--table", "items"]).await;
+    let (ok, out, err) = backfill_items(&db, &sub, &[]).await.unwrap();
     assert!(ok, "walhook backfill failed:\n{out}\n{err}");
     let id = out.lines().next().unwrap().trim().to_owned();
     assert!(
@@ -313,15 +321,7 @@ async fn concurrent_writers_every_row_ends_in_its_final_state() {
     );
 
     // metrics and status
-    let metrics = reqwest::get(format!(
-        "http://{}/metrics",
-        walhook.http_addr.as_ref().unwrap()
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let metrics = walhook.metrics().await;
     assert!(
         metrics.contains(&format!("walhook_backfill_rows_total {rows_sent}")),
         "{metrics}"
@@ -442,18 +442,9 @@ async fn a_where_clause_selects_exactly_its_rows_for_a_new_subscription() {
     // created right before the backfill, with patterns that match no snapshot
     let receiver = Receiver::start().await;
     let sub = subscribe(&db, &receiver.url(), ", events", ", '{other.created}'");
-    let (ok, out, err) = backfill_cli(
-        &db,
-        &[
-            "--subscription",
-            &sub,
-            "--table",
-            "items",
-            "--where",
-            "kind = 'b' AND id <= 2500",
-        ],
-    )
-    .await;
+    let (ok, out, err) = backfill_items(&db, &sub, &["--where", "kind = 'b' AND id <= 2500"])
+        .await
+        .unwrap();
     assert!(ok, "{out}\n{err}");
     db.psql("INSERT INTO items (id, name) VALUES (99999, 'sentinel')");
     wait_settled(&db, &bystander, "/items/99999").await;
@@ -495,25 +486,25 @@ fn refusals_name_their_cause() {
     let sub = db.psql(
         "INSERT INTO walhook.subscriptions (url) VALUES ('http://127.0.0.1:9/h') RETURNING id",
     );
-    let insert = |table: &str, clause: &str| {
-        db.try_psql(&format!(
-            "INSERT INTO walhook.backfills (subscription_id, source_table, where_clause)
-             VALUES ('{sub}', '{table}', {clause})"
-        ))
-        .expect_err("refused")
-    };
-    assert!(insert("unrouted", "NULL").contains("route"));
-    let missing = db
-        .try_psql(
-            "INSERT INTO walhook.backfills (subscription_id, source_table)
-             VALUES ('00000000-0000-0000-0000-000000000001', 'items')",
+    let refused = |table: &str, clause: &str, cause: &str| {
+        assert_refused(
+            &db,
+            &format!(
+                "INSERT INTO walhook.backfills (subscription_id, source_table, where_clause)
+                 VALUES ('{sub}', '{table}', {clause})"
+            ),
+            cause,
         )
-        .expect_err("refused");
-    assert!(
-        missing.contains("subscription") && missing.contains("does not exist"),
-        "{missing}"
+    };
+    refused("unrouted", "NULL", "route");
+    let missing = assert_refused(
+        &db,
+        "INSERT INTO walhook.backfills (subscription_id, source_table)
+         VALUES ('00000000-0000-0000-0000-000000000001', 'items')",
+        "does not exist",
     );
-    assert!(insert("keyless", "NULL").contains("primary key"));
+    assert!(missing.contains("subscription"), "{missing}");
+    refused("keyless", "NULL", "primary key");
     for clause in [
         "'nope = 1'",
         "'kind ='",
@@ -522,8 +513,7 @@ fn refusals_name_their_cause() {
         "'id'",
         "''",
     ] {
-        let err = insert("items", clause);
-        assert!(err.contains("where_clause"), "{clause}: {err}");
+        refused("items", clause, "where_clause");
     }
     db.psql(&format!(
         "INSERT INTO walhook.backfills (subscription_id, source_table, where_clause)
@@ -551,19 +541,9 @@ async fn cancel_stops_the_backfill_and_keeps_what_was_stored() {
     let receiver = Receiver::start().await;
     let sub = subscribe(&db, &receiver.url(), "", "");
     let walhook = walhook_streaming(&db);
-    let (ok, out, err) = backfill_cli(
-        &db,
-        &[
-            "--subscription",
-            &sub,
-            "--table",
-            "items",
-            "--rows-per-second",
-            "200",
-            "--detach",
-        ],
-    )
-    .await;
+    let (ok, out, err) = backfill_items(&db, &sub, &["--rows-per-second", "200", "--detach"])
+        .await
+        .unwrap();
     assert!(ok, "{err}");
     let id = out.trim().to_owned();
     assert_eq!(out.lines().count(), 1, "--detach prints the id only: {out}");
@@ -669,21 +649,7 @@ async fn a_change_in_progress_at_the_low_watermark_is_never_outranked_by_its_sna
         .batch_execute("BEGIN; UPDATE items SET v = 42 WHERE id = 5")
         .await
         .unwrap();
-    let backfill = {
-        let db_url = db.url();
-        let sub = sub.clone();
-        tokio::task::spawn_blocking(move || {
-            crate::support::walhook(&[
-                "backfill",
-                "--database-url",
-                &db_url,
-                "--subscription",
-                &sub,
-                "--table",
-                "items",
-            ])
-        })
-    };
+    let backfill = backfill_items(&db, &sub, &[]);
     // the backfill's low watermark is written while the update is in progress:
     // its chunk asks whether that transaction has ended
     wait_until_or(
@@ -706,8 +672,8 @@ async fn a_change_in_progress_at_the_low_watermark_is_never_outranked_by_its_sna
     )
     .await;
     writer.batch_execute("COMMIT").await.unwrap();
-    let (status, out, err) = backfill.await.unwrap();
-    assert!(status.success(), "{out}\n{err}");
+    let (ok, out, err) = backfill.await.unwrap();
+    assert!(ok, "{out}\n{err}");
     db.psql("INSERT INTO items (id, name) VALUES (99999, 'sentinel')");
     wait_settled(&db, &receiver, "/items/99999").await;
     let last = last_by_revision(events_for(&db, &sub).await);

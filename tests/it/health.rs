@@ -8,18 +8,19 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::support::receiver::Reply;
-use crate::support::{Cluster, Receiver, TestDb, migrate, wait_until, walhook, walhook_streaming};
+use crate::support::{
+    Cluster, Receiver, TestDb, routed_table, wait_until, walhook, walhook_streaming,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 /// A database with table `accounts` routed as `account` events.
 pub(crate) fn prepare(db: &TestDb<'_>) {
-    migrate(&db.url());
-    db.psql(
-        "INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true');
-         CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL DEFAULT 0);
-         INSERT INTO walhook.routes (source_table, resource, apiresource)
-              VALUES ('accounts', 'account', '/accounts/{id}');",
+    routed_table(
+        db,
+        "accounts",
+        "account",
+        ", balance int NOT NULL DEFAULT 0",
     );
 }
 
@@ -38,18 +39,6 @@ fn one(db: &TestDb<'_>, sql: &str) -> String {
     db.psql(sql).trim().to_owned()
 }
 
-async fn metrics(daemon: &crate::support::ChildProcess) -> String {
-    reqwest::get(format!(
-        "http://{}/metrics",
-        daemon.http_addr.as_ref().unwrap()
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap()
-}
-
 /// A receiver down under load, then back: the breaker opens after
 /// `failure_threshold` failures, only probes reach the receiver while it is
 /// down (the oldest pending delivery, again and again, without using its
@@ -62,8 +51,7 @@ async fn metrics(daemon: &crate::support::ChildProcess) -> String {
 async fn a_receiver_down_under_load_gets_its_backlog_at_once_when_back() {
     let db = Cluster::shared().new_database();
     prepare(&db);
-    let receiver = Receiver::start().await;
-    receiver.set_default(Reply::Status(503));
+    let receiver = Receiver::replying(Reply::Status(503)).await;
     let id = db.psql(&format!(
         "INSERT INTO walhook.subscriptions (url, retry_schedule, ordered, failure_threshold, probe_interval)
          VALUES ('{}', '{{1h}}', true, 3, '200ms') RETURNING id",
@@ -162,7 +150,7 @@ async fn a_receiver_down_under_load_gets_its_backlog_at_once_when_back() {
         ),
         "healthy"
     );
-    let metrics = metrics(&daemon).await;
+    let metrics = daemon.metrics().await;
     for line in [
         "walhook_subscription_transitions_total{to=\"failing\"} 1",
         "walhook_subscription_transitions_total{to=\"healthy\"} 1",
@@ -180,8 +168,7 @@ async fn a_receiver_down_under_load_gets_its_backlog_at_once_when_back() {
 async fn a_subscription_failing_past_disable_after_is_disabled_with_its_reason() {
     let db = Cluster::shared().new_database();
     prepare(&db);
-    let receiver = Receiver::start().await;
-    receiver.set_default(Reply::Status(500));
+    let receiver = Receiver::replying(Reply::Status(500)).await;
     let id = db.psql(&format!(
         "INSERT INTO walhook.subscriptions (url, retry_schedule, failure_threshold, probe_interval, disable_after)
          VALUES ('{}', '{{50ms,50ms}}', 2, '100ms', '2 seconds') RETURNING id",
@@ -218,7 +205,7 @@ async fn a_subscription_failing_past_disable_after_is_disabled_with_its_reason()
     );
     let (_, out, _) = walhook(&["status", "--database-url", &db.url(), "--slot", &db.slot]);
     assert!(out.contains("disabled: failing since"), "{out}");
-    let metrics = metrics(&daemon).await;
+    let metrics = daemon.metrics().await;
     for line in [
         "walhook_subscription_transitions_total{to=\"failing\"} 1",
         "walhook_subscription_transitions_total{to=\"disabled\"} 1",

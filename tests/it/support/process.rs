@@ -85,6 +85,17 @@ impl ChildProcess {
         self.log.lock().unwrap().clone()
     }
 
+    /// The `/metrics` text of a `walhook run` child (at its `http_addr`).
+    pub async fn metrics(&self) -> String {
+        let addr = self.http_addr.as_ref().expect("a walhook run child");
+        reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Wait until the output contains `needle`; panics with the log otherwise.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
