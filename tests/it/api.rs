@@ -20,13 +20,9 @@ async fn a_webhook_is_created_read_updated_and_deleted() {
     let api = ApiServer::start(&db).await;
 
     let created = api
-        .post(
-            "/v1/webhooks",
-            json!({"url": "https://receiver.example/hooks", "events": ["user.*"]}),
-        )
+        .create_webhook(json!({"url": "https://receiver.example/hooks", "events": ["user.*"]}))
         .await;
-    assert_eq!(created.status, 201, "{}", created.body);
-    let w = &created.body;
+    let w = &created;
     let id = w["id"].as_str().unwrap().to_owned();
     assert_eq!(w["url"], "https://receiver.example/hooks");
     assert_eq!(w["events"], json!(["user.*"]));
@@ -87,8 +83,7 @@ async fn a_webhook_is_created_read_updated_and_deleted() {
     assert_eq!(cleared.body["name"], Value::Null);
 
     let full = api
-        .post(
-            "/v1/webhooks",
+        .create_webhook(
             json!({"url": "https://receiver.example/all", "events": ["*"], "disabled": true,
                    "name": "n", "description": "d", "headers": {"x-tenant": "t1"},
                    "queryParams": {"k": "v"}, "auth": {"type": "bearer", "token": "tok-never-returned"},
@@ -96,7 +91,6 @@ async fn a_webhook_is_created_read_updated_and_deleted() {
                    "timeoutMs": 500, "maxInFlight": 2}),
         )
         .await;
-    assert_eq!(full.status, 201, "{}", full.body);
     for (key, value) in [
         ("disabled", json!(true)),
         ("name", json!("n")),
@@ -110,9 +104,9 @@ async fn a_webhook_is_created_read_updated_and_deleted() {
         ("timeoutMs", json!(500)),
         ("maxInFlight", json!(2)),
     ] {
-        assert_eq!(full.body[key], value, "{key}");
+        assert_eq!(full[key], value, "{key}");
     }
-    assert!(!full.body.to_string().contains("tok-never-returned"));
+    assert!(!full.to_string().contains("tok-never-returned"));
 
     assert_eq!(api.delete(&format!("/v1/webhooks/{id}")).await.status, 204);
     api.get(&format!("/v1/webhooks/{id}"))
@@ -144,13 +138,8 @@ async fn pagination_walks_every_row_once() {
          SELECT 'sql' || n, 'https://r.example/' || n FROM generate_series(1, 3) n",
     );
     for n in 0..3 {
-        let reply = api
-            .post(
-                "/v1/webhooks",
-                json!({"url": format!("https://r.example/api{n}"), "events": ["*"]}),
-            )
+        api.create_webhook(json!({"url": format!("https://r.example/api{n}"), "events": ["*"]}))
             .await;
-        assert_eq!(reply.status, 201);
     }
     // 6 rows, pages of 3: the second page ends at the last row, no nextCursor
     let first = api.get("/v1/webhooks?limit=3").await;
@@ -163,11 +152,8 @@ async fn pagination_walks_every_row_once() {
     let (all, pages) = api.all_pages("/v1/webhooks", 6).await;
     assert_eq!((all.len(), pages), (6, 1));
 
-    api.post(
-        "/v1/webhooks",
-        json!({"url": "https://r.example/last", "events": ["*"]}),
-    )
-    .await;
+    api.create_webhook(json!({"url": "https://r.example/last", "events": ["*"]}))
+        .await;
     let (all, pages) = api.all_pages("/v1/webhooks", 3).await;
     assert_eq!(pages, 3);
     let mut ids: Vec<&str> = all.iter().map(|w| w["id"].as_str().unwrap()).collect();
@@ -228,18 +214,17 @@ async fn the_api_and_sql_see_each_others_changes() {
     );
 
     let created = api
-        .post(
-            "/v1/webhooks",
+        .create_webhook(
             json!({"url": "https://api.example/h", "events": ["b.created"], "name": "from-api",
                    "auth": {"type": "bearer", "token": "tkn"}, "maxInFlight": 3}),
         )
         .await;
-    let id = created.body["id"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
     assert_eq!(
         db.psql(&format!(
             "SELECT name, url, events, auth_type, auth_token, max_in_flight, secret = '{}'
                FROM walhook.subscriptions WHERE id = '{id}'",
-            created.body["secret"].as_str().unwrap()
+            created["secret"].as_str().unwrap()
         )),
         "from-api|https://api.example/h|{b.created}|bearer|tkn|3|t"
     );
@@ -350,15 +335,13 @@ async fn the_daemon_serves_the_api_beside_its_open_endpoints() {
         .assert_error(401, "Authorization");
 
     let created = api
-        .post(
-            "/v1/webhooks",
+        .create_webhook(
             json!({"url": receiver.url(), "events": ["item.*"], "name": "api-hook",
                    "retrySchedule": ["10ms"]}),
         )
         .await;
-    assert_eq!(created.status, 201, "{}", created.body);
-    let id = created.body["id"].as_str().unwrap().to_owned();
-    let secret = created.body["secret"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
 
     // the API's webhook is a subscription: its creation is a webhook.created event
     let announced = wait_until(WAIT, "webhook.created", || async {

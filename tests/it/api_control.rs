@@ -14,13 +14,9 @@ async fn subscriber_control_fields_are_written_and_read_back() {
     let db = Cluster::shared().database();
     let api = ApiServer::start(&db).await;
     let created = api
-        .post(
-            "/v1/webhooks",
-            json!({"url": "https://receiver.example/hooks", "events": ["*"]}),
-        )
+        .create_webhook(json!({"url": "https://receiver.example/hooks", "events": ["*"]}))
         .await;
-    assert_eq!(created.status, 201, "{}", created.body);
-    let w = &created.body;
+    let w = &created;
     for (key, value) in [
         ("signatureSchemes", json!(["v1", "v1a", "rfc9421"])),
         ("filter", Value::Null),
@@ -89,8 +85,7 @@ async fn subscriber_control_fields_are_written_and_read_back() {
     }
 
     let full = api
-        .post(
-            "/v1/webhooks",
+        .create_webhook(
             json!({"url": "https://receiver.example/all", "events": ["*"],
                    "signatureSchemes": ["v1", "rfc9421"], "filter": "$.type starts with \"user.\"",
                    "rateLimit": 100, "failureThreshold": 1, "failureRateThreshold": 1,
@@ -98,11 +93,10 @@ async fn subscriber_control_fields_are_written_and_read_back() {
                    "probeInterval": "1h", "disableAfter": null}),
         )
         .await;
-    assert_eq!(full.status, 201, "{}", full.body);
-    assert_eq!(full.body["signatureSchemes"], json!(["v1", "rfc9421"]));
-    assert_eq!(full.body["rateLimit"], json!(100.0));
-    assert_eq!(full.body["probeInterval"], "1h");
-    assert_eq!(full.body["disableAfter"], Value::Null);
+    assert_eq!(full["signatureSchemes"], json!(["v1", "rfc9421"]));
+    assert_eq!(full["rateLimit"], json!(100.0));
+    assert_eq!(full["probeInterval"], "1h");
+    assert_eq!(full["disableAfter"], Value::Null);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -110,15 +104,8 @@ async fn health_and_the_disabled_reason_are_shown_and_enabling_clears_the_reason
     let db = Cluster::shared().database();
     let api = ApiServer::start(&db).await;
     let id = api
-        .post(
-            "/v1/webhooks",
-            json!({"url": "https://receiver.example/hooks", "events": ["*"]}),
-        )
-        .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .create_webhook_id(json!({"url": "https://receiver.example/hooks", "events": ["*"]}))
+        .await;
     let path = format!("/v1/webhooks/{id}");
     db.psql(&format!(
         "INSERT INTO walhook.subscription_health

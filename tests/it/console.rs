@@ -107,14 +107,9 @@ async fn a_delivery_its_attempts_and_events_are_found_through_the_api() {
     let db = Cluster::shared().database();
     let api = ApiServer::start(&db).await;
     db.psql("INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true')");
-    let created = api
-        .post(
-            "/v1/webhooks",
-            json!({"url": "https://receiver.example/in", "events": ["item.*"]}),
-        )
+    let webhook = api
+        .create_webhook_id(json!({"url": "https://receiver.example/in", "events": ["item.*"]}))
         .await;
-    assert_eq!(created.status, 201, "{}", created.body);
-    let webhook = created.body["id"].as_str().unwrap().to_owned();
     let (delivery, event) = seed_history(&db, &webhook);
 
     let one = api.get(&format!("/v1/deliveries/{delivery}")).await;
@@ -292,12 +287,8 @@ async fn backfills_are_started_followed_and_cancelled_through_the_api() {
          VALUES ('items', 'item', '/items/{id}'), ('keyless', 'keyless', '/k/{label}');",
     );
     let webhook = api
-        .post(
-            "/v1/webhooks",
-            json!({"url": "https://receiver.example/in", "events": ["item.*"]}),
-        )
+        .create_webhook_id(json!({"url": "https://receiver.example/in", "events": ["item.*"]}))
         .await;
-    let webhook = webhook.body["id"].as_str().unwrap().to_owned();
     for (body, param, rule) in [
         (
             json!({"webhookId": webhook, "table": "nowhere"}),

@@ -22,13 +22,12 @@ const WAIT: Duration = Duration::from_secs(60);
 async fn seed_100000(db: &TestDb<'_>, api: &ApiServer) -> Vec<String> {
     let mut webhooks = Vec::new();
     for n in 0..6 {
-        let created = api
-            .post(
-                "/v1/webhooks",
+        webhooks.push(
+            api.create_webhook_id(
                 json!({"url": format!("https://receiver{n}.example/in"), "events": ["*"]}),
             )
-            .await;
-        webhooks.push(created.body["id"].as_str().unwrap().to_owned());
+            .await,
+        );
     }
     webhooks.pop();
     db.psql(&format!(

@@ -144,6 +144,19 @@ impl ApiServer {
         self.call(Method::DELETE, path, None).await
     }
 
+    /// `POST /v1/webhooks` with `body`, which must answer 201: the webhook.
+    pub async fn create_webhook(&self, body: Value) -> Value {
+        let created = self.post("/v1/webhooks", body).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        created.body
+    }
+
+    /// [`ApiServer::create_webhook`]: its id.
+    pub async fn create_webhook_id(&self, body: Value) -> String {
+        let created = self.create_webhook(body).await;
+        created["id"].as_str().expect("a webhook id").to_owned()
+    }
+
     /// Every item of a paginated list, following `nextCursor`; (items, pages).
     pub async fn all_pages(&self, path: &str, limit: usize) -> (Vec<Value>, usize) {
         let sep = if path.contains('?') { '&' } else { '?' };
