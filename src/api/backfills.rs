@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
-use super::error::{ApiError, ErrorBody, ErrorDetail};
+use super::error::{ApiError, ErrorBody, ErrorDetail, column_of};
 use super::pool::Conn;
 use super::schema::{Backfill, BackfillCreate, BackfillList};
 use super::webhooks::parse_id;
@@ -52,23 +52,21 @@ fn refusal(error: tokio_postgres::Error, body: &BackfillCreate) -> ApiError {
     if !refused {
         return ApiError::internal(&error);
     }
-    let message = db.message();
-    let (param, value) = if message.contains("where_clause") {
-        (
+    // a rule names its column; a table name that does not resolve has none
+    let column = column_of(db);
+    let (param, value) = match column.as_deref() {
+        Some("where_clause") => (
             "where",
             body.r#where.clone().map_or(Value::Null, Value::String),
-        )
-    } else if message.contains("subscription") {
-        ("webhookId", Value::String(body.webhook_id.to_string()))
-    } else if message.contains("rows_per_second") {
-        (
+        ),
+        Some("subscription_id") => ("webhookId", Value::String(body.webhook_id.to_string())),
+        Some("rows_per_second") => (
             "rowsPerSecond",
             body.rows_per_second.map_or(Value::Null, Value::from),
-        )
-    } else {
-        ("table", Value::String(body.table.clone()))
+        ),
+        _ => ("table", Value::String(body.table.clone())),
     };
-    ApiError::invalid(ErrorDetail::new(param, "body", value, message))
+    ApiError::invalid(ErrorDetail::new(param, "body", value, db.message()))
 }
 
 /// Start a backfill

@@ -182,8 +182,8 @@ impl ApiError {
 }
 
 /// Database errors: a rule refusing the client's value is a 400 naming the
-/// field (from the error's column, else its constraint, else the column a
-/// walhook rule's message starts with); an unreachable database a 503;
+/// field (from the error's column, else its constraint); an unreachable
+/// database a 503;
 /// anything else ours (500).
 impl From<tokio_postgres::Error> for ApiError {
     fn from(error: tokio_postgres::Error) -> Self {
@@ -215,44 +215,21 @@ fn is_refusal(db: &DbError) -> bool {
         || (code == &SqlState::SYNTAX_ERROR && db.position().is_none())
 }
 
-/// The column a refusal is about: the error's column field (`RAISE ...
-/// USING COLUMN`), its `<table>_<column>_check` constraint, or the first word
-/// of one of walhook's own rule messages (`url rule host: ...`,
-/// `events pattern ...`), which raise without a column.
-fn column_of(db: &DbError) -> Option<String> {
+/// The column a refusal is about: the error's column field (walhook's rules
+/// raise `USING COLUMN`, migration 0018), else its `<table>_<column>_check`
+/// constraint.
+pub(super) fn column_of(db: &DbError) -> Option<String> {
     if let Some(column) = db.column() {
         return Some(column.to_owned());
     }
-    if let Some(constraint) = db.constraint() {
-        let table = db.table().unwrap_or("subscriptions");
-        return constraint
-            .strip_prefix(table)
-            .and_then(|c| c.strip_prefix('_'))
-            .and_then(|c| c.strip_suffix("_check"))
-            .map(str::to_owned);
-    }
-    if db.code() != &SqlState::RAISE_EXCEPTION {
-        return None;
-    }
-    db.message()
-        .split([' ', ':'])
-        .next()
-        .filter(|word| RULE_COLUMNS.contains(word))
+    let constraint = db.constraint()?;
+    let table = db.table().unwrap_or("subscriptions");
+    constraint
+        .strip_prefix(table)
+        .and_then(|c| c.strip_prefix('_'))
+        .and_then(|c| c.strip_suffix("_check"))
         .map(str::to_owned)
 }
-
-/// The columns walhook's rules name first in their messages.
-const RULE_COLUMNS: &[&str] = &[
-    "url",
-    "events",
-    "headers",
-    "query_params",
-    "auth_type",
-    "secret",
-    "retry_schedule",
-    "signature_schemes",
-    "filter",
-];
 
 /// The API field of a column: camelCase, with the credentials' columns as
 /// `auth` and the backfill columns under their API names.

@@ -95,6 +95,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "attempt_request_headers",
         include_str!("../../sql/migrations/0017_attempt_request_headers.sql"),
     ),
+    (
+        18,
+        "rule_columns",
+        include_str!("../../sql/migrations/0018_rule_columns.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

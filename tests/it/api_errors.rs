@@ -252,3 +252,68 @@ async fn every_url_rule_is_a_400_naming_url_and_the_rule() {
         assert_eq!(reply.status, 201, "{}", reply.body);
     }
 }
+
+/// Each rule of walhook's checks names its column in the error's fields
+/// (`RAISE ... USING COLUMN`), as PostgreSQL's own errors do: a client never
+/// parses the message to learn which value was refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_rule_of_the_database_names_its_column() {
+    let db = Cluster::shared().database();
+    crate::support::items_table(&db, "");
+    let webhook = crate::support::subscribe(&db, "https://r.example/h", "", "");
+    let webhook = webhook.trim();
+    let subscription = |column: &str, value: &str| {
+        format!(
+            "INSERT INTO walhook.subscriptions (url{column}) VALUES ('https://r.example/h'{value})"
+        )
+    };
+    let cases = [
+        (subscription("", "").replace("https:", "ftp:"), "url"),
+        (
+            subscription("", "").replace("r.example", "a\u{E000}.example"),
+            "url",
+        ),
+        (subscription(", events", ", '{}'"), "events"),
+        (subscription(", events", ", '{\"a b\"}'"), "events"),
+        (
+            subscription(", headers", r#", '{"webhook-id": "x"}'"#),
+            "headers",
+        ),
+        (subscription(", query_params", ", '[]'"), "query_params"),
+        (subscription(", auth_type", ", 'bearer'"), "auth_type"),
+        (subscription(", secret", ", 'whsec_!'"), "secret"),
+        (
+            "INSERT INTO walhook.backfills (subscription_id, source_table)
+             VALUES (gen_random_uuid(), 'items')"
+                .to_owned(),
+            "subscription_id",
+        ),
+        (
+            format!(
+                "INSERT INTO walhook.backfills (subscription_id, source_table)
+                 VALUES ('{webhook}', 'walhook.settings')"
+            ),
+            "source_table",
+        ),
+        (
+            format!(
+                "INSERT INTO walhook.backfills (subscription_id, source_table, where_clause)
+                 VALUES ('{webhook}', 'items', 'id = 1; SELECT 1')"
+            ),
+            "where_clause",
+        ),
+    ];
+    let client = db.client().await;
+    for (sql, column) in cases {
+        let error = client.execute(sql.as_str(), &[]).await.unwrap_err();
+        let refusal = error
+            .as_db_error()
+            .unwrap_or_else(|| panic!("{sql}: {error}"));
+        assert_eq!(
+            refusal.column(),
+            Some(column),
+            "{sql}: {}",
+            refusal.message()
+        );
+    }
+}
