@@ -62,9 +62,14 @@ use super::scheduler::Scheduler;
 use super::signers::Signers;
 use super::targets::Targets;
 use super::task::AttemptContext;
-use crate::store::deliveries::{self, Lease};
+use crate::store::deliveries::{self, Claimed, Lease};
 use crate::store::settings::Settings;
+use crate::store::targets::SubscriptionTarget;
 use crate::telemetry;
+
+mod sessions;
+
+use sessions::{connect_until, listen};
 
 /// How long shutdown waits for in-flight requests before parking them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -255,23 +260,8 @@ impl Dispatcher {
                         ended_since_claim = 0;
                         claim_due = claimed.len() as i64 == limit;
                         next_poll = tokio::time::Instant::now() + self.config.poll_interval;
-                        if !claimed.is_empty()
-                            && !self
-                                .targets
-                                .knows_all(claimed.iter().map(|c| &c.content.subscription_id))
-                        {
-                            let _ = self.targets.reload(&client).await;
-                        }
-                        for claimed in claimed {
-                            match self.targets.get(&claimed.content.subscription_id) {
-                                Some(target) => {
-                                    telemetry::DISPATCHED.with_label_values(&["claimed"]).inc();
-                                    scheduler.enqueue(Job::claimed(claimed, target));
-                                }
-                                // deleted meanwhile: its deliveries go with it
-                                None => scheduler.expired.push(claimed.lease),
-                            }
-                        }
+                        self.enqueue_claimed(&client, &mut scheduler, claimed, Job::claimed)
+                            .await;
                     }
                     Err(error) => {
                         if crate::error::server_stopping(&error) {
@@ -373,79 +363,40 @@ impl Dispatcher {
     async fn claim_probes(&self, client: &tokio_postgres::Client, scheduler: &mut Scheduler) {
         match deliveries::claim_probes(client, self.config.instance_id).await {
             Ok(probes) => {
-                if !self
-                    .targets
-                    .knows_all(probes.iter().map(|c| &c.content.subscription_id))
-                {
-                    let _ = self.targets.reload(client).await;
-                }
-                for probe in probes {
-                    match self.targets.get(&probe.content.subscription_id) {
-                        Some(target) => {
-                            tracing::info!(subscription = %target.id, delivery = probe.lease.delivery_id, "probing a failing subscription");
-                            telemetry::DISPATCHED.with_label_values(&["claimed"]).inc();
-                            scheduler.enqueue(Job::probe(probe, target));
-                        }
-                        None => scheduler.expired.push(probe.lease),
-                    }
-                }
+                self.enqueue_claimed(client, scheduler, probes, |probe, target| {
+                    tracing::info!(subscription = %target.id, delivery = probe.lease.delivery_id, "probing a failing subscription");
+                    Job::probe(probe, target)
+                })
+                .await;
             }
             Err(error) => tracing::warn!(%error, "claiming probes of failing subscriptions failed"),
         }
     }
-}
 
-/// Connect, retrying every second until it works or shutdown; the session
-/// announces this instance as one that claims deliveries
-/// ([`crate::store::presence`]).
-async fn connect_until(
-    database: &crate::tls::ConnectConfig,
-    shutdown: &CancellationToken,
-) -> Option<tokio_postgres::Client> {
-    let mut tries = crate::reconnect::Tries::new(RECONNECT, shutdown);
-    while tries.next().await {
-        match crate::store::connect(database).await {
-            Ok(client) => {
-                if let Err(error) = crate::store::presence::announce(&client).await {
-                    tracing::warn!(%error, "announcing this instance failed; the others will not count it");
-                }
-                return Some(client);
-            }
-            Err(error) => tracing::warn!(%error, "dispatcher cannot reach the database; retrying"),
-        }
-    }
-    None
-}
-
-/// Wake the claim loop on `NOTIFY walhook_deliveries` (redeliveries, replays);
-/// the session is opened again a second after it ends or fails.
-async fn listen(
-    database: crate::tls::ConnectConfig,
-    wake: Arc<Notify>,
-    shutdown: CancellationToken,
-) {
-    let mut tries = crate::reconnect::Tries::new(RECONNECT, &shutdown);
-    while tries.next().await {
-        if let Ok((client, mut notifications)) =
-            crate::store::connect_with_notifications(&database).await
-            && client
-                .batch_execute("LISTEN walhook_deliveries")
-                .await
-                .is_ok()
+    /// Queue claimed deliveries as the jobs `job` makes of them, the
+    /// subscriptions reloaded first when one is not known yet.
+    async fn enqueue_claimed(
+        &self,
+        client: &tokio_postgres::Client,
+        scheduler: &mut Scheduler,
+        claimed: Vec<Claimed>,
+        job: impl Fn(Claimed, Arc<SubscriptionTarget>) -> Job,
+    ) {
+        if !self
+            .targets
+            .knows_all(claimed.iter().map(|c| &c.content.subscription_id))
         {
-            loop {
-                tokio::select! {
-                    n = notifications.recv() => match n {
-                        Some(_) => wake.notify_one(),
-                        None => break,
-                    },
-                    _ = shutdown.cancelled() => return,
+            let _ = self.targets.reload(client).await;
+        }
+        for claimed in claimed {
+            match self.targets.get(&claimed.content.subscription_id) {
+                Some(target) => {
+                    telemetry::DISPATCHED.with_label_values(&["claimed"]).inc();
+                    scheduler.enqueue(job(claimed, target));
                 }
+                // deleted meanwhile: its deliveries go with it
+                None => scheduler.expired.push(claimed.lease),
             }
         }
     }
 }
-
-/// The pace of the dispatcher's reconnects.
-const RECONNECT: crate::reconnect::Backoff =
-    crate::reconnect::Backoff::fixed(Duration::from_secs(1));
