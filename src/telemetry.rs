@@ -28,56 +28,56 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
     c
 }
 
+fn counter(name: &str, help: &str) -> IntCounter {
+    register(IntCounter::new(name, help).unwrap())
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(IntCounterVec::new(Opts::new(name, help), labels).unwrap())
+}
+
+fn gauge(name: &str, help: &str) -> IntGauge {
+    register(IntGauge::new(name, help).unwrap())
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(IntGaugeVec::new(Opts::new(name, help), labels).unwrap())
+}
+
+fn histogram(name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    register(
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec())).unwrap(),
+    )
+}
+
 /// Row changes decoded from the slot, by table and operation.
 pub static CHANGES_RECEIVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "changes_received_total",
-                "Row changes decoded from the replication slot",
-            ),
-            &["table", "op"],
-        )
-        .unwrap(),
+    counter_vec(
+        "changes_received_total",
+        "Row changes decoded from the replication slot",
+        &["table", "op"],
     )
 });
 
 /// Events stored, by type.
-pub static EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new("events_total", "Events built and stored"),
-            &["type"],
-        )
-        .unwrap(),
-    )
-});
+pub static EVENTS: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter_vec("events_total", "Events built and stored", &["type"]));
 
 /// Events that could not be built (stored with their error).
 pub static EVENT_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "event_errors_total",
-                "Events stored with a build error instead of a body",
-            ),
-            &["reason"],
-        )
-        .unwrap(),
+    counter_vec(
+        "event_errors_total",
+        "Events stored with a build error instead of a body",
+        &["reason"],
     )
 });
 
 /// Delivery attempts by subscription and outcome (`success`, `retry`, `failed`).
 pub static DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "deliveries_total",
-                "Delivery attempts by outcome: success, retry, failed",
-            ),
-            &["subscription", "outcome"],
-        )
-        .unwrap(),
+    counter_vec(
+        "deliveries_total",
+        "Delivery attempts by outcome: success, retry, failed",
+        &["subscription", "outcome"],
     )
 });
 
@@ -99,15 +99,10 @@ const END_TO_END_BUCKETS: [f64; 16] = [
 
 /// Commit time of the change to the receiver's 2xx.
 pub static END_TO_END_LATENCY: LazyLock<Histogram> = LazyLock::new(|| {
-    register(
-        Histogram::with_opts(
-            HistogramOpts::new(
-                "end_to_end_latency_seconds",
-                "Time from the change's commit to the receiver's 2xx",
-            )
-            .buckets(END_TO_END_BUCKETS.to_vec()),
-        )
-        .unwrap(),
+    histogram(
+        "end_to_end_latency_seconds",
+        "Time from the change's commit to the receiver's 2xx",
+        &END_TO_END_BUCKETS,
     )
 });
 
@@ -118,35 +113,24 @@ const STAGE_BUCKETS: [f64; 16] = [
     5.0, 10.0,
 ];
 
-fn stage_histogram(name: &str, help: &str) -> Histogram {
-    register(
-        Histogram::with_opts(HistogramOpts::new(name, help).buckets(STAGE_BUCKETS.to_vec()))
-            .unwrap(),
-    )
-}
-
 /// Commit time of the change to its event stored (the writer's batch
 /// committed): the replication stream, decoding and mapping, and the batch.
 /// Events stored again by a replay are not counted; a backfill's snapshot
 /// events count from their window's low watermark.
 pub static STORED_LATENCY: LazyLock<Histogram> = LazyLock::new(|| {
-    register(
-        Histogram::with_opts(
-            HistogramOpts::new(
-                "stored_latency_seconds",
-                "Time from the change's commit to its event stored in walhook.events",
-            )
-            .buckets(END_TO_END_BUCKETS.to_vec()),
-        )
-        .unwrap(),
+    histogram(
+        "stored_latency_seconds",
+        "Time from the change's commit to its event stored in walhook.events",
+        &END_TO_END_BUCKETS,
     )
 });
 
 /// One batch of the event writer stored: its statement and commit.
 pub static WRITE_BATCH_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
-    stage_histogram(
+    histogram(
         "write_batch_duration_seconds",
         "Duration of storing one batch of events (statement and commit)",
+        &STAGE_BUCKETS,
     )
 });
 
@@ -154,9 +138,10 @@ pub static WRITE_BATCH_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
 /// batch committed, or a claimed delivery) to its attempt's start: waiting
 /// for a request slot, and for a runtime thread.
 pub static DISPATCH_WAIT: LazyLock<Histogram> = LazyLock::new(|| {
-    stage_histogram(
+    histogram(
         "dispatch_wait_seconds",
         "Time from a delivery handed to the dispatcher to its attempt's start",
+        &STAGE_BUCKETS,
     )
 });
 
@@ -164,20 +149,18 @@ pub static DISPATCH_WAIT: LazyLock<Histogram> = LazyLock::new(|| {
 /// thread: the signing threads' queue, and their wait for a CPU, plus the
 /// work itself (two Ed25519 signatures by default, tens of microseconds).
 pub static SIGNING_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
-    stage_histogram(
+    histogram(
         "signing_duration_seconds",
         "Time to build and sign one request on a signing thread, queueing included",
+        &STAGE_BUCKETS,
     )
 });
 
 /// Bytes of WAL between the server's current position and what walhook confirmed.
 pub static REPLICATION_LAG_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
-    register(
-        IntGauge::new(
-            "replication_lag_bytes",
-            "WAL bytes between the server's current position and walhook's confirmed position",
-        )
-        .unwrap(),
+    gauge(
+        "replication_lag_bytes",
+        "WAL bytes between the server's current position and walhook's confirmed position",
     )
 });
 
@@ -193,19 +176,15 @@ pub static REPLICATION_LAG_SECONDS: LazyLock<prometheus::Gauge> = LazyLock::new(
 });
 
 /// Deliveries waiting in PostgreSQL (status pending).
-pub static PENDING_DELIVERIES: LazyLock<IntGauge> = LazyLock::new(|| {
-    register(IntGauge::new("pending_deliveries", "Deliveries with status pending").unwrap())
-});
+pub static PENDING_DELIVERIES: LazyLock<IntGauge> =
+    LazyLock::new(|| gauge("pending_deliveries", "Deliveries with status pending"));
 
 /// First attempts held in this instance's memory (waiting or running), with
 /// no delivery row yet: `pending_deliveries` does not count them.
 pub static DELIVERIES_IN_MEMORY: LazyLock<IntGauge> = LazyLock::new(|| {
-    register(
-        IntGauge::new(
-            "deliveries_in_memory",
-            "First attempts held in memory (waiting or running) without a delivery row yet",
-        )
-        .unwrap(),
+    gauge(
+        "deliveries_in_memory",
+        "First attempts held in memory (waiting or running) without a delivery row yet",
     )
 });
 
@@ -213,12 +192,9 @@ pub static DELIVERIES_IN_MEMORY: LazyLock<IntGauge> = LazyLock::new(|| {
 /// mark (held in memory, or left by an instance that stopped: the next to
 /// stream writes their pending rows).
 pub static DELIVERY_MARK_LAG_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
-    register(
-        IntGauge::new(
-            "delivery_mark_lag_bytes",
-            "WAL bytes between the slot's durable position and the mark up to which every delivery has its row",
-        )
-        .unwrap(),
+    gauge(
+        "delivery_mark_lag_bytes",
+        "WAL bytes between the slot's durable position and the mark up to which every delivery has its row",
     )
 });
 
@@ -226,70 +202,48 @@ pub static DELIVERY_MARK_LAG_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
 /// itself (not the connection); the delivery gets a pending row or its lease
 /// lapses, so it is attempted again.
 pub static OUTCOMES_REFUSED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
-    register(
-        prometheus::IntCounter::new(
-            "outcomes_refused_total",
-            "Delivery outcomes PostgreSQL refused to store (the delivery is attempted again)",
-        )
-        .unwrap(),
+    counter(
+        "outcomes_refused_total",
+        "Delivery outcomes PostgreSQL refused to store (the delivery is attempted again)",
     )
 });
 
 /// Pending rows written for deliveries that left memory without an outcome.
 pub static DELIVERIES_MATERIALISED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "deliveries_materialised_total",
-                "Pending delivery rows written for first attempts that left memory without an outcome (reason: held, disabled, dropped, sweep)",
-            ),
-            &["reason"],
-        )
-        .unwrap(),
+    counter_vec(
+        "deliveries_materialised_total",
+        "Pending delivery rows written for first attempts that left memory without an outcome (reason: held, disabled, dropped, sweep)",
+        &["reason"],
     )
 });
 
 /// HTTP requests to receivers currently in flight.
-pub static IN_FLIGHT_REQUESTS: LazyLock<IntGauge> = LazyLock::new(|| {
-    register(IntGauge::new("in_flight_requests", "HTTP requests to receivers in flight").unwrap())
-});
+pub static IN_FLIGHT_REQUESTS: LazyLock<IntGauge> =
+    LazyLock::new(|| gauge("in_flight_requests", "HTTP requests to receivers in flight"));
 
 /// 1 while this instance streams the slot, 0 otherwise (standby, connecting).
 pub static SLOT_STREAMING: LazyLock<IntGauge> = LazyLock::new(|| {
-    register(
-        IntGauge::new(
-            "slot_streaming",
-            "1 while this instance streams the replication slot; 0 on a standby or while connecting",
-        )
-        .unwrap(),
+    gauge(
+        "slot_streaming",
+        "1 while this instance streams the replication slot; 0 on a standby or while connecting",
     )
 });
 
 /// Replication stream errors and reconnects, by kind.
 pub static REPLICATION_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "replication_errors_total",
-                "Replication stream errors, by kind",
-            ),
-            &["kind"],
-        )
-        .unwrap(),
+    counter_vec(
+        "replication_errors_total",
+        "Replication stream errors, by kind",
+        &["kind"],
     )
 });
 
 /// Messages the stream failed on repeatedly, making walhook stop, by table.
 pub static REPLICATION_POISON_MESSAGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "replication_poison_messages_total",
-                "Replication messages that failed every retry, stopping walhook, by table",
-            ),
-            &["table"],
-        )
-        .unwrap(),
+    counter_vec(
+        "replication_poison_messages_total",
+        "Replication messages that failed every retry, stopping walhook, by table",
+        &["table"],
     )
 });
 
@@ -311,12 +265,9 @@ pub static SUBSCRIPTION_DELIVERY_DURATION: LazyLock<HistogramVec> = LazyLock::ne
 /// until stored or the process exits; a delivery whose outcome is lost at exit
 /// is attempted again when its lease ends).
 pub static OUTCOME_STORE_FAILURES: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
-    register(
-        prometheus::IntCounter::new(
-            "outcome_store_failures_total",
-            "Failed writes of delivery attempt outcomes (retried until stored)",
-        )
-        .unwrap(),
+    counter(
+        "outcome_store_failures_total",
+        "Failed writes of delivery attempt outcomes (retried until stored)",
     )
 });
 
@@ -324,99 +275,70 @@ pub static OUTCOME_STORE_FAILURES: LazyLock<prometheus::IntCounter> = LazyLock::
 /// memory (`first`), or claimed from PostgreSQL (`claimed`: retries, and work
 /// beyond the memory bound).
 pub static DISPATCHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "dispatched_total",
-                "Deliveries started, by path: first (from the writer, in memory) or claimed",
-            ),
-            &["path"],
-        )
-        .unwrap(),
+    counter_vec(
+        "dispatched_total",
+        "Deliveries started, by path: first (from the writer, in memory) or claimed",
+        &["path"],
     )
 });
 
 /// Subscriptions by endpoint health state (`healthy`, `failing`,
 /// `disabled`), as `walhook.subscription_health` says.
 pub static SUBSCRIPTIONS_BY_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    register(
-        IntGaugeVec::new(
-            Opts::new(
-                "subscriptions",
-                "Subscriptions by endpoint health state: healthy, failing, disabled",
-            ),
-            &["state"],
-        )
-        .unwrap(),
+    gauge_vec(
+        "subscriptions",
+        "Subscriptions by endpoint health state: healthy, failing, disabled",
+        &["state"],
     )
 });
 
 /// Endpoint health transitions this instance made, by the state reached.
 pub static SUBSCRIPTION_TRANSITIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "subscription_transitions_total",
-                "Endpoint health transitions made by this instance, by the state reached",
-            ),
-            &["to"],
-        )
-        .unwrap(),
+    counter_vec(
+        "subscription_transitions_total",
+        "Endpoint health transitions made by this instance, by the state reached",
+        &["to"],
     )
 });
 
 /// Probes of failing subscriptions started by this instance.
 pub static PROBES: LazyLock<IntCounter> = LazyLock::new(|| {
-    register(
-        IntCounter::new(
-            "probes_total",
-            "Probes of failing subscriptions started by this instance",
-        )
-        .unwrap(),
+    counter(
+        "probes_total",
+        "Probes of failing subscriptions started by this instance",
     )
 });
 
 /// Endpoint health reports or transitions that could not be stored (retried).
 pub static HEALTH_WRITE_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
-    register(
-        IntCounter::new(
-            "health_write_failures_total",
-            "Endpoint health writes that failed and are retried",
-        )
-        .unwrap(),
+    counter(
+        "health_write_failures_total",
+        "Endpoint health writes that failed and are retried",
     )
 });
 
 /// Times a delivery waited for its subscription's `rate_limit`.
 pub static RATE_LIMITED: LazyLock<IntCounter> = LazyLock::new(|| {
-    register(
-        IntCounter::new(
-            "rate_limited_total",
-            "Times a subscription's deliveries waited for its rate_limit",
-        )
-        .unwrap(),
+    counter(
+        "rate_limited_total",
+        "Times a subscription's deliveries waited for its rate_limit",
     )
 });
 
 /// Snapshot events stored by backfills (not counted as changes received).
-pub static BACKFILL_ROWS: LazyLock<IntCounter> = LazyLock::new(|| {
-    register(IntCounter::new("backfill_rows_total", "Snapshot events stored by backfills").unwrap())
-});
+pub static BACKFILL_ROWS: LazyLock<IntCounter> =
+    LazyLock::new(|| counter("backfill_rows_total", "Snapshot events stored by backfills"));
 
 /// Backfills this instance is running now.
-pub static BACKFILLS_RUNNING: LazyLock<IntGauge> = LazyLock::new(|| {
-    register(IntGauge::new("backfills_running", "Backfills running in this instance").unwrap())
-});
+pub static BACKFILLS_RUNNING: LazyLock<IntGauge> =
+    LazyLock::new(|| gauge("backfills_running", "Backfills running in this instance"));
 
 /// WAL the slot keeps on the server: from its `restart_lsn` to the current
 /// position (what a stopped or slow walhook costs the primary's disk).
 pub static SLOT_RETAINED_WAL_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
-    register(
-        IntGauge::new(
-            "slot_retained_wal_bytes",
-            "WAL bytes the replication slot keeps on the server (current position minus restart_lsn)",
-        )
-        .unwrap(),
+    gauge(
+        "slot_retained_wal_bytes",
+        "WAL bytes the replication slot keeps on the server (current position minus restart_lsn)",
     )
 });
 
@@ -424,27 +346,19 @@ pub static SLOT_RETAINED_WAL_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
 /// invalidated; -1 when `max_slot_wal_keep_size` is unlimited (or the slot
 /// is lost or missing).
 pub static SLOT_SAFE_WAL_SIZE_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
-    register(
-        IntGauge::new(
-            "slot_safe_wal_size_bytes",
-            "WAL bytes that can be written before the slot is invalidated (safe_wal_size); -1 when unlimited or unknown",
-        )
-        .unwrap(),
+    gauge(
+        "slot_safe_wal_size_bytes",
+        "WAL bytes that can be written before the slot is invalidated (safe_wal_size); -1 when unlimited or unknown",
     )
 });
 
 /// The slot's `wal_status`: 1 for the current one (`reserved`, `extended`,
 /// `unreserved`, `lost`, or `missing` when the slot does not exist).
 pub static SLOT_WAL_STATUS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    register(
-        IntGaugeVec::new(
-            Opts::new(
-                "slot_wal_status",
-                "1 for the replication slot's current wal_status (reserved, extended, unreserved, lost; missing when there is no slot)",
-            ),
-            &["status"],
-        )
-        .unwrap(),
+    gauge_vec(
+        "slot_wal_status",
+        "1 for the replication slot's current wal_status (reserved, extended, unreserved, lost; missing when there is no slot)",
+        &["status"],
     )
 });
 
@@ -454,23 +368,17 @@ pub const SLOT_WAL_STATUSES: [&str; 5] = ["reserved", "extended", "unreserved", 
 /// WAL whose changes were declared lost by `walhook slot recreate` (summed
 /// over re-creations, from `walhook.slot_identity`).
 pub static SLOT_LOST_WAL_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
-    register(
-        IntGauge::new(
-            "slot_lost_wal_bytes",
-            "WAL bytes whose changes were declared lost when the slot was re-created (walhook slot recreate), summed",
-        )
-        .unwrap(),
+    gauge(
+        "slot_lost_wal_bytes",
+        "WAL bytes whose changes were declared lost when the slot was re-created (walhook slot recreate), summed",
     )
 });
 
 /// Times the slot was re-created by `walhook slot recreate`.
 pub static SLOT_RECREATIONS: LazyLock<IntGauge> = LazyLock::new(|| {
-    register(
-        IntGauge::new(
-            "slot_recreations",
-            "Times the replication slot was re-created with walhook slot recreate",
-        )
-        .unwrap(),
+    gauge(
+        "slot_recreations",
+        "Times the replication slot was re-created with walhook slot recreate",
     )
 });
 
