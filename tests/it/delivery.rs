@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use crate::support::receiver::{Received, Reply};
 use crate::support::{
-    ChildProcess, Cluster, Receiver, TestDb, items_table, migrate, nothing_happens_for, scalar,
-    subscribe, wait_scalar_at_least, wait_scalar_eq, wait_until, walhook_streaming,
+    ChildProcess, Cluster, Receiver, TestDb, assert_refused, items_table, migrate,
+    nothing_happens_for, route_table, scalar, subscribe, wait_scalar_at_least, wait_scalar_eq,
+    wait_until, walhook_streaming,
 };
 use serde_json::Value;
 
@@ -220,12 +221,11 @@ async fn failures_are_retried_then_succeed_with_every_attempt_recorded() {
         .map(|r| r.header("webhook-attempt").unwrap())
         .collect();
     assert_eq!(numbers, ["1", "2", "3"]);
-    let ids: std::collections::HashSet<String> = receiver
-        .received()
-        .iter()
-        .map(|r| r.header("webhook-id").unwrap())
-        .collect();
-    assert_eq!(ids.len(), 1, "the event id is stable across retries");
+    assert_eq!(
+        receiver.distinct_ids(),
+        1,
+        "the event id is stable across retries"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -334,10 +334,7 @@ async fn max_in_flight_bounds_concurrent_requests_to_a_receiver() {
 async fn patterns_select_events_and_disabled_subscriptions_get_nothing() {
     let db = Cluster::shared().new_database();
     prepare(&db);
-    db.psql(
-        "CREATE TABLE others (id int PRIMARY KEY);
-         INSERT INTO walhook.routes (source_table, resource, apiresource) VALUES ('others', 'other', '/others/{id}');",
-    );
+    route_table(&db, "others", "other", "");
     let exact = Receiver::start().await;
     let prefix = Receiver::start().await;
     let all = Receiver::start().await;
@@ -389,35 +386,32 @@ fn bad_urls_are_refused_naming_the_rule() {
         ),
         ("receiver.example/hook", "url rule absolute"),
     ] {
-        let err = db
-            .try_psql(&format!(
-                "INSERT INTO walhook.subscriptions (url) VALUES ('{url}')"
-            ))
-            .expect_err(url);
-        assert!(err.contains(rule), "{url}: {err}");
+        assert_refused(
+            &db,
+            &format!("INSERT INTO walhook.subscriptions (url) VALUES ('{url}')"),
+            rule,
+        );
     }
     let long = format!("https://receiver.example/{}", "a".repeat(2100));
-    let err = db
-        .try_psql(&format!(
-            "INSERT INTO walhook.subscriptions (url) VALUES ('{long}')"
-        ))
-        .unwrap_err();
-    assert!(err.contains("url rule length"), "{err}");
+    assert_refused(
+        &db,
+        &format!("INSERT INTO walhook.subscriptions (url) VALUES ('{long}')"),
+        "url rule length",
+    );
     db.psql("INSERT INTO walhook.subscriptions (url) VALUES ('https://receiver.example/hook')");
     let secret = db.psql("SELECT secret FROM walhook.subscriptions");
     assert!(secret.starts_with("whsec_"), "{secret}");
     db.psql("INSERT INTO walhook.settings VALUES ('allow_insecure_targets', 'true')");
     db.psql("INSERT INTO walhook.subscriptions (url) VALUES ('http://127.0.0.1:9/hook')");
-    let err = db
-        .try_psql("INSERT INTO walhook.settings VALUES ('colour', 'blue')")
-        .unwrap_err();
-    assert!(err.contains("unknown setting colour"), "{err}");
-    let err = db
-        .try_psql("INSERT INTO walhook.settings VALUES ('event_retention', 'soon')")
-        .unwrap_err();
-    assert!(
-        err.contains("event_retention must be a positive interval"),
-        "{err}"
+    assert_refused(
+        &db,
+        "INSERT INTO walhook.settings VALUES ('colour', 'blue')",
+        "unknown setting colour",
+    );
+    assert_refused(
+        &db,
+        "INSERT INTO walhook.settings VALUES ('event_retention', 'soon')",
+        "event_retention must be a positive interval",
     );
 }
 
@@ -477,13 +471,14 @@ async fn signature_schemes_choose_the_signatures_sent() {
         ("{}", "signature_schemes must list at least one"),
         ("{v1,v2}", "signature_schemes entry v2 is unknown"),
     ] {
-        let err = db
-            .try_psql(&format!(
+        assert_refused(
+            &db,
+            &format!(
                 "INSERT INTO walhook.subscriptions (url, signature_schemes)
                  VALUES ('http://127.0.0.1:9/hook', '{schemes}')"
-            ))
-            .expect_err(schemes);
-        assert!(err.contains(refusal), "{schemes}: {err}");
+            ),
+            refusal,
+        );
     }
     let hmac_only = Receiver::start().await;
     let rfc_only = Receiver::start().await;
@@ -559,12 +554,11 @@ fn non_ascii_hosts_are_stored_in_idna_form() {
             url::Url::parse(input).is_err(),
             "the url crate refuses {input}"
         );
-        let err = db
-            .try_psql(&format!(
-                "INSERT INTO walhook.subscriptions (url) VALUES ('{input}')"
-            ))
-            .expect_err(input);
-        assert!(err.contains("url rule host"), "{input}: {err}");
+        assert_refused(
+            &db,
+            &format!("INSERT INTO walhook.subscriptions (url) VALUES ('{input}')"),
+            "url rule host",
+        );
     }
 }
 

@@ -4,7 +4,6 @@
 //! runs beside the attempt it interrupts, retention keeps what is owed, and a
 //! stage that dies ends the process non-zero.
 
-use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -40,16 +39,6 @@ async fn slot_behind_events(db: &TestDb<'_>) -> i64 {
     .await
 }
 
-/// Distinct `webhook-id`s a receiver got.
-fn distinct_ids(receiver: &Receiver) -> usize {
-    receiver
-        .received()
-        .iter()
-        .filter_map(|r| r.header("webhook-id"))
-        .collect::<HashSet<_>>()
-        .len()
-}
-
 /// With a receiver that accepts connections and never answers, the slot's
 /// confirmed position keeps up with the stored events, every event is
 /// stored, the healthy subscription gets everything, and the hung one's
@@ -59,8 +48,7 @@ async fn a_hung_receiver_holds_neither_the_slot_nor_ingestion() {
     let db = Cluster::shared().new_database();
     prepare(&db);
     let healthy = Receiver::start().await;
-    let hung = Receiver::start().await;
-    hung.set_default(Reply::Hang);
+    let hung = Receiver::replying(Reply::Hang).await;
     // the hung subscription's endpoint health trips (a webhook.failing
     // event): the healthy one takes the rows' events only
     subscribe(&db, &healthy.url(), ", events", ", '{item.*}'");
@@ -89,7 +77,7 @@ async fn a_hung_receiver_holds_neither_the_slot_nor_ingestion() {
     )
     .await;
     wait_until(WAIT, "the healthy receiver got every event", || async {
-        (distinct_ids(&healthy) == total as usize).then_some(())
+        (healthy.distinct_ids() == total as usize).then_some(())
     })
     .await;
     wait_until(
@@ -121,15 +109,7 @@ async fn a_hung_receiver_holds_neither_the_slot_nor_ingestion() {
     )
     .await;
     // every obligation is visible: the gauges, and `walhook status`
-    let metrics = reqwest::get(format!(
-        "http://{}/metrics",
-        daemon.http_addr.as_ref().unwrap()
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let metrics = daemon.metrics().await;
     for gauge in [
         "walhook_deliveries_in_memory ",
         "walhook_pending_deliveries ",
@@ -187,8 +167,7 @@ async fn a_fast_shutdown_under_load_takes_seconds_and_loses_nothing() {
     let db = cluster.database();
     prepare(&db);
     let healthy = Receiver::start().await;
-    let hung = Receiver::start().await;
-    hung.set_default(Reply::Hang);
+    let hung = Receiver::replying(Reply::Hang).await;
     subscribe(&db, &healthy.url(), ", events", ", '{item.*}'");
     subscribe(&db, &hung.url(), ", timeout_ms", ", 3000");
     let walhook = walhook_streaming(&db);
@@ -219,7 +198,7 @@ async fn a_fast_shutdown_under_load_takes_seconds_and_loses_nothing() {
     let rows = scalar(&db, items).await;
     assert!(rows > 100, "the load wrote {rows} rows");
     wait_until(WAIT, "every committed row delivered", || async {
-        (distinct_ids(&healthy) as i64 == rows).then_some(())
+        (healthy.distinct_ids() as i64 == rows).then_some(())
     })
     .await;
     assert_eq!(
@@ -235,8 +214,7 @@ async fn a_fast_shutdown_under_load_takes_seconds_and_loses_nothing() {
 async fn queued_deliveries_follow_a_subscription_change() {
     let db = Cluster::shared().new_database();
     prepare(&db);
-    let old = Receiver::start().await;
-    old.set_default(Reply::Hang);
+    let old = Receiver::replying(Reply::Hang).await;
     let new = Receiver::start().await;
     let id = subscribe(&db, &old.url(), ", timeout_ms, max_in_flight", ", 1500, 1");
     let walhook = walhook_streaming(&db);
@@ -252,11 +230,11 @@ async fn queued_deliveries_follow_a_subscription_change() {
     wait_until_or(
         Duration::from_secs(60),
         "6 events at the new url",
-        || async { (distinct_ids(&new) >= 6).then_some(()) },
+        || async { (new.distinct_ids() >= 6).then_some(()) },
         || {
             format!(
                 "{} of 6 there:\n{}\n{}",
-                distinct_ids(&new),
+                new.distinct_ids(),
                 db.psql("SELECT status, attempts, last_error FROM walhook.deliveries"),
                 walhook.log()
             )

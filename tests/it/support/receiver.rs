@@ -122,6 +122,16 @@ impl Receiver {
     pub fn count(&self) -> usize {
         self.shared.received.lock().unwrap().len()
     }
+
+    /// How many distinct `webhook-id`s (events) the requests so far carry;
+    /// panics on a request without one.
+    pub fn distinct_ids(&self) -> usize {
+        self.received()
+            .iter()
+            .map(|r| r.header("webhook-id").expect("a webhook-id header"))
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    }
 }
 
 impl Drop for Receiver {
