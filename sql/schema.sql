@@ -206,6 +206,8 @@ BEGIN
             NEW.lease_owner := NULL;
             NEW.lease_until := NULL;
         END IF;
+        NEW.ordered := coalesce(
+            (SELECT s.ordered FROM walhook.subscriptions s WHERE s.id = NEW.subscription_id), false);
         PERFORM pg_notify('walhook_deliveries', '');
     END IF;
     RETURN NEW;
@@ -814,6 +816,16 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION walhook.subscriptions_ordered_pending() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    UPDATE walhook.deliveries SET ordered = NEW.ordered
+     WHERE subscription_id = NEW.id AND status = 'pending';
+    RETURN NULL;
+END
+$$;
+
 CREATE FUNCTION walhook.subscriptions_retry_schedule_check() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -980,9 +992,12 @@ CREATE TABLE walhook.deliveries (
     seq integer DEFAULT 0 NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     redeliver_requested boolean DEFAULT false NOT NULL,
+    ordered boolean DEFAULT false NOT NULL,
     CONSTRAINT deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'succeeded'::text, 'failed'::text])))
 )
 WITH (fillfactor='70');
+
+COMMENT ON COLUMN walhook.deliveries.ordered IS 'its subscription is ordered (kept for pending rows): the delivery is in deliveries_ordered_idx';
 
 ALTER TABLE walhook.deliveries ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME walhook.deliveries_id_seq
@@ -1236,7 +1251,7 @@ CREATE INDEX backfills_unfinished_idx ON walhook.backfills USING btree (created_
 
 CREATE INDEX deliveries_claim_idx ON walhook.deliveries USING btree (subscription_id, next_attempt_at, id) WHERE (status = 'pending'::text);
 
-CREATE INDEX deliveries_ordered_idx ON walhook.deliveries USING btree (subscription_id, apiresource, commit_lsn, seq) WHERE (status = 'pending'::text);
+CREATE INDEX deliveries_ordered_idx ON walhook.deliveries USING btree (subscription_id, apiresource, commit_lsn, seq) WHERE ((status = 'pending'::text) AND ordered);
 
 CREATE INDEX deliveries_subscription_id_idx ON walhook.deliveries USING btree (subscription_id, id);
 
@@ -1299,6 +1314,8 @@ CREATE TRIGGER subscriptions_cascade AFTER DELETE ON walhook.subscriptions REFER
 CREATE TRIGGER subscriptions_check BEFORE INSERT OR UPDATE ON walhook.subscriptions FOR EACH ROW EXECUTE FUNCTION walhook.subscriptions_check();
 
 CREATE TRIGGER subscriptions_health_reset BEFORE UPDATE OF disabled ON walhook.subscriptions FOR EACH ROW EXECUTE FUNCTION walhook.subscriptions_health_reset();
+
+CREATE TRIGGER subscriptions_ordered_pending AFTER UPDATE OF ordered ON walhook.subscriptions FOR EACH ROW WHEN ((old.ordered IS DISTINCT FROM new.ordered)) EXECUTE FUNCTION walhook.subscriptions_ordered_pending();
 
 CREATE TRIGGER subscriptions_signature_schemes_check BEFORE INSERT OR UPDATE OF signature_schemes ON walhook.subscriptions FOR EACH ROW EXECUTE FUNCTION walhook.subscriptions_signature_schemes_check();
 

@@ -111,8 +111,8 @@ pub async fn release(
 /// memory without an outcome (held past `first_attempt_hold`, or dropped).
 /// It reads no growing table, so it is prepared.
 pub const INSERT_PENDING: &str = "
-INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq)
-SELECT d.event_id, d.subscription_id, d.apiresource, d.commit_lsn::pg_lsn, d.seq
+INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq, ordered)
+SELECT d.event_id, d.subscription_id, d.apiresource, d.commit_lsn::pg_lsn, d.seq, s.ordered
   FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[])
        AS d(event_id, subscription_id, apiresource, commit_lsn, seq)
   JOIN walhook.subscriptions s ON s.id = d.subscription_id

@@ -57,8 +57,9 @@ WITH stored AS (
             "
     RETURNING id
 ), pending AS (
-    INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq)
-    SELECT d.event_id, d.subscription_id, d.apiresource, d.commit_lsn::pg_lsn, d.seq
+    INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq,
+                                    ordered)
+    SELECT d.event_id, d.subscription_id, d.apiresource, d.commit_lsn::pg_lsn, d.seq, s.ordered
       FROM unnest($11::uuid[], $12::uuid[], $13::text[], $14::text[], $15::int4[])
            AS d(event_id, subscription_id, apiresource, commit_lsn, seq)
       JOIN walhook.subscriptions s ON s.id = d.subscription_id

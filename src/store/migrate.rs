@@ -100,6 +100,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "rule_columns",
         include_str!("../../sql/migrations/0018_rule_columns.sql"),
     ),
+    (
+        19,
+        "ordered_pending",
+        include_str!("../../sql/migrations/0019_ordered_pending.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -45,8 +45,9 @@ pub async fn sweep(
     let (skip_from, skip_to) = own.unwrap_or((Lsn(1), Lsn(0)));
     let swept = client
         .execute(
-            "INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq)
-             SELECT e.id, o.subscription_id, e.apiresource, e.commit_lsn, e.seq
+            "INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq,
+                                             ordered)
+             SELECT e.id, o.subscription_id, e.apiresource, e.commit_lsn, e.seq, s.ordered
                FROM walhook.events e
               CROSS JOIN LATERAL unnest(e.owed) AS o(subscription_id)
                JOIN walhook.subscriptions s ON s.id = o.subscription_id

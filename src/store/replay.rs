@@ -63,11 +63,12 @@ SELECT DISTINCT type FROM walhook.events
 /// the subscription has a row filter, so only events that were meant for it
 /// (a delivery row, or owed from memory) are queued.
 const QUEUE: &str = "
-INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq)
+INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq, ordered)
 SELECT e.id, $1, e.apiresource, e.commit_lsn,
        coalesce(e.seq,
                 (SELECT max(d.seq) FROM walhook.deliveries d WHERE d.event_id = e.id),
-                0)
+                0),
+       (SELECT s.ordered FROM walhook.subscriptions s WHERE s.id = $1)
   FROM walhook.events e
  WHERE e.revision >= $2 AND ($3::int8 IS NULL OR e.revision <= $3) AND e.body IS NOT NULL
    AND e.type = ANY($4)

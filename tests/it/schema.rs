@@ -95,3 +95,56 @@ async fn schema_sql_is_what_the_migrations_build() {
             .map(|(a, b)| format!("file {a:?}, migrations {b:?}"))
     );
 }
+
+/// A pending delivery is in the index that keeps an `ordered` subscription's
+/// deliveries in order exactly when its subscription is ordered: set by
+/// walhook on insert, by the subscription's change, and when a finished
+/// delivery becomes pending again.
+#[tokio::test]
+async fn pending_deliveries_follow_their_subscriptions_ordered_flag() {
+    let db = Cluster::shared().database();
+    crate::support::items_table(&db, "");
+    let webhook = crate::support::subscribe(&db, "https://r.example/h", "", "");
+    let webhook = webhook.trim();
+    db.psql(&format!(
+        "INSERT INTO walhook.events (id, type, apiresource, revision, commit_lsn, commit_time, body)
+         SELECT gen_random_uuid(), 'item.updated', '/items/1', n, ('0/' || n * 16)::pg_lsn, now(), '{{}}'
+           FROM generate_series(1, 3) n;
+         INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, status)
+         SELECT id, '{webhook}', apiresource, commit_lsn,
+                CASE WHEN revision = 3 THEN 'failed' ELSE 'pending' END
+           FROM walhook.events"
+    ));
+    let flags = || {
+        db.psql(
+            "SELECT string_agg(status || ':' || ordered, ' ' ORDER BY commit_lsn)
+               FROM walhook.deliveries",
+        )
+    };
+    assert_eq!(flags(), "pending:false pending:false failed:false");
+    db.psql(&format!(
+        "UPDATE walhook.subscriptions SET ordered = true WHERE id = '{webhook}'"
+    ));
+    assert_eq!(
+        flags(),
+        "pending:true pending:true failed:false",
+        "the pending ones join the order"
+    );
+    db.psql("UPDATE walhook.deliveries SET status = 'pending' WHERE status = 'failed'");
+    assert_eq!(
+        flags(),
+        "pending:true pending:true pending:true",
+        "a requeued one takes the subscription's flag"
+    );
+    db.psql(&format!(
+        "UPDATE walhook.subscriptions SET ordered = false WHERE id = '{webhook}'"
+    ));
+    assert_eq!(flags(), "pending:false pending:false pending:false");
+    let plan = db.psql(
+        "SET enable_seqscan = off; SET enable_bitmapscan = off;
+         EXPLAIN SELECT 1 FROM walhook.deliveries
+          WHERE subscription_id = gen_random_uuid() AND apiresource = '/items/1'
+            AND status = 'pending' AND ordered AND (commit_lsn, seq) < ('0/30'::pg_lsn, 0)",
+    );
+    assert!(plan.contains("deliveries_ordered_idx"), "{plan}");
+}

@@ -64,7 +64,8 @@ WITH candidates AS (
                AND (NOT s.ordered OR NOT EXISTS (
                      SELECT 1 FROM walhook.deliveries e
                       WHERE e.subscription_id = d.subscription_id AND e.apiresource = d.apiresource
-                        AND e.status = 'pending' AND (e.commit_lsn, e.seq) < (d.commit_lsn, d.seq)))
+                        AND e.status = 'pending' AND e.ordered
+                        AND (e.commit_lsn, e.seq) < (d.commit_lsn, d.seq)))
              ORDER BY d.next_attempt_at, d.id
              LIMIT greatest(0, least($2::int8, $6::int8 * s.max_in_flight - coalesce(busy.n, 0)))
              FOR UPDATE OF d SKIP LOCKED
@@ -150,7 +151,8 @@ WITH due AS (
                AND (NOT due.ordered OR NOT EXISTS (
                      SELECT 1 FROM walhook.deliveries e
                       WHERE e.subscription_id = d.subscription_id AND e.apiresource = d.apiresource
-                        AND e.status = 'pending' AND (e.commit_lsn, e.seq) < (d.commit_lsn, d.seq)))
+                        AND e.status = 'pending' AND e.ordered
+                        AND (e.commit_lsn, e.seq) < (d.commit_lsn, d.seq)))
              ORDER BY d.id
              LIMIT 1
              FOR UPDATE OF d SKIP LOCKED

@@ -273,9 +273,9 @@ WITH u AS (
 ), stored AS (
     INSERT INTO walhook.deliveries AS d
            (event_id, subscription_id, apiresource, commit_lsn, seq, status, attempts,
-            next_attempt_at, last_status_code, last_error, last_attempt_at)
+            next_attempt_at, last_status_code, last_error, last_attempt_at, ordered)
     SELECT u.event_id, u.subscription_id, u.apiresource, u.commit_lsn::pg_lsn, u.seq,
-           u.status, u.attempt, u.next, u.code, u.error, u.at
+           u.status, u.attempt, u.next, u.code, u.error, u.at, s.ordered
       FROM u
       JOIN walhook.subscriptions s ON s.id = u.subscription_id
 ",
