@@ -8,6 +8,7 @@
 //! can make `decide` panic ([`retry::retry_at`]).
 
 mod recorded_headers;
+pub use recorded_headers::recorded_headers;
 mod text;
 
 use std::time::{Duration, Instant};
@@ -31,9 +32,6 @@ pub struct PreparedRequest {
     pub headers: HeaderMap,
     pub body: Vec<u8>,
     pub timeout: Duration,
-    /// What of `headers` is stored with the attempt
-    /// ([`recorded_headers::recorded_headers`]).
-    pub recorded_headers: String,
 }
 
 /// What the receiver (or the network) said.
@@ -198,7 +196,6 @@ pub fn prepare(
     }
     Ok(PreparedRequest {
         url,
-        recorded_headers: recorded_headers::recorded_headers(&headers),
         headers,
         body,
         timeout: sub.timeout,

@@ -135,7 +135,7 @@ async fn send(
     context: &AttemptContext,
     allow_insecure_targets: bool,
 ) -> Sent {
-    let mut request = match prepared {
+    let request = match prepared {
         Err(error) => {
             return Sent {
                 outcome: failure(error.to_string()),
@@ -154,7 +154,9 @@ async fn send(
             unprepared: None,
         };
     }
-    let headers = Some(std::mem::take(&mut request.recorded_headers));
+    // made here rather than on the signing thread: allocated and freed on
+    // the runtime's threads, it adds no signing-thread arena to the RSS
+    let headers = Some(attempt::recorded_headers(&request.headers));
     let (outcome, elapsed) =
         attempt::send(context.clients.get(allow_insecure_targets), request).await;
     tracing::debug!(
