@@ -154,8 +154,8 @@ async fn send(
             unprepared: None,
         };
     }
-    // made here rather than on the signing thread: allocated and freed on
-    // the runtime's threads, it adds no signing-thread arena to the RSS
+    // made here, on the runtime's threads that store and free it, rather
+    // than on a signing thread
     let headers = Some(attempt::recorded_headers(&request.headers));
     let (outcome, elapsed) =
         attempt::send(context.clients.get(allow_insecure_targets), request).await;

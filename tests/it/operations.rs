@@ -301,3 +301,48 @@ fn replay_matches_patterns_exactly_and_keeps_seq() {
     assert!(!status.success());
     assert!(err.contains("no subscription"), "{err}");
 }
+
+/// The steps of an attempt are spans a log reader can follow: with
+/// `RUST_LOG=debug` and `--log-format json`, an attempt's lines carry the
+/// `deliver` span (with the subscription and the event) and their step's
+/// own span.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attempts_steps_are_spans_in_the_json_log() {
+    let db = Cluster::shared().new_database();
+    let receiver = Receiver::start().await;
+    prepare(&db, &receiver);
+    let http_addr = format!("127.0.0.1:{}", crate::support::cluster::free_port());
+    let mut cmd = std::process::Command::new(crate::support::process::walhook_bin());
+    cmd.args(["run", "--database-url", &db.url(), "--slot", &db.slot])
+        .args(["--publication", &db.publication, "--log-format", "json"])
+        .args(["--http-addr", &http_addr])
+        .env_remove("WALHOOK_LOG")
+        .env("RUST_LOG", "debug");
+    let walhook = ChildProcess::spawn(cmd);
+    walhook.wait_for_log("streaming", WAIT);
+    db.psql("INSERT INTO items (id) VALUES (1)");
+    walhook.wait_for_log("request sent", WAIT);
+    let log = walhook.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let spans_of = |message: &str| -> Vec<Value> {
+        let line = lines
+            .iter()
+            .find(|l| l["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no JSON line {message:?} in:\n{log}"));
+        line["spans"].as_array().cloned().unwrap_or_default()
+    };
+    for (message, step) in [("request prepared", "prepare"), ("request sent", "send")] {
+        let spans = spans_of(message);
+        let names: Vec<&str> = spans.iter().filter_map(|s| s["name"].as_str()).collect();
+        assert!(names.ends_with(&["deliver", step]), "{message}: {names:?}");
+        let deliver = spans.iter().find(|s| s["name"] == "deliver").unwrap();
+        assert!(
+            deliver["subscription_id"].is_string() && deliver["event_id"].is_string(),
+            "{deliver}"
+        );
+        assert_eq!(spans.last().unwrap()["attempt"], 1, "{message}");
+    }
+}
