@@ -685,6 +685,11 @@ BEGIN
         IF NEW.value !~ '^[0-9]{1,12}$' OR NEW.value::bigint <= 0 THEN
             RAISE EXCEPTION 'setting max_payload_bytes must be a positive integer, not %', NEW.value;
         END IF;
+    WHEN 'attempt_request_headers' THEN
+        IF lower(NEW.value) NOT IN ('all', 'failed', 'none') THEN
+            RAISE EXCEPTION 'setting attempt_request_headers must be all, failed or none, not %', NEW.value;
+        END IF;
+        NEW.value := lower(NEW.value);
     WHEN 'first_attempt_hold' THEN
         BEGIN
             IF NOT (NEW.value::interval > interval '0' AND NEW.value::interval <= interval '1 minute') THEN
@@ -694,7 +699,7 @@ BEGIN
             RAISE EXCEPTION 'setting first_attempt_hold must be an interval above 0 and at most 1 minute, such as ''1 second'', not %', NEW.value;
         END;
     ELSE
-        RAISE EXCEPTION 'unknown setting %: known settings are allow_insecure_targets, event_retention, attempt_retention, audit_retention, max_payload_bytes, first_attempt_hold', NEW.key;
+        RAISE EXCEPTION 'unknown setting %: known settings are allow_insecure_targets, event_retention, attempt_retention, audit_retention, max_payload_bytes, first_attempt_hold, attempt_request_headers', NEW.key;
     END CASE;
     RETURN NEW;
 END

@@ -590,7 +590,7 @@
   // The headers an attempt sent, folded: one "name: value" line each. The
   // page reloads every 2 s; `unfolded` keeps the attempts the user opened.
   function sentHeaders(headers, attempt, unfolded) {
-    if (!headers) return "";
+    if (!headers) return h("span", { class: "muted", title: "Not kept: by default only attempts that did not succeed keep their headers (setting attempt_request_headers)" }, "—");
     const lines = Object.entries(headers).map(([name, value]) => name + ": " + value);
     const details = h("details", { class: "sent-headers", open: unfolded.has(attempt) },
       h("summary", {}, lines.length + " headers"),

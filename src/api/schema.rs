@@ -106,7 +106,9 @@ pub struct Attempt {
     /// `content-type`, `webhook-event-type`, `webhook-attempt`, and for RFC
     /// 9421 `content-digest`, `signature-input`, `signature`. Never
     /// `authorization` nor the webhook's own headers. Null when no request
-    /// could be built.
+    /// could be built, and for a succeeded attempt unless the setting
+    /// `attempt_request_headers` is `all` (the default, `failed`, keeps them
+    /// for attempts that did not succeed).
     #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub request_headers: Option<Value>,
 }

@@ -23,6 +23,7 @@ use super::client::check_literal_host;
 use super::first_attempts::{Job, JobOrigin, SlowSubscriptions};
 use super::recorder::Finished;
 use super::signers::Signers;
+use crate::config::RequestHeadersKept;
 use crate::store::deliveries::{AttemptRecord, DeliveryStatus, RecordedDelivery};
 use crate::store::settings::Settings;
 use crate::telemetry;
@@ -67,19 +68,28 @@ impl AttemptTask {
             telemetry::PROBES.inc();
         }
         let attempt = job.content.attempts + 1;
-        let allow_insecure_targets = context.settings.borrow().allow_insecure_targets;
+        let (allow_insecure_targets, headers_kept) = {
+            let settings = context.settings.borrow();
+            (
+                settings.allow_insecure_targets,
+                settings.attempt_request_headers,
+            )
+        };
         telemetry::IN_FLIGHT_REQUESTS.inc();
         let prepared = prepare(&job, &context, attempt, now)
             .instrument(tracing::debug_span!("prepare", attempt))
             .await;
-        let sent = send(prepared, &context, allow_insecure_targets)
+        let keep_headers = headers_kept != RequestHeadersKept::None;
+        let sent = send(prepared, &context, allow_insecure_targets, keep_headers)
             .instrument(tracing::debug_span!("send", attempt))
             .await;
         telemetry::IN_FLIGHT_REQUESTS.dec();
         telemetry::DELIVERY_DURATION.observe(sent.elapsed.as_secs_f64());
         let decided = tracing::debug_span!("decide", attempt)
             .in_scope(|| decide(&job, &context, attempt, sent.outcome, sent.unprepared));
-        let finished = finish(job, attempt, now, sent.elapsed, sent.headers, decided);
+        let succeeded = decided.new_status == DeliveryStatus::Succeeded;
+        let headers = sent.headers.filter(|_| headers_kept.keeps(succeeded));
+        let finished = finish(job, attempt, now, sent.elapsed, headers, decided);
         // a closed channel means the recorder stopped: a first attempt's
         // obligation, dropped, gets its pending row elsewhere or is swept
         let _ = context
@@ -119,8 +129,8 @@ async fn prepare(
 }
 
 /// What sending produced: the outcome, how long the request took, the
-/// headers stored with the attempt, and the error when no request could be
-/// built.
+/// headers to store with the attempt (when `attempt_request_headers` may
+/// keep them), and the error when no request could be built.
 struct Sent {
     outcome: AttemptOutcome,
     elapsed: Duration,
@@ -134,6 +144,7 @@ async fn send(
     prepared: Result<attempt::PreparedRequest, PrepareError>,
     context: &AttemptContext,
     allow_insecure_targets: bool,
+    keep_headers: bool,
 ) -> Sent {
     let request = match prepared {
         Err(error) => {
@@ -156,7 +167,7 @@ async fn send(
     }
     // made here, on the runtime's threads that store and free it, rather
     // than on a signing thread
-    let headers = Some(attempt::recorded_headers(&request.headers));
+    let headers = keep_headers.then(|| attempt::recorded_headers(&request.headers));
     let (outcome, elapsed) =
         attempt::send(context.clients.get(allow_insecure_targets), request).await;
     tracing::debug!(

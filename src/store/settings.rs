@@ -1,4 +1,4 @@
-//! `walhook.settings`: runtime settings with their defaults (PRODUCT.md 3.2).
+//! `walhook.settings`: runtime settings with their defaults (README, Settings).
 //! Values are validated by the database when written; this is the one place
 //! that reads them. [`watch()`] re-reads them every [`REFRESH_INTERVAL`] and
 //! publishes each change, so every stage sees a new value within seconds and
@@ -45,6 +45,9 @@ pub async fn load(client: &Client) -> Result<Settings, tokio_postgres::Error> {
             "first_attempt_hold" => {
                 settings.first_attempt_hold =
                     Duration::from_secs_f64(secs.unwrap_or(1.0).clamp(0.001, 60.0))
+            }
+            "attempt_request_headers" => {
+                settings.attempt_request_headers = crate::config::RequestHeadersKept::parse(value)
             }
             "max_payload_bytes" => {
                 if let Ok(v) = value.parse() {

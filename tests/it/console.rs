@@ -607,6 +607,15 @@ async fn console_scenario(browser: Arc<Browser>) {
             .await
             .contains("204")
     );
+    // by default (attempt_request_headers = failed) a succeeded attempt
+    // keeps no headers, the failed ones do
+    assert_eq!(
+        browser
+            .count("#attempts tbody tr:last-child .sent-headers")
+            .await,
+        0
+    );
+    assert_eq!(browser.count("#attempts tbody .sent-headers").await, 3);
     snap(&browser, "3-delivery").await;
 
     // the event behind it, pretty-printed

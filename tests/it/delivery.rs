@@ -82,6 +82,8 @@ async fn a_committed_row_arrives_signed_with_its_headers() {
         r#", '{"x-tenant": "acme"}', '{"source": "walhook"}', 'bearer', 's3cret-token'"#,
     )
     .await;
+    // a succeeded attempt keeps its headers only when asked to
+    db.psql("INSERT INTO walhook.settings VALUES ('attempt_request_headers', 'ALL')");
     let walhook = walhook_streaming(&db);
     db.psql("INSERT INTO items (id, name) VALUES (1, 'one')");
     wait_received(&receiver, 1).await;
@@ -416,6 +418,11 @@ fn bad_urls_are_refused_naming_the_rule() {
         &db,
         "INSERT INTO walhook.settings VALUES ('event_retention', 'soon')",
         "event_retention must be a positive interval",
+    );
+    assert_refused(
+        &db,
+        "INSERT INTO walhook.settings VALUES ('attempt_request_headers', 'some')",
+        "attempt_request_headers must be all, failed or none",
     );
 }
 

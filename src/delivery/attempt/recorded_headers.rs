@@ -8,7 +8,9 @@
 //! its informational ones (`webhook-event-type`, `webhook-attempt`). Left
 //! out: `authorization` and the subscription's own `headers`, which may hold
 //! credentials. Each value is read from the request as sent, so a custom
-//! header that a walhook header replaced is not what is stored.
+//! header that a walhook header replaced is not what is stored. Which
+//! attempts keep them is the setting `attempt_request_headers` (by default
+//! those that did not succeed).
 
 use reqwest::header::HeaderMap;
 
