@@ -1,6 +1,6 @@
 //! Metric names and registration, in one place.
 //!
-//! Every metric of PRODUCT.md section 7 is defined here, registered once in
+//! Every metric walhook exports is defined here, registered once in
 //! [`REGISTRY`] (with process metrics), and updated by the stage that owns the
 //! figure. `/metrics` renders the registry.
 

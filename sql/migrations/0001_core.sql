@@ -4,7 +4,7 @@
 
 CREATE SCHEMA IF NOT EXISTS walhook;
 
--- Runtime settings; an absent key means its default (see PRODUCT.md 3.2).
+-- Runtime settings; an absent key means its default (see README, settings).
 CREATE TABLE walhook.settings (
     key   text PRIMARY KEY,
     value text NOT NULL

@@ -44,7 +44,7 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- ------------------------------------------------------------ subscriptions
--- The URL rules of PRODUCT.md 3.3; each error names its rule.
+-- The URL rules (README, Subscriptions); each error names its rule.
 CREATE FUNCTION walhook.check_url(url text) RETURNS void
 LANGUAGE plpgsql STABLE AS $$
 DECLARE

@@ -1,6 +1,6 @@
 -- 0005: IDNA host names for subscriptions, and events.seq for `walhook replay`.
 --
--- Non-ASCII host names are normalised (IDNA, PRODUCT.md 3.3), in the database
+-- Non-ASCII host names are normalised (IDNA, README), in the database
 -- so the rule holds for every writer, with or without walhook running.
 --
 -- A subscription URL whose host has non-ASCII characters is rewritten before the

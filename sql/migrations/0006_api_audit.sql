@@ -1,5 +1,5 @@
 -- The /v1 management API's bearer tokens, and the audit log of configuration
--- changes (PRODUCT.md 3.4, 7).
+-- changes (README, the /v1 management API).
 
 -- Tokens are stored as the SHA-256 of the token (hex); the token itself is
 -- shown once by `walhook api-tokens create` and never stored.

@@ -5,7 +5,7 @@
 --   bulk_delete_event  e.g. 'bulk_deleted': a transaction deleting more than one
 --                      row of the table yields one <resource>.<suffix> event
 --                      listing them; NULL (default) means one event per delete
--- Payload templates may use "{changed}" and "{old.col}" (PRODUCT.md 3.1).
+-- Payload templates may use "{changed}" and "{old.col}" (README, Routes).
 
 ALTER TABLE walhook.routes
     ADD COLUMN event_names jsonb,

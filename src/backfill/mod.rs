@@ -30,7 +30,10 @@
 //!
 //! Crash safety: event ids are derived from the backfill id and the row's
 //! primary key, and the cursor moves only once the chunk's events are durably
-//! stored (with them, the deliveries they owe: `store::obligations`). A restart (or a stream session that did not see both watermarks)
+//! stored, with their deliveries' pending rows: a snapshot's deliveries are
+//! never attempted from memory, because its `commit_lsn` (the low
+//! watermark's) may lie below the delivery mark, where a restart's sweep of
+//! owed deliveries starts (`store::obligations`). A restart (or a stream session that did not see both watermarks)
 //! redoes the chunk from the stored cursor; ids already stored are skipped.
 //! Memory is one chunk, plus the keys changed inside an open window.
 

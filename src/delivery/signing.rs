@@ -1,7 +1,7 @@
 //! Signatures on outgoing deliveries: the last pure step before a POST leaves.
 //!
 //! Every delivery carries two independent signature schemes so a receiver can use
-//! whichever library it has (PRODUCT.md section 4):
+//! whichever library it has (README, Signatures):
 //!
 //! - [Standard Webhooks](https://www.standardwebhooks.com/): `webhook-signature`
 //!   holds `v1,<HMAC-SHA256>` per subscription secret and `v1a,<Ed25519>` per

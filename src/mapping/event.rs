@@ -43,6 +43,13 @@ pub struct Event {
     /// writer drops each subscription whose filter does not match before the
     /// event is stored (None: no subscription of the event has a filter).
     pub filter: Option<Box<FilterCheck>>,
+    /// A backfill's snapshot of a row. Its deliveries are never attempted
+    /// from memory: they get pending rows with the event. Its `commit_lsn`
+    /// is the low watermark's, below positions the delivery mark may pass
+    /// before the snapshot is stored, and a restart's sweep of owed
+    /// deliveries starts at the mark (`store::obligations`): an owed
+    /// snapshot delivery would be lost with a crash.
+    pub snapshot: bool,
 }
 
 #[cfg(test)]

@@ -276,6 +276,7 @@ impl Mapper {
             error: None,
             subscriptions: Vec::new(),
             filter: None,
+            snapshot: false,
         };
         self.complete(event, Ok(payload), subject)
     }

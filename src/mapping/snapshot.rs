@@ -98,6 +98,7 @@ impl Mapper {
                     error,
                     subscriptions: vec![subscription],
                     filter,
+                    snapshot: true,
                 }
             })
             .collect();

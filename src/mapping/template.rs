@@ -1,6 +1,6 @@
 //! Templates of `apiresource` and `payload`, compiled once per route.
 //!
-//! Rules (PRODUCT.md 3.1): a JSON string that is exactly `"{*}"` becomes the row
+//! Rules (README, Routes): a JSON string that is exactly `"{*}"` becomes the row
 //! as an object; exactly `"{col}"` becomes that column's typed value; `{col}`
 //! inside a longer string or an object key is interpolated as text (strings
 //! as-is, null as the empty string, other values as their JSON text). In

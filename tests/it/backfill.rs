@@ -420,6 +420,18 @@ async fn sigkill_mid_backfill_resumes_and_stores_nothing_twice() {
         .await,
         20_000
     );
+    // a snapshot's commit_lsn is the low watermark's, below where the
+    // delivery mark may be when it is stored, and the sweep after a crash
+    // starts at the mark: its deliveries get rows with it, never owed from
+    // memory
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT count(*) FROM walhook.events WHERE type = 'item.snapshot' AND owed IS NOT NULL"
+        )
+        .await,
+        0
+    );
     // one delivery each (a receiver drains them; the delivery tests cover
     // that); a first attempt from memory gets its row with its outcome
     wait_scalar_eq(

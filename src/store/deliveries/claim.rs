@@ -43,6 +43,25 @@ RETURNING d.id, d.subscription_id, d.attempts, d.retry_base, ev.id, ev.type, ev.
     };
 }
 
+/// The condition that keeps an `ordered` subscription's deliveries in
+/// order: when `$ordered` (the subscription's flag), no earlier delivery of
+/// the same resource is pending (read through `deliveries_ordered_idx`,
+/// which holds the pending rows of ordered subscriptions).
+macro_rules! first_of_its_resource {
+    ($ordered:literal) => {
+        concat!(
+            "               AND (NOT ",
+            $ordered,
+            " OR NOT EXISTS (
+                     SELECT 1 FROM walhook.deliveries e
+                      WHERE e.subscription_id = d.subscription_id AND e.apiresource = d.apiresource
+                        AND e.status = 'pending' AND e.ordered
+                        AND (e.commit_lsn, e.seq) < (d.commit_lsn, d.seq)))
+"
+        )
+    };
+}
+
 const CLAIM: &str = concat!(
     "
 WITH candidates AS (
@@ -61,12 +80,9 @@ WITH candidates AS (
                AND d.status = 'pending'
                AND d.next_attempt_at <= now()
                AND (d.lease_until IS NULL OR d.lease_until < now())
-               AND (NOT s.ordered OR NOT EXISTS (
-                     SELECT 1 FROM walhook.deliveries e
-                      WHERE e.subscription_id = d.subscription_id AND e.apiresource = d.apiresource
-                        AND e.status = 'pending' AND e.ordered
-                        AND (e.commit_lsn, e.seq) < (d.commit_lsn, d.seq)))
-             ORDER BY d.next_attempt_at, d.id
+",
+    first_of_its_resource!("s.ordered"),
+    "             ORDER BY d.next_attempt_at, d.id
              LIMIT greatest(0, least($2::int8, $6::int8 * s.max_in_flight - coalesce(busy.n, 0)))
              FOR UPDATE OF d SKIP LOCKED
       ) c
@@ -148,12 +164,9 @@ WITH due AS (
              WHERE d.subscription_id = due.subscription_id
                AND d.status = 'pending'
                AND (d.lease_until IS NULL OR d.lease_until < now())
-               AND (NOT due.ordered OR NOT EXISTS (
-                     SELECT 1 FROM walhook.deliveries e
-                      WHERE e.subscription_id = d.subscription_id AND e.apiresource = d.apiresource
-                        AND e.status = 'pending' AND e.ordered
-                        AND (e.commit_lsn, e.seq) < (d.commit_lsn, d.seq)))
-             ORDER BY d.id
+",
+    first_of_its_resource!("due.ordered"),
+    "             ORDER BY d.id
              LIMIT 1
              FOR UPDATE OF d SKIP LOCKED
       ) p
