@@ -42,12 +42,19 @@ pub fn recorded_headers(headers: &HeaderMap) -> String {
         }
         json.push('"');
         json.push_str(name);
-        json.push_str("\":");
-        // a header value is visible ASCII: only `"` and `\` need escaping
-        match serde_json::to_string(value) {
-            Ok(quoted) => json.push_str(&quoted),
-            Err(_) => json.push_str("null"),
+        json.push_str("\":\"");
+        // written in place, no string per value (this runs for every
+        // attempt): a header value is visible ASCII or tab, so `"`, `\`
+        // and tab are all JSON needs escaped
+        for c in value.chars() {
+            match c {
+                '"' => json.push_str("\\\""),
+                '\\' => json.push_str("\\\\"),
+                '\t' => json.push_str("\\t"),
+                c => json.push(c),
+            }
         }
+        json.push('"');
     }
     json.push('}');
     json
@@ -78,6 +85,15 @@ mod tests {
             })
         );
         assert!(!json.contains("s3cret") && !json.contains("also-secret"));
+    }
+
+    #[test]
+    fn quotes_backslashes_and_tabs_are_escaped() {
+        let mut headers = HeaderMap::new();
+        let value = "a\"b\\c\td";
+        headers.insert("webhook-id", HeaderValue::from_static("a\"b\\c\td"));
+        let parsed: serde_json::Value = serde_json::from_str(&recorded_headers(&headers)).unwrap();
+        assert_eq!(parsed["webhook-id"], value);
     }
 
     #[test]
