@@ -690,6 +690,10 @@ BEGIN
             RAISE EXCEPTION 'setting attempt_request_headers must be all, failed or none, not %', NEW.value;
         END IF;
         NEW.value := lower(NEW.value);
+    WHEN 'max_pending_rows' THEN
+        IF NEW.value !~ '^[0-9]{1,9}$' OR NEW.value::int < 100 THEN
+            RAISE EXCEPTION 'setting max_pending_rows must be an integer from 100 to 999999999, such as 10000, not %', NEW.value;
+        END IF;
     WHEN 'first_attempt_hold' THEN
         BEGIN
             IF NOT (NEW.value::interval > interval '0' AND NEW.value::interval <= interval '1 minute') THEN
@@ -699,7 +703,7 @@ BEGIN
             RAISE EXCEPTION 'setting first_attempt_hold must be an interval above 0 and at most 1 minute, such as ''1 second'', not %', NEW.value;
         END;
     ELSE
-        RAISE EXCEPTION 'unknown setting %: known settings are allow_insecure_targets, event_retention, attempt_retention, audit_retention, max_payload_bytes, first_attempt_hold, attempt_request_headers', NEW.key;
+        RAISE EXCEPTION 'unknown setting %: known settings are allow_insecure_targets, event_retention, attempt_retention, audit_retention, max_payload_bytes, first_attempt_hold, attempt_request_headers, max_pending_rows', NEW.key;
     END CASE;
     RETURN NEW;
 END
@@ -979,6 +983,23 @@ CREATE TABLE walhook.backfills (
     CONSTRAINT backfills_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'done'::text, 'cancelled'::text, 'failed'::text])))
 );
 
+CREATE TABLE walhook.deferrals (
+    subscription_id uuid NOT NULL,
+    after_lsn pg_lsn NOT NULL,
+    after_seq integer DEFAULT '-1'::integer NOT NULL,
+    after_id uuid DEFAULT '00000000-0000-0000-0000-000000000000'::uuid NOT NULL,
+    deferred bigint DEFAULT 0 NOT NULL,
+    materialised bigint DEFAULT 0 NOT NULL,
+    since timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+COMMENT ON TABLE walhook.deferrals IS 'a slow or failing subscription whose deliveries wait in walhook.events.deferred: they have rows up to (after_lsn, after_seq, after_id)';
+
+COMMENT ON COLUMN walhook.deferrals.deferred IS 'deliveries deferred in all (events stored naming the subscription)';
+
+COMMENT ON COLUMN walhook.deferrals.materialised IS 'deferred deliveries given their rows in all';
+
 CREATE TABLE walhook.deliveries (
     id bigint NOT NULL,
     event_id uuid NOT NULL,
@@ -1057,10 +1078,13 @@ CREATE TABLE walhook.events (
     error text,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     seq integer,
-    owed uuid[]
+    owed uuid[],
+    deferred uuid[]
 );
 
 COMMENT ON COLUMN walhook.events.owed IS 'subscriptions whose delivery was handed to the streaming instance''s memory when the event was stored (no delivery row yet); walhook.delivery_marks says up to where they all have rows';
+
+COMMENT ON COLUMN walhook.events.deferred IS 'subscriptions this event owes a delivery that gets its row later (walhook.deferrals)';
 
 CREATE TABLE walhook.publications (
     name text NOT NULL
@@ -1206,6 +1230,9 @@ ALTER TABLE ONLY walhook.audit_log
 ALTER TABLE ONLY walhook.backfills
     ADD CONSTRAINT backfills_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY walhook.deferrals
+    ADD CONSTRAINT deferrals_pkey PRIMARY KEY (subscription_id);
+
 ALTER TABLE ONLY walhook.deliveries
     ADD CONSTRAINT deliveries_event_id_subscription_id_key UNIQUE (event_id, subscription_id);
 
@@ -1270,6 +1297,8 @@ CREATE INDEX events_commit_lsn_brin ON walhook.events USING brin (commit_lsn);
 
 CREATE INDEX events_commit_time_idx ON walhook.events USING btree (commit_time);
 
+CREATE INDEX events_deferred_idx ON walhook.events USING btree (commit_lsn, seq, id) WHERE (deferred IS NOT NULL);
+
 CREATE TRIGGER audit AFTER INSERT OR DELETE OR UPDATE ON walhook.api_tokens FOR EACH ROW EXECUTE FUNCTION walhook.audit('name');
 
 CREATE TRIGGER audit AFTER INSERT OR DELETE OR UPDATE ON walhook.routes FOR EACH ROW EXECUTE FUNCTION walhook.audit('source_table');
@@ -1328,6 +1357,9 @@ CREATE TRIGGER subscriptions_truncate AFTER TRUNCATE ON walhook.subscriptions FO
 
 ALTER TABLE ONLY walhook.backfills
     ADD CONSTRAINT backfills_subscription_id_fkey FOREIGN KEY (subscription_id) REFERENCES walhook.subscriptions(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY walhook.deferrals
+    ADD CONSTRAINT deferrals_subscription_id_fkey FOREIGN KEY (subscription_id) REFERENCES walhook.subscriptions(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY walhook.subscription_health
     ADD CONSTRAINT subscription_health_subscription_id_fkey FOREIGN KEY (subscription_id) REFERENCES walhook.subscriptions(id) ON DELETE CASCADE;

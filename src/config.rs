@@ -278,6 +278,10 @@ pub struct Settings {
     /// Which attempts keep the headers they sent
     /// (`attempt_request_headers`, default `failed`).
     pub attempt_request_headers: RequestHeadersKept,
+    /// The pending rows a slow or failing subscription is given at once;
+    /// its further deliveries wait in their events (`max_pending_rows`,
+    /// default 10000; see `delivery::deferrals`).
+    pub max_pending_rows: i64,
 }
 
 /// Which attempts store the headers they sent
@@ -325,6 +329,7 @@ impl Default for Settings {
             max_payload_bytes: 1_048_576,
             first_attempt_hold: std::time::Duration::from_secs(1),
             attempt_request_headers: RequestHeadersKept::default(),
+            max_pending_rows: 10_000,
         }
     }
 }

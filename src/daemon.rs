@@ -253,6 +253,13 @@ async fn start(
         targets.clone(),
         FIRST_ATTEMPTS_IN_MEMORY,
     );
+    let deferrals = crate::delivery::deferrals::Deferrals::new(first_attempt_jobs.slow.clone());
+    let materialiser = tokio::spawn(deferrals.clone().materialise(
+        crate::store::ReconnectingClient::new(database.clone()),
+        settings.clone(),
+        wake.clone(),
+        shutdown.clone(),
+    ));
     let dispatcher = crate::delivery::dispatcher::Dispatcher::new(
         dispatch_config,
         keys.clone(),
@@ -314,6 +321,7 @@ async fn start(
         wake,
         store_failed: store_failed.clone(),
         backfill: crate::backfill::Windows::new(chunks),
+        deferrals,
     };
     let writer = tokio::spawn(writer.run(items_rx));
     Ok(Running {
@@ -321,6 +329,7 @@ async fn start(
             writer: Some(writer),
             dispatch: Some(dispatch),
             backfills: Some(backfills),
+            materialiser: Some(materialiser),
             http: Some(http),
         },
         recorder,
@@ -357,6 +366,9 @@ async fn stop(
     shutdown.cancel();
     if let Some(backfills) = stages.backfills.take() {
         let _ = backfills.await;
+    }
+    if let Some(materialiser) = stages.materialiser.take() {
+        let _ = materialiser.await;
     }
     for helper in helpers {
         let _ = helper.await;

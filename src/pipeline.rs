@@ -11,6 +11,10 @@
 //! published only after its commit), so a million-row transaction needs no
 //! more memory than one batch; ids make a replay of its chunks idempotent.
 //!
+//! Deliveries to a slow or failing subscription get no row either: their
+//! event's `deferred` column names them, and they get rows as the
+//! subscription takes them ([`crate::delivery::deferrals`]).
+//!
 //! Deliveries the dispatcher has room for get no row yet: their event's
 //! `owed` column records them, and they are handed to the dispatcher in
 //! memory once the batch's events commit (see
@@ -29,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
 
+use crate::delivery::deferrals::Deferrals;
 use crate::delivery::first_attempts::{Admit, FirstAttempts};
 use crate::delivery::positions::Positions;
 use crate::mapping::Mapper;
@@ -37,7 +42,7 @@ use crate::replication::change::TxnBegin;
 use crate::replication::lsn::Lsn;
 use crate::replication::stream::StreamItem;
 use crate::store::ReconnectingClient;
-use crate::store::events::write_batch;
+use crate::store::events::{Placement, write_batch};
 use crate::store::filters;
 use crate::telemetry;
 
@@ -78,6 +83,8 @@ pub struct Writer {
     pub store_failed: Arc<Notify>,
     /// Backfill watermark windows: snapshot events join the batch here.
     pub backfill: crate::backfill::Windows,
+    /// Which subscriptions' deliveries are deferred (slow or failing).
+    pub deferrals: Deferrals,
 }
 
 impl Writer {
@@ -214,7 +221,10 @@ impl Writer {
         }
         let mut start = 0;
         while start < batch.len() {
-            let (admission, end) = admit_chunk(&self.first_attempts, batch, start).await;
+            let deferrals = self.deferrals.clone();
+            let turn = deferrals.turn().await;
+            let (admission, end) =
+                admit_chunk(&self.first_attempts, &deferrals, batch, start).await;
             let chunk = &batch[start..end];
             let client = match self.client.prepared().await {
                 Ok(client) => client,
@@ -225,7 +235,13 @@ impl Writer {
             };
             let writing = Instant::now();
             let written = match write_batch(client, chunk, |i, subscription| {
-                admission.admitted(start + i, subscription)
+                if admission.admitted(start + i, subscription) {
+                    Placement::Memory
+                } else if !chunk[i].snapshot && deferrals.defers(&subscription) {
+                    Placement::Deferred
+                } else {
+                    Placement::Row
+                }
             })
             .await
             {
@@ -236,6 +252,8 @@ impl Writer {
                 }
             };
             telemetry::WRITE_BATCH_DURATION.observe(writing.elapsed().as_secs_f64());
+            deferrals.deferred(&written.deferred_to);
+            drop(turn);
             let stored_at = chrono::Utc::now();
             for (event, new) in chunk.iter().zip(&written.new_events) {
                 telemetry::EVENTS
@@ -267,10 +285,12 @@ impl Writer {
 /// Admit the deliveries of `batch[start..]` until one does not fit while
 /// this chunk holds places (the chunk then ends before its event: its places
 /// free only once the chunk is handed over). A receiver that keeps up is
-/// waited for, up to [`ROOM_WAIT`] per chunk; the rest wait in PostgreSQL.
+/// waited for, up to [`ROOM_WAIT`] per chunk; the rest wait in PostgreSQL,
+/// those of deferred subscriptions in their events.
 /// Returns the admission and the chunk's end.
 async fn admit_chunk(
     first_attempts: &FirstAttempts,
+    deferrals: &Deferrals,
     batch: &[Event],
     start: usize,
 ) -> (crate::delivery::first_attempts::Admission, usize) {
@@ -283,6 +303,9 @@ async fn admit_chunk(
         }
         let bytes = event.body.as_ref().map_or(0, |b| b.len());
         for subscription in &event.subscriptions {
+            if deferrals.defers(subscription) {
+                continue;
+            }
             loop {
                 match admission.admit(i, *subscription, bytes) {
                     Admit::Yes | Admit::No => break,

@@ -137,6 +137,11 @@ impl StatusReport {
             self.owed_without_row,
             self.delivery_mark.as_deref().unwrap_or("-")
         );
+        let _ = writeln!(
+            out,
+            "  deferred, no row yet: {} (slow or failing subscriptions' backlog, in walhook.deferrals)",
+            self.deferred_without_row
+        );
         let _ = writeln!(out, "\nfailing subscriptions");
         if self.failing_subscriptions.is_empty() {
             let _ = writeln!(out, "  none");

@@ -176,8 +176,22 @@ pub static REPLICATION_LAG_SECONDS: LazyLock<prometheus::Gauge> = LazyLock::new(
 });
 
 /// Deliveries waiting in PostgreSQL (status pending).
-pub static PENDING_DELIVERIES: LazyLock<IntGauge> =
-    LazyLock::new(|| gauge("pending_deliveries", "Deliveries with status pending"));
+pub static PENDING_DELIVERIES: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "pending_deliveries",
+        "Deliveries not attempted yet or waiting for a retry: rows with status pending, plus deferred deliveries without a row yet",
+    )
+});
+
+/// Deliveries of slow or failing subscriptions that wait in their events
+/// without a row yet (`walhook.events.deferred`); `pending_deliveries`
+/// counts them too.
+pub static DEFERRED_DELIVERIES: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "deferred_deliveries",
+        "Deliveries of slow or failing subscriptions waiting in their events without a row yet (walhook.deferrals)",
+    )
+});
 
 /// First attempts held in this instance's memory (waiting or running), with
 /// no delivery row yet: `pending_deliveries` does not count them.
@@ -212,7 +226,7 @@ pub static OUTCOMES_REFUSED: LazyLock<prometheus::IntCounter> = LazyLock::new(||
 pub static DELIVERIES_MATERIALISED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "deliveries_materialised_total",
-        "Pending delivery rows written for first attempts that left memory without an outcome (reason: held, disabled, dropped, sweep)",
+        "Pending delivery rows written for deliveries that had none: first attempts that left memory without an outcome (reason: held, disabled, dropped, sweep) and deferred deliveries (deferred)",
         &["reason"],
     )
 });
@@ -404,6 +418,7 @@ pub fn init() {
     LazyLock::force(&SUBSCRIPTION_DELIVERY_DURATION);
     LazyLock::force(&OUTCOME_STORE_FAILURES);
     LazyLock::force(&DELIVERIES_IN_MEMORY);
+    LazyLock::force(&DEFERRED_DELIVERIES);
     LazyLock::force(&DELIVERY_MARK_LAG_BYTES);
     LazyLock::force(&OUTCOMES_REFUSED);
     for state in ["healthy", "failing", "disabled"] {
@@ -413,7 +428,9 @@ pub fn init() {
     LazyLock::force(&PROBES);
     LazyLock::force(&HEALTH_WRITE_FAILURES);
     LazyLock::force(&RATE_LIMITED);
-    for reason in ["held", "disabled", "failing", "dropped", "sweep"] {
+    for reason in [
+        "held", "disabled", "failing", "dropped", "sweep", "deferred",
+    ] {
         DELIVERIES_MATERIALISED.with_label_values(&[reason]);
     }
     for path in ["first", "claimed"] {

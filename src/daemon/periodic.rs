@@ -88,7 +88,7 @@ pub(super) async fn periodic_jobs(context: PeriodicContext, shutdown: Cancellati
 }
 
 /// Replication lag in bytes, the slot's cost and record, and the
-/// pending-deliveries gauge.
+/// pending-deliveries gauges (rows, and deferred deliveries without one).
 async fn update_gauges(client: &tokio_postgres::Client, slot: &str) {
     if let Ok(status) = monitor::slot_status(client, slot).await {
         if let Some(lag) = status.lag_bytes {
@@ -96,8 +96,11 @@ async fn update_gauges(client: &tokio_postgres::Client, slot: &str) {
         }
         slot_guard::set_gauges(&status);
     }
-    if let Ok(n) = crate::store::deliveries::pending_count(client).await {
-        telemetry::PENDING_DELIVERIES.set(n);
+    if let Ok(rows) = crate::store::deliveries::pending_count(client).await
+        && let Ok(deferred) = crate::store::deferrals::backlog(client).await
+    {
+        telemetry::PENDING_DELIVERIES.set(rows + deferred);
+        telemetry::DEFERRED_DELIVERIES.set(deferred);
     }
 }
 

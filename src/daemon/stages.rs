@@ -1,5 +1,6 @@
 //! The stages of `walhook run` that run beside the slot loop (event writer,
-//! dispatcher, backfill worker, HTTP server), and how the daemon learns that
+//! dispatcher, backfill worker, deferred deliveries' materialiser, HTTP
+//! server), and how the daemon learns that
 //! one died: while the slot loop runs none should end.
 
 use super::DaemonError;
@@ -11,6 +12,7 @@ pub(super) struct Stages {
     pub(super) dispatch:
         Option<tokio::task::JoinHandle<Result<(), crate::delivery::dispatcher::DeliveryError>>>,
     pub(super) backfills: Option<tokio::task::JoinHandle<()>>,
+    pub(super) materialiser: Option<tokio::task::JoinHandle<()>>,
     pub(super) http: Option<tokio::task::JoinHandle<Result<(), std::io::Error>>>,
 }
 
@@ -40,6 +42,10 @@ impl Stages {
             ended = async { self.backfills.as_mut().expect("running").await }, if self.backfills.is_some() => {
                 self.backfills = None;
                 ("backfill worker", why(ok(ended)))
+            }
+            ended = async { self.materialiser.as_mut().expect("running").await }, if self.materialiser.is_some() => {
+                self.materialiser = None;
+                ("deferred deliveries' materialiser", why(ok(ended)))
             }
             ended = async { self.http.as_mut().expect("running").await }, if self.http.is_some() => {
                 self.http = None;

@@ -2,6 +2,7 @@
 pub(crate) mod attempt;
 pub(crate) mod breaker;
 pub(crate) mod client;
+pub(crate) mod deferrals;
 pub(crate) mod dispatcher;
 pub(crate) mod first_attempts;
 pub(crate) mod health;

@@ -12,7 +12,10 @@
 //! [`super::deliveries::record`]); until then the event's `owed` column,
 //! stored in the same statement, holds the obligation (see
 //! [`super::obligations`]), so the slot may confirm the batch as soon as it
-//! commits. That is only sound for an event this batch stored for the first
+//! commits. A delivery to a deferred (slow or failing) subscription
+//! gets no row either: the event's `deferred` column names it, and the same
+//! statement counts it in the subscription's `walhook.deferrals` row, which
+//! it creates (see [`super::deferrals`]). That is only sound for an event this batch stored for the first
 //! time: an event that existed already is a replay, whose deliveries may have
 //! rows (or outcomes) from before, so they are inserted `pending`
 //! (`ON CONFLICT DO NOTHING`, by a second statement) and claimed.
@@ -32,8 +35,9 @@ use crate::mapping::event::Event;
 pub struct StoreError(#[from] pub tokio_postgres::Error);
 
 /// The batch in one statement (one round trip, atomic without a transaction
-/// block): the events, then a pending delivery for each (event,
-/// subscription) not attempted from memory, for subscriptions that still
+/// block): the events, the count of deferred deliveries per deferred
+/// subscription (its `walhook.deferrals` row), then a pending delivery for
+/// each (event, subscription) given a row now, for subscriptions that still
 /// exist (one may have been deleted since the event's commit position when
 /// the WAL is replayed). Returns the ids of the events stored now and the
 /// number of delivery rows inserted. `$events_conflict` and
@@ -44,18 +48,27 @@ macro_rules! write_batch {
             "
 WITH stored AS (
     INSERT INTO walhook.events (id, type, apiresource, revision, commit_lsn, commit_time,
-                                source_table, body, error, seq, owed)
+                                source_table, body, error, seq, owed, deferred)
     SELECT id, type, apiresource, revision, commit_lsn::pg_lsn, commit_time, source_table,
-           body::json, error, seq, owed::uuid[]
+           body::json, error, seq, owed::uuid[], deferred::uuid[]
       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[],
                   $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::int4[],
-                  $16::text[])
+                  $16::text[], $17::text[])
            AS e(id, type, apiresource, revision, commit_lsn, commit_time, source_table, body,
-                error, seq, owed)
+                error, seq, owed, deferred)
     ",
             $events_conflict,
             "
-    RETURNING id
+    RETURNING id, commit_lsn, deferred
+), deferring AS (
+    INSERT INTO walhook.deferrals AS f (subscription_id, after_lsn, deferred)
+    SELECT d.subscription_id, min(e.commit_lsn), count(*)
+      FROM stored e
+     CROSS JOIN LATERAL unnest(e.deferred) AS d(subscription_id)
+      JOIN walhook.subscriptions s ON s.id = d.subscription_id
+     GROUP BY d.subscription_id
+    ON CONFLICT (subscription_id) DO UPDATE
+       SET deferred = f.deferred + excluded.deferred, updated_at = now()
 ), pending AS (
     INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq,
                                     ordered)
@@ -75,7 +88,9 @@ SELECT (SELECT coalesce(array_agg(id), '{}') FROM stored),
 }
 
 /// [`write_batch!`] for a batch of events never stored before (every batch
-/// but a replay's): plain inserts. An `ON CONFLICT` insert is a speculative
+/// but a replay's): plain inserts of events and deliveries (only the small
+/// `walhook.deferrals` upsert has an `ON CONFLICT`, for the subscriptions
+/// deferred in the batch). An `ON CONFLICT` insert is a speculative
 /// insertion, which probes the unique index before the insert and writes a
 /// second WAL record per row to confirm it (in `pgbench`, 100-row inserts
 /// took 10-15% longer). A replayed event fails the whole statement with
@@ -116,6 +131,8 @@ pub struct Written {
     pub new_events: Vec<bool>,
     /// Pending delivery rows inserted (they wait for a claim).
     pub pending: u64,
+    /// The subscriptions deliveries were deferred to.
+    pub deferred_to: Vec<Uuid>,
 }
 
 /// The events' columns, one array per column, as the batch statement binds
@@ -164,48 +181,89 @@ impl<'a> EventColumns<'a> {
     }
 }
 
-/// Where each delivery of a batch goes: a pending row now, or memory (its
-/// event then owes it, in `owed`).
+/// Where a delivery of a batch is kept until it is attempted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// A pending row now, claimed by the dispatcher.
+    Row,
+    /// Memory: attempted by this instance, its row written with the outcome
+    /// (its event owes it, in `owed`).
+    Memory,
+    /// No row yet: its subscription is slow or failing, and its event names
+    /// it in `deferred` until it is given a row ([`super::deferrals`]).
+    Deferred,
+}
+
+/// Where each delivery of a batch goes: a pending row now, memory (its
+/// event then owes it, in `owed`), or deferred (named in `deferred`).
 struct Deliveries<'a> {
     pending: PendingRows<'a>,
-    /// (event index, subscription) of the deliveries attempted from memory.
-    from_memory: Vec<(usize, Uuid)>,
+    /// (event index, subscription) of the deliveries given no row now
+    /// (from memory or deferred): a replayed event gets rows for them.
+    without_row: Vec<(usize, Uuid)>,
     /// Per event, the subscriptions it owes from memory, as a uuid[] literal.
     owed: Vec<Option<String>>,
+    /// Per event, the deferred subscriptions, as a uuid[] literal.
+    deferred: Vec<Option<String>>,
+    /// The subscriptions deliveries were deferred to, once each.
+    deferred_to: Vec<Uuid>,
+}
+
+/// Add `subscription` to a uuid[] literal being built (opened on the first).
+fn push_uuid(list: &mut Option<String>, subscription: Uuid) {
+    let list = list.get_or_insert_with(|| String::from("{"));
+    if list.len() > 1 {
+        list.push(',');
+    }
+    list.push_str(
+        subscription
+            .hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer()),
+    );
 }
 
 impl<'a> Deliveries<'a> {
-    /// Rows now for deliveries not attempted from memory; those attempted
-    /// from memory get theirs with the outcome, unless their event turns
-    /// out to be a replay (see [`write_batch`]). An event that could not be
-    /// built is stored with its error, not sent.
+    /// Rows now for deliveries placed in a row; those attempted from memory
+    /// get theirs with the outcome and deferred ones as their subscription
+    /// takes them, unless their event turns out to be a replay (see
+    /// [`write_batch`]). An event that could not be built is stored with
+    /// its error, not sent.
     fn sort(
         events: &'a [Event],
         lsns: &'a [String],
-        from_memory: impl Fn(usize, Uuid) -> bool,
+        placement: impl Fn(usize, Uuid) -> Placement,
     ) -> Self {
         let mut sorted = Deliveries {
             pending: PendingRows::default(),
-            from_memory: Vec::new(),
+            without_row: Vec::new(),
             owed: vec![None; events.len()],
+            deferred: vec![None; events.len()],
+            deferred_to: Vec::new(),
         };
         for (i, e) in events.iter().enumerate() {
             if e.body.is_none() {
                 continue;
             }
             for sub in &e.subscriptions {
-                if from_memory(i, *sub) {
-                    sorted.from_memory.push((i, *sub));
-                    let list = sorted.owed[i].get_or_insert_with(|| String::from("{"));
-                    if list.len() > 1 {
-                        list.push(',');
+                match placement(i, *sub) {
+                    Placement::Row => sorted.pending.push(e, *sub, &lsns[i]),
+                    Placement::Memory => {
+                        sorted.without_row.push((i, *sub));
+                        push_uuid(&mut sorted.owed[i], *sub);
                     }
-                    list.push_str(sub.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
-                } else {
-                    sorted.pending.push(e, *sub, &lsns[i]);
+                    Placement::Deferred => {
+                        sorted.without_row.push((i, *sub));
+                        push_uuid(&mut sorted.deferred[i], *sub);
+                        if !sorted.deferred_to.contains(sub) {
+                            sorted.deferred_to.push(*sub);
+                        }
+                    }
                 }
             }
-            if let Some(list) = &mut sorted.owed[i] {
+            for list in [&mut sorted.owed[i], &mut sorted.deferred[i]]
+                .into_iter()
+                .flatten()
+            {
                 list.push('}');
             }
         }
@@ -214,22 +272,22 @@ impl<'a> Deliveries<'a> {
 }
 
 /// Store `events` (with their deliveries) in one statement, and a second
-/// only when an event was a replay with deliveries meant for memory.
-/// `from_memory` says, per (event index, subscription), whether the writing
-/// instance will attempt that delivery from memory; for an event stored for
-/// the first time no row is inserted for it now.
+/// only when an event was a replay with deliveries meant for memory or
+/// deferred. `placement` says, per (event index, subscription), where the
+/// delivery is kept; for an event stored for the first time only those
+/// placed in a row get one now.
 pub async fn write_batch(
     client: &mut PreparedClient,
     events: &[Event],
-    from_memory: impl Fn(usize, Uuid) -> bool,
+    placement: impl Fn(usize, Uuid) -> Placement,
 ) -> Result<Written, StoreError> {
     if events.is_empty() {
         return Ok(Written::default());
     }
     let columns = EventColumns::of(events);
-    let deliveries = Deliveries::sort(events, &columns.lsns, from_memory);
+    let deliveries = Deliveries::sort(events, &columns.lsns, placement);
     let pending = &deliveries.pending;
-    let params: [&(dyn ToSql + Sync); 16] = [
+    let params: [&(dyn ToSql + Sync); 17] = [
         &columns.ids,
         &columns.types,
         &columns.apiresources,
@@ -246,6 +304,7 @@ pub async fn write_batch(
         &pending.lsns,
         &pending.seqs,
         &deliveries.owed,
+        &deliveries.deferred,
     ];
     let statement = client.statement(WRITE_NEW_BATCH).await?;
     let row = match client.client().query_one(&statement, &params).await {
@@ -272,30 +331,31 @@ pub async fn write_batch(
         client,
         events,
         &columns.lsns,
-        &deliveries.from_memory,
+        &deliveries.without_row,
         &new_events,
     )
     .await?;
     Ok(Written {
         new_events,
         pending: inserted + replayed,
+        deferred_to: deliveries.deferred_to,
     })
 }
 
 /// Pending rows alone for the deliveries of replayed events that were to be
-/// attempted from memory (they may have rows from before, so they are
-/// claimed instead). The batch's events are committed: a failure here drops
+/// attempted from memory or deferred (they may have rows from before, so
+/// they are claimed instead). The batch's events are committed: a failure here drops
 /// the session before its position is published, and the replay inserts
 /// these rows.
 async fn insert_replayed(
     client: &mut PreparedClient,
     events: &[Event],
     lsns: &[String],
-    from_memory: &[(usize, Uuid)],
+    without_row: &[(usize, Uuid)],
     new_events: &[bool],
 ) -> Result<u64, StoreError> {
     let mut replayed = PendingRows::default();
-    for &(i, sub) in from_memory {
+    for &(i, sub) in without_row {
         if !new_events[i] {
             replayed.push(&events[i], sub, &lsns[i]);
         }
@@ -329,7 +389,14 @@ mod tests {
         for sql in [WRITE_NEW_BATCH, WRITE_BATCH, INSERT_PENDING] {
             assert_eq!(growing_table_read(sql), None, "{sql}");
         }
-        assert!(!WRITE_NEW_BATCH.contains("ON CONFLICT"));
-        assert_eq!(WRITE_BATCH.matches("ON CONFLICT").count(), 2);
+        // events and deliveries: plain inserts, or skipping what exists
+        assert!(!WRITE_NEW_BATCH.contains("ON CONFLICT (id)"));
+        assert!(!WRITE_NEW_BATCH.contains("ON CONFLICT (event_id"));
+        assert!(WRITE_BATCH.contains("ON CONFLICT (id) DO NOTHING"));
+        assert!(WRITE_BATCH.contains("ON CONFLICT (event_id, subscription_id) DO NOTHING"));
+        // the deferrals' upsert, in both
+        for sql in [WRITE_NEW_BATCH, WRITE_BATCH] {
+            assert_eq!(sql.matches("ON CONFLICT (subscription_id)").count(), 1);
+        }
     }
 }

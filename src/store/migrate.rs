@@ -105,6 +105,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "ordered_pending",
         include_str!("../../sql/migrations/0019_ordered_pending.sql"),
     ),
+    (
+        20,
+        "deferred_deliveries",
+        include_str!("../../sql/migrations/0020_deferred_deliveries.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

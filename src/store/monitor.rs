@@ -20,6 +20,9 @@ pub struct StatusReport {
     /// streaming instance's memory for their first attempt, or left by an
     /// instance that stopped (the next to stream writes their pending rows).
     pub owed_without_row: i64,
+    /// Deliveries of slow or failing subscriptions without a row yet, kept
+    /// in their events (`walhook.deferrals`).
+    pub deferred_without_row: i64,
     /// Up to where every owed delivery has its row (`walhook.delivery_marks`).
     pub delivery_mark: Option<String>,
     pub failing_subscriptions: Vec<FailingSubscription>,
@@ -259,6 +262,7 @@ pub async fn collect(client: &Client, slot: &str) -> Result<StatusReport, tokio_
     )?;
     let pending_deliveries = super::deliveries::pending_count(client).await?;
     let owed_without_row = super::obligations::owed_without_row(client, &slot.name).await?;
+    let deferred_without_row = super::deferrals::backlog(client).await?;
     let delivery_mark = super::obligations::mark(client, &slot.name)
         .await?
         .map(|lsn| lsn.to_string());
@@ -297,6 +301,7 @@ pub async fn collect(client: &Client, slot: &str) -> Result<StatusReport, tokio_
         deliveries_last_hour,
         pending_deliveries,
         owed_without_row,
+        deferred_without_row,
         delivery_mark,
         failing_subscriptions,
         backfills,

@@ -5,7 +5,9 @@
 //! and autovacuum keeps the tables from bloating. Events with a pending
 //! delivery are never removed, whatever their age, nor events whose
 //! deliveries from memory may still lack a row (owed, at or past the mark of
-//! `store::obligations`): their delivery is undetermined. The audit log is kept
+//! `store::obligations`), nor events whose deferred deliveries may still lack
+//! a row (past their subscription's cursor in `walhook.deferrals`): their
+//! delivery is undetermined. The audit log is kept
 //! forever unless the `audit_retention` setting names an interval.
 
 use tokio_postgres::Client;
@@ -44,6 +46,11 @@ pub async fn sweep(
                 AND (e.owed IS NULL
                      OR e.commit_lsn < (SELECT min(materialised_lsn)
                                           FROM walhook.delivery_marks))
+                AND (e.deferred IS NULL
+                     OR NOT EXISTS (SELECT 1 FROM walhook.deferrals f
+                                     WHERE f.subscription_id = ANY (e.deferred)
+                                       AND (e.commit_lsn, e.seq, e.id)
+                                           > (f.after_lsn, f.after_seq, f.after_id)))
               LIMIT $2)",
         &[&event_secs, &BATCH],
     )

@@ -49,6 +49,11 @@ pub async fn load(client: &Client) -> Result<Settings, tokio_postgres::Error> {
             "attempt_request_headers" => {
                 settings.attempt_request_headers = crate::config::RequestHeadersKept::parse(value)
             }
+            "max_pending_rows" => {
+                if let Ok(v) = value.parse::<i64>() {
+                    settings.max_pending_rows = v.max(100);
+                }
+            }
             "max_payload_bytes" => {
                 if let Ok(v) = value.parse() {
                     settings.max_payload_bytes = v;

@@ -42,7 +42,8 @@ async fn slot_behind_events(db: &TestDb<'_>) -> i64 {
 /// With a receiver that accepts connections and never answers, the slot's
 /// confirmed position keeps up with the stored events, every event is
 /// stored, the healthy subscription gets everything, and the hung one's
-/// deliveries wait in PostgreSQL (pending rows), not in memory.
+/// deliveries wait in PostgreSQL, not in memory: `max_pending_rows` of them
+/// as pending rows, the rest deferred in their events.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hung_receiver_holds_neither_the_slot_nor_ingestion() {
     let db = Cluster::shared().new_database();
@@ -92,28 +93,45 @@ async fn a_hung_receiver_holds_neither_the_slot_nor_ingestion() {
         },
     )
     .await;
-    wait_until(
+    // its backlog waits in PostgreSQL: pending rows up to max_pending_rows
+    // (10000 by default; more while held ones got theirs before it was
+    // found slow), the rest deferred in their events
+    let rows_of_hung =
+        format!("SELECT count(*) FROM walhook.deliveries WHERE subscription_id = '{hung_id}'");
+    let deferred_of_hung = format!(
+        "SELECT coalesce(sum(deferred - materialised), 0)::int8 FROM walhook.deferrals
+          WHERE subscription_id = '{hung_id}'"
+    );
+    wait_until_or(
         Duration::from_secs(30),
-        "the hung subscription's deliveries wait in PostgreSQL",
+        "the hung subscription's deliveries wait in PostgreSQL, most of them deferred",
         || async {
-            let rows = scalar(
-                &db,
-                &format!(
-                    "SELECT count(*) FROM walhook.deliveries WHERE subscription_id = '{hung_id}'"
-                ),
-            )
-            .await;
+            let rows = scalar(&db, &rows_of_hung).await;
+            let deferred = scalar(&db, &deferred_of_hung).await;
             // all but those whose attempts are running (at most max_in_flight)
-            (rows >= total - 32).then_some(())
+            (rows + deferred >= total - 32 && deferred > 0).then_some((rows, deferred))
+        },
+        || {
+            format!(
+                "rows {} deferred {}",
+                db.psql(&rows_of_hung),
+                db.psql(&deferred_of_hung)
+            )
         },
     )
     .await;
+    let rows = scalar(&db, &rows_of_hung).await;
+    assert!(
+        rows <= 10_000 + 1_024 + 32,
+        "{rows} rows: a hung subscription gets max_pending_rows pending rows, not one per event"
+    );
     // every obligation is visible: the gauges, and `walhook status`
     let metrics = daemon.metrics().await;
     for gauge in [
         "walhook_deliveries_in_memory ",
         "walhook_pending_deliveries ",
         "walhook_delivery_mark_lag_bytes ",
+        "walhook_deferred_deliveries ",
     ] {
         assert!(metrics.contains(gauge), "{gauge} in:\n{metrics}");
     }
@@ -124,6 +142,7 @@ async fn a_hung_receiver_holds_neither_the_slot_nor_ingestion() {
     let (status, out, err) = walhook(&["status", "--database-url", &db.url(), "--slot", &db.slot]);
     assert!(status.success(), "{err}");
     assert!(out.contains("in memory, no row yet: "), "{out}");
+    assert!(out.contains("deferred, no row yet: "), "{out}");
 }
 
 /// Writes 10-row transactions every few milliseconds until told to stop,

@@ -18,6 +18,7 @@ mod cdc_core;
 mod cdc_faults;
 mod compose_files;
 mod console;
+mod deferrals;
 mod delivery;
 mod delivery_faults;
 mod dev_quickstart;
