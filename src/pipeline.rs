@@ -11,10 +11,6 @@
 //! published only after its commit), so a million-row transaction needs no
 //! more memory than one batch; ids make a replay of its chunks idempotent.
 //!
-//! Deliveries to a slow or failing subscription get no row either: their
-//! event's `deferred` column names them, and they get rows as the
-//! subscription takes them ([`crate::delivery::deferrals`]).
-//!
 //! Deliveries the dispatcher has room for get no row yet: their event's
 //! `owed` column records them, and they are handed to the dispatcher in
 //! memory once the batch's events commit (see
@@ -22,6 +18,10 @@
 //! its commit, whatever the receivers do; only the materialised mark waits
 //! for their rows ([`crate::delivery::positions`]). A batch whose deliveries
 //! do not all fit is written in chunks, each handed over after its commit.
+//!
+//! Deliveries to a slow or failing subscription get no row either: their
+//! event's `deferred` column names them, and they get rows as the
+//! subscription takes them ([`crate::delivery::deferrals`]).
 //!
 //! Before a batch is stored, the row filters its events still owe are
 //! evaluated in one statement ([`crate::store::filters`]), so a subscription

@@ -74,13 +74,15 @@ pub async fn materialise(
                    FROM (SELECT 1 FROM walhook.deliveries
                           WHERE subscription_id = $1 AND status = 'pending' LIMIT $2) p
              ), taken AS (
-                 SELECT e.id, e.apiresource, e.commit_lsn, e.seq
-                   FROM f, walhook.events e
-                  WHERE e.deferred IS NOT NULL
-                    AND (e.commit_lsn, e.seq, e.id) > (f.after_lsn, f.after_seq, f.after_id)
-                    AND $1 = ANY (e.deferred)
-                  ORDER BY e.commit_lsn, e.seq, e.id
-                  LIMIT (SELECT n FROM room)
+                 -- lateral, so that the position is the index scan's start
+                 SELECT t.* FROM f CROSS JOIN LATERAL (
+                     SELECT e.id, e.apiresource, e.commit_lsn, e.seq
+                       FROM walhook.events e
+                      WHERE e.deferred IS NOT NULL
+                        AND (e.commit_lsn, e.seq, e.id) > (f.after_lsn, f.after_seq, f.after_id)
+                        AND $1 = ANY (e.deferred)
+                      ORDER BY e.commit_lsn, e.seq, e.id
+                      LIMIT (SELECT n FROM room)) t
              ), written AS (
                  INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource,
                                                  commit_lsn, seq, ordered)

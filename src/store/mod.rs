@@ -4,7 +4,7 @@ pub mod api_tokens;
 pub(crate) mod audit;
 pub(crate) mod backfills;
 pub(crate) mod config;
-pub(crate) mod deferrals;
+pub mod deferrals;
 pub(crate) mod deliveries;
 pub(crate) mod events;
 pub(crate) mod filters;

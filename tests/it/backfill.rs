@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::support::{
     Cluster, Receiver, TestDb, assert_refused, items_table, nothing_happens_for, scalar, subscribe,
     wait_events, wait_scalar_at_least, wait_scalar_eq, wait_until, wait_until_or,
-    walhook_streaming,
+    walhook_streaming, without_a_row,
 };
 use serde_json::{Value, json};
 
@@ -109,14 +109,6 @@ async fn assert_each_snapshot_once(db: &TestDb<'_>, n: i64) {
     );
 }
 
-/// Deliveries owed by stored events (attempted from memory) without a row
-/// yet, as `walhook status` counts them.
-async fn owed_without_a_row(db: &TestDb<'_>) -> i64 {
-    walhook::store::obligations::owed_without_row(&db.client().await, &db.slot)
-        .await
-        .unwrap()
-}
-
 /// Wait until `receiver` has the sentinel row and nothing is pending.
 async fn wait_settled(db: &TestDb<'_>, receiver: &Receiver, sentinel: &str) {
     wait_until(WAIT, "the sentinel at the receiver", || async {
@@ -135,7 +127,7 @@ async fn wait_settled(db: &TestDb<'_>, receiver: &Receiver, sentinel: &str) {
             "SELECT count(*) FROM walhook.deliveries WHERE status <> 'succeeded'",
         )
         .await
-            + owed_without_a_row(db).await
+            + without_a_row(db).await
             == 0)
             .then_some(())
     })
@@ -291,7 +283,7 @@ async fn concurrent_writers_every_row_ends_in_its_final_state() {
     })
     .await;
     wait_until(WAIT, "every owed delivery with its row", || async {
-        (owed_without_a_row(&db).await == 0).then_some(())
+        (without_a_row(&db).await == 0).then_some(())
     })
     .await;
     // the writers did write while the backfill ran

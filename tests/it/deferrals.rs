@@ -172,3 +172,39 @@ async fn a_deferred_backlog_survives_a_kill() {
     )
     .await;
 }
+
+/// Retention keeps an old event while a deferred delivery of it has no row
+/// (past its subscription's position in `walhook.deferrals`), and removes it
+/// once the position passes it or the deferral ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_keeps_events_whose_deferred_deliveries_have_no_row() {
+    let db = Cluster::shared().new_database();
+    items_table(&db, "");
+    let id = subscribe(&db, "http://127.0.0.1:9/hook", "", "");
+    db.psql(&format!(
+        "INSERT INTO walhook.events (id, type, apiresource, revision, commit_lsn, seq,
+                                     commit_time, deferred)
+         VALUES (gen_random_uuid(), 'item.created', '/items/1', 1, '0/100', 0,
+                 now() - interval '30 days', '{{{id}}}'),
+                (gen_random_uuid(), 'item.created', '/items/2', 2, '0/200', 0,
+                 now() - interval '30 days', '{{{id}}}');
+         INSERT INTO walhook.deferrals (subscription_id, after_lsn) VALUES ('{id}', '0/150')"
+    ));
+    let client = db.client().await;
+    let settings = walhook::store::settings::Settings::default();
+    let sweep = || walhook::store::retention::sweep(&client, &settings);
+    let (removed, _) = sweep().await.unwrap();
+    assert_eq!(removed, 1, "only the event before the deferral's position");
+    db.psql(&format!(
+        "UPDATE walhook.deferrals SET after_lsn = '0/200', after_seq = 0
+          WHERE subscription_id = '{id}'"
+    ));
+    let (removed, _) = sweep().await.unwrap();
+    assert_eq!(removed, 0, "the position is at the event, not past it");
+    db.psql("DELETE FROM walhook.deferrals");
+    let (removed, _) = sweep().await.unwrap();
+    assert_eq!(
+        removed, 1,
+        "the deferral ended: every deferred delivery has its row"
+    );
+}

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::support::api::ApiServer;
 use crate::support::{
-    Cluster, Receiver, TestDb, migrate, subscribe, wait_until, walhook_streaming,
+    Cluster, Receiver, TestDb, migrate, subscribe, wait_until, walhook_streaming, without_a_row,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -52,7 +52,8 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 }
 
 /// Wait until every delivery of the stored events has been answered: no
-/// pending row, and no delivery owed from memory without its row.
+/// pending row, and no delivery (owed from memory, or deferred) without its
+/// row.
 async fn wait_settled(db: &TestDb<'_>) {
     wait_until(WAIT, "every delivery answered", || async {
         let client = db.client().await;
@@ -64,10 +65,7 @@ async fn wait_settled(db: &TestDb<'_>) {
             .await
             .unwrap()
             .get(0);
-        let owed = walhook::store::obligations::owed_without_row(&client, &db.slot)
-            .await
-            .unwrap();
-        (pending + owed == 0).then_some(())
+        (pending + without_a_row(db).await == 0).then_some(())
     })
     .await;
 }

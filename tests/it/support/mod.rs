@@ -81,6 +81,17 @@ pub fn subscribe(db: &TestDb<'_>, url: &str, extra_cols: &str, extra_vals: &str)
     ))
 }
 
+/// Deliveries of stored events without a row yet, as `walhook status`
+/// counts them: owed from memory (from the mark on), or deferred while their
+/// subscription was slow or failing.
+pub async fn without_a_row(db: &TestDb<'_>) -> i64 {
+    let client = db.client().await;
+    walhook::store::obligations::owed_without_row(&client, &db.slot)
+        .await
+        .unwrap()
+        + walhook::store::deferrals::backlog(&client).await.unwrap()
+}
+
 /// The first column of `sql`'s one row, as an `i64` (a `count(*)`, or any
 /// integer cast to `int8`).
 pub async fn scalar(db: &TestDb<'_>, sql: &str) -> i64 {
