@@ -41,9 +41,11 @@ pub struct StoreError(#[from] pub tokio_postgres::Error);
 /// exist (one may have been deleted since the event's commit position when
 /// the WAL is replayed). Returns the ids of the events stored now and the
 /// number of delivery rows inserted. `$events_conflict` and
-/// `$deliveries_conflict` are the inserts' `ON CONFLICT` clauses.
+/// `$deliveries_conflict` are the inserts' `ON CONFLICT` clauses;
+/// `$deferring` is `DEFERRING` for a batch that defers deliveries, empty
+/// for one that does not (most: nothing is counted then).
 macro_rules! write_batch {
-    ($events_conflict:literal, $deliveries_conflict:literal) => {
+    ($events_conflict:literal, $deliveries_conflict:literal, $deferring:expr) => {
         concat!(
             "
 WITH stored AS (
@@ -60,16 +62,9 @@ WITH stored AS (
             $events_conflict,
             "
     RETURNING id, commit_lsn, deferred
-), deferring AS (
-    INSERT INTO walhook.deferrals AS f (subscription_id, after_lsn, deferred)
-    SELECT d.subscription_id, min(e.commit_lsn), count(*)
-      FROM stored e
-     CROSS JOIN LATERAL unnest(e.deferred) AS d(subscription_id)
-      JOIN walhook.subscriptions s ON s.id = d.subscription_id
-     GROUP BY d.subscription_id
-    ON CONFLICT (subscription_id) DO UPDATE
-       SET deferred = f.deferred + excluded.deferred, updated_at = now()
-), pending AS (
+)",
+            $deferring,
+            ", pending AS (
     INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq,
                                     ordered)
     SELECT d.event_id, d.subscription_id, d.apiresource, d.commit_lsn::pg_lsn, d.seq, s.ordered
@@ -87,21 +82,48 @@ SELECT (SELECT coalesce(array_agg(id), '{}') FROM stored),
     };
 }
 
+/// The deferred deliveries' counts, per subscription, in the batch's
+/// statement: its `walhook.deferrals` row is created with the first.
+macro_rules! deferring {
+    () => {
+        ", deferring AS (
+    INSERT INTO walhook.deferrals AS f (subscription_id, after_lsn, deferred)
+    SELECT d.subscription_id, min(e.commit_lsn), count(*)
+      FROM stored e
+     CROSS JOIN LATERAL unnest(e.deferred) AS d(subscription_id)
+      JOIN walhook.subscriptions s ON s.id = d.subscription_id
+     GROUP BY d.subscription_id
+    ON CONFLICT (subscription_id) DO UPDATE
+       SET deferred = f.deferred + excluded.deferred, updated_at = now()
+)"
+    };
+}
+
 /// [`write_batch!`] for a batch of events never stored before (every batch
-/// but a replay's): plain inserts of events and deliveries (only the small
-/// `walhook.deferrals` upsert has an `ON CONFLICT`, for the subscriptions
-/// deferred in the batch). An `ON CONFLICT` insert is a speculative
+/// but a replay's): plain inserts. An `ON CONFLICT` insert is a speculative
 /// insertion, which probes the unique index before the insert and writes a
 /// second WAL record per row to confirm it (in `pgbench`, 100-row inserts
 /// took 10-15% longer). A replayed event fails the whole statement with
 /// SQLSTATE 23505 and the batch is written again by [`WRITE_BATCH`].
-const WRITE_NEW_BATCH: &str = write_batch!("", "");
+const WRITE_NEW_BATCH: &str = write_batch!("", "", "");
 
 /// [`write_batch!`] for a batch that may hold events stored before (a
 /// replay): those are skipped, and so are delivery rows that exist.
 const WRITE_BATCH: &str = write_batch!(
     "ON CONFLICT (id) DO NOTHING",
-    "ON CONFLICT (event_id, subscription_id) DO NOTHING"
+    "ON CONFLICT (event_id, subscription_id) DO NOTHING",
+    ""
+);
+
+/// [`WRITE_NEW_BATCH`] for a batch that defers deliveries (only the small
+/// `walhook.deferrals` upsert has an `ON CONFLICT`).
+const WRITE_NEW_BATCH_DEFERRING: &str = write_batch!("", "", deferring!());
+
+/// [`WRITE_BATCH`] for a batch that defers deliveries.
+const WRITE_BATCH_DEFERRING: &str = write_batch!(
+    "ON CONFLICT (id) DO NOTHING",
+    "ON CONFLICT (event_id, subscription_id) DO NOTHING",
+    deferring!()
 );
 
 /// Delivery rows to insert, one array per column.
@@ -306,10 +328,15 @@ pub async fn write_batch(
         &deliveries.owed,
         &deliveries.deferred,
     ];
-    let statement = client.statement(WRITE_NEW_BATCH).await?;
+    let (new_batch, replay) = if deliveries.deferred_to.is_empty() {
+        (WRITE_NEW_BATCH, WRITE_BATCH)
+    } else {
+        (WRITE_NEW_BATCH_DEFERRING, WRITE_BATCH_DEFERRING)
+    };
+    let statement = client.statement(new_batch).await?;
     let row = match client.client().query_one(&statement, &params).await {
         Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-            let statement = client.statement(WRITE_BATCH).await?;
+            let statement = client.statement(replay).await?;
             client.client().query_one(&statement, &params).await?
         }
         row => row?,
@@ -386,17 +413,30 @@ mod tests {
 
     #[test]
     fn the_batch_statements_read_no_growing_table_so_they_are_prepared() {
-        for sql in [WRITE_NEW_BATCH, WRITE_BATCH, INSERT_PENDING] {
+        let all = [
+            WRITE_NEW_BATCH,
+            WRITE_BATCH,
+            WRITE_NEW_BATCH_DEFERRING,
+            WRITE_BATCH_DEFERRING,
+            INSERT_PENDING,
+        ];
+        for sql in all {
             assert_eq!(growing_table_read(sql), None, "{sql}");
         }
         // events and deliveries: plain inserts, or skipping what exists
-        assert!(!WRITE_NEW_BATCH.contains("ON CONFLICT (id)"));
-        assert!(!WRITE_NEW_BATCH.contains("ON CONFLICT (event_id"));
-        assert!(WRITE_BATCH.contains("ON CONFLICT (id) DO NOTHING"));
-        assert!(WRITE_BATCH.contains("ON CONFLICT (event_id, subscription_id) DO NOTHING"));
-        // the deferrals' upsert, in both
-        for sql in [WRITE_NEW_BATCH, WRITE_BATCH] {
-            assert_eq!(sql.matches("ON CONFLICT (subscription_id)").count(), 1);
+        assert!(!WRITE_NEW_BATCH.contains("ON CONFLICT"));
+        assert_eq!(WRITE_BATCH.matches("ON CONFLICT").count(), 2);
+        // a batch that defers also counts, in an upsert
+        for (deferring, plain) in [
+            (WRITE_NEW_BATCH_DEFERRING, WRITE_NEW_BATCH),
+            (WRITE_BATCH_DEFERRING, WRITE_BATCH),
+        ] {
+            assert_eq!(
+                deferring.matches("ON CONFLICT").count(),
+                plain.matches("ON CONFLICT").count() + 1
+            );
+            assert!(deferring.contains("INSERT INTO walhook.deferrals"));
+            assert!(!plain.contains("walhook.deferrals"));
         }
     }
 }
