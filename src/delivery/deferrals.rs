@@ -122,6 +122,9 @@ impl Deferrals {
         shutdown: CancellationToken,
     ) {
         let mut more = false;
+        // a failing streak is logged once (a restarting database fails
+        // every round until it is back)
+        let mut failing = false;
         loop {
             if !more {
                 tokio::select! {
@@ -136,9 +139,19 @@ impl Deferrals {
             }
             let max_pending_rows = settings.borrow().max_pending_rows;
             more = match self.round(&mut client, max_pending_rows, &wake).await {
-                Ok(more) => more,
+                Ok(more) => {
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("deferred deliveries get their rows again");
+                    }
+                    more
+                }
+                Err(error) if failing => {
+                    tracing::debug!(%error, "giving deferred deliveries their rows failed again");
+                    false
+                }
                 Err(error) => {
-                    tracing::warn!(%error, "giving deferred deliveries their rows failed; retrying (they wait in walhook.events.deferred meanwhile)");
+                    tracing::warn!(%error, "giving deferred deliveries their rows failed; retrying every round (they wait in walhook.events.deferred meanwhile)");
+                    failing = true;
                     false
                 }
             };

@@ -40,7 +40,7 @@ pub struct Options {
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
     /// Only these scenarios: drain100, drain1, latency (or one rate of it:
-    /// live1000, live5000, livemax), fanout, two, hung, dead, bigtxn.
+    /// live1000, live5000, livemax), fanout, two, hung, dead, bigtxn, bigtxnhung.
     #[arg(long, value_delimiter = ',')]
     pub only: Option<Vec<String>>,
     /// Where JSON, CSV and SVG go.

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::{Bench, finish, percentile, wait_for};
-use crate::receiver::Receiver;
+use crate::receiver::{HungReceiver, Receiver};
 use crate::workload;
 
 /// The live writers' count (BENCH.md: PostgreSQL's max rate with 8 writers).
@@ -133,14 +133,29 @@ pub async fn dead_receiver(bench: &mut Bench<'_>, name: &str) -> anyhow::Result<
     finish(bench.cluster, db, name).await
 }
 
-pub async fn big_transaction(bench: &mut Bench<'_>, name: &str) -> anyhow::Result<()> {
-    let scenario = "1 big txn";
+/// One large transaction, stored: without a subscriber, or (`hung`) with one
+/// whose receiver accepts connections and never answers (its deliveries are
+/// deferred; the store's rate must not depend on it).
+pub async fn big_transaction(bench: &mut Bench<'_>, name: &str, hung: bool) -> anyhow::Result<()> {
+    let scenario = if hung {
+        "1 big txn, hung subscriber"
+    } else {
+        "1 big txn"
+    };
     let rows = bench.sizes.big_txn;
     eprintln!(
         "-- {scenario}: {rows} rows in one transaction, {}",
         bench.binary.label
     );
     let db = workload::prepare(bench.cluster, name, &bench.binary.path, None, 0, None).await?;
+    let receiver = if hung {
+        Some(HungReceiver::start().await?)
+    } else {
+        None
+    };
+    if let Some(receiver) = &receiver {
+        workload::subscribe(&db, &receiver.url(), 2_000).await?;
+    }
     let walhook = bench.start_walhook(&db, name).await?;
     db.client
         .batch_execute(&format!(

@@ -174,7 +174,8 @@ enum Step {
     TwoInstances,
     HungNeighbour,
     Dead,
-    BigTxn,
+    /// One large transaction; with a hung subscriber when true.
+    BigTxn(bool),
 }
 
 impl Step {
@@ -188,7 +189,8 @@ impl Step {
             Step::TwoInstances => "two",
             Step::HungNeighbour => "hung",
             Step::Dead => "dead",
-            Step::BigTxn => "bigtxn",
+            Step::BigTxn(false) => "bigtxn",
+            Step::BigTxn(true) => "bigtxnhung",
         }
     }
 
@@ -231,7 +233,13 @@ pub async fn run_all(
     // about the same machine
     let mut steps = vec![Step::Drain(100), Step::HungNeighbour, Step::Drain(1)];
     steps.extend(sizes.live_rates.iter().map(|&rate| Step::Live(rate)));
-    steps.extend([Step::Fanout, Step::TwoInstances, Step::Dead, Step::BigTxn]);
+    steps.extend([
+        Step::Fanout,
+        Step::TwoInstances,
+        Step::Dead,
+        Step::BigTxn(false),
+        Step::BigTxn(true),
+    ]);
     let wanted = |step: Step| {
         options
             .only
@@ -259,7 +267,7 @@ pub async fn run_all(
                 Step::TwoInstances => drain::two_instances(&mut bench, &name).await?,
                 Step::HungNeighbour => hung::hung_neighbour(&mut bench, &name).await?,
                 Step::Dead => live::dead_receiver(&mut bench, &name).await?,
-                Step::BigTxn => live::big_transaction(&mut bench, &name).await?,
+                Step::BigTxn(hung) => live::big_transaction(&mut bench, &name, hung).await?,
             }
         }
     }
