@@ -23,7 +23,9 @@ const DEFAULT_SLOT: &str = "walhook";
 /// `active`, `lag_bytes`, `lag_seconds`, `confirmed_flush_lsn`,
 /// `retained_wal_bytes`, `wal_status`, `warnings`, ...), `events_last_hour`
 /// and `deliveries_last_hour` (pairs of name and count),
-/// `pending_deliveries`, `failing_subscriptions` and `backfills`.
+/// `pending_deliveries` (rows), `owed_without_row` (first attempts in
+/// memory), `deferred_without_row` (a slow or failing subscription's
+/// deferred backlog), `failing_subscriptions` and `backfills`.
 #[utoipa::path(get, path = "/v1/status", operation_id = "getStatus", tag = "status",
     params(("slot" = Option<String>, Query,
             description = "the slot to report; default the one walhook records in walhook.slot_identity, else walhook")),

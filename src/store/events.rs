@@ -12,13 +12,15 @@
 //! [`super::deliveries::record`]); until then the event's `owed` column,
 //! stored in the same statement, holds the obligation (see
 //! [`super::obligations`]), so the slot may confirm the batch as soon as it
-//! commits. A delivery to a deferred (slow or failing) subscription
-//! gets no row either: the event's `deferred` column names it, and the same
-//! statement counts it in the subscription's `walhook.deferrals` row, which
-//! it creates (see [`super::deferrals`]). That is only sound for an event this batch stored for the first
+//! commits. That is only sound for an event this batch stored for the first
 //! time: an event that existed already is a replay, whose deliveries may have
 //! rows (or outcomes) from before, so they are inserted `pending`
 //! (`ON CONFLICT DO NOTHING`, by a second statement) and claimed.
+//!
+//! A delivery to a deferred (slow or failing) subscription gets no row
+//! either: the event's `deferred` column names it, and the same statement
+//! counts it in the subscription's `walhook.deferrals` row, which it creates
+//! (see [`super::deferrals`]); a replayed event's gets a pending row too.
 
 use std::collections::HashMap;
 
@@ -42,8 +44,8 @@ pub struct StoreError(#[from] pub tokio_postgres::Error);
 /// the WAL is replayed). Returns the ids of the events stored now and the
 /// number of delivery rows inserted. `$events_conflict` and
 /// `$deliveries_conflict` are the inserts' `ON CONFLICT` clauses;
-/// `$deferring` is `DEFERRING` for a batch that defers deliveries, empty
-/// for one that does not (most: nothing is counted then).
+/// `$deferring` is [`deferring!`]'s statement for a batch that defers
+/// deliveries, empty for one that does not (most: nothing is counted then).
 macro_rules! write_batch {
     ($events_conflict:literal, $deliveries_conflict:literal, $deferring:expr) => {
         concat!(

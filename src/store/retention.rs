@@ -6,9 +6,9 @@
 //! delivery are never removed, whatever their age, nor events whose
 //! deliveries from memory may still lack a row (owed, at or past the mark of
 //! `store::obligations`), nor events whose deferred deliveries may still lack
-//! a row (past their subscription's cursor in `walhook.deferrals`): their
-//! delivery is undetermined. The audit log is kept
-//! forever unless the `audit_retention` setting names an interval.
+//! a row (past their subscription's position in `walhook.deferrals`): their
+//! delivery is undetermined. The audit log is kept forever unless the
+//! `audit_retention` setting names an interval.
 
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
