@@ -10,7 +10,7 @@
 -- * `events.deferred` names the subscriptions an event owes a delivery that
 --   has no row yet because the subscription was slow or failing when the
 --   event was stored (written with the event, in the same statement; about
---   50 bytes and one entry in events_deferred_idx);
+--   40 bytes and one entry in events_deferred_idx);
 -- * `walhook.deferrals` has a row per such subscription: the position up to
 --   which its deferred deliveries have rows (after_lsn, after_seq,
 --   after_id), and how many were deferred and given rows in all;
