@@ -986,19 +986,38 @@ CREATE TABLE walhook.backfills (
 CREATE TABLE walhook.deferrals (
     subscription_id uuid NOT NULL,
     after_lsn pg_lsn NOT NULL,
-    after_seq integer DEFAULT '-1'::integer NOT NULL,
-    after_id uuid DEFAULT '00000000-0000-0000-0000-000000000000'::uuid NOT NULL,
+    after_seq integer NOT NULL,
+    after_id uuid NOT NULL,
+    last_lsn pg_lsn NOT NULL,
+    last_seq integer NOT NULL,
+    last_id uuid NOT NULL,
     deferred bigint DEFAULT 0 NOT NULL,
     materialised bigint DEFAULT 0 NOT NULL,
+    generation bigint NOT NULL,
     since timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
 COMMENT ON TABLE walhook.deferrals IS 'a slow or failing subscription whose deliveries wait in walhook.events.deferred: they have rows up to (after_lsn, after_seq, after_id)';
 
+COMMENT ON COLUMN walhook.deferrals.after_lsn IS 'with after_seq and after_id: the deferred deliveries up to this event (commit_lsn, seq, id) have rows';
+
+COMMENT ON COLUMN walhook.deferrals.last_lsn IS 'with last_seq and last_id: the last event (commit_lsn, seq, id) that deferred a delivery';
+
 COMMENT ON COLUMN walhook.deferrals.deferred IS 'deliveries deferred in all (events stored naming the subscription)';
 
 COMMENT ON COLUMN walhook.deferrals.materialised IS 'deferred deliveries given their rows in all';
+
+COMMENT ON COLUMN walhook.deferrals.generation IS 'new for every deferral: ending one names it, so a deferral begun again since is kept';
+
+ALTER TABLE walhook.deferrals ALTER COLUMN generation ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME walhook.deferrals_generation_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
 
 CREATE TABLE walhook.deliveries (
     id bigint NOT NULL,

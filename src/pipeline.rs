@@ -28,10 +28,12 @@
 //! whose filter does not match gets no delivery; a batch without filters
 //! skips that statement.
 
+use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
+use uuid::Uuid;
 
 use crate::delivery::deferrals::Deferrals;
 use crate::delivery::first_attempts::{Admit, FirstAttempts};
@@ -103,6 +105,7 @@ impl Writer {
                 position = None;
                 self.mapper.abort();
                 self.backfill.reset();
+                self.deferrals.mark_stale();
                 continue;
             }
             if failed {
@@ -223,9 +226,6 @@ impl Writer {
         while start < batch.len() {
             let deferrals = self.deferrals.clone();
             let turn = deferrals.turn().await;
-            let (admission, end) =
-                admit_chunk(&self.first_attempts, &deferrals, batch, start).await;
-            let chunk = &batch[start..end];
             let client = match self.client.prepared().await {
                 Ok(client) => client,
                 Err(error) => {
@@ -233,11 +233,18 @@ impl Writer {
                     return false;
                 }
             };
+            if let Err(error) = deferrals.refresh(client.client()).await {
+                tracing::warn!(error = %crate::error::describe(&error), "reading walhook.deferrals failed; the stream restarts from the last confirmed position");
+                return false;
+            }
+            let deferred = deferrals.decide(&batch[start..]);
+            let (admission, end) = admit_chunk(&self.first_attempts, &deferred, batch, start).await;
+            let chunk = &batch[start..end];
             let writing = Instant::now();
             let written = match write_batch(client, chunk, |i, subscription| {
                 if admission.admitted(start + i, subscription) {
                     Placement::Memory
-                } else if !chunk[i].snapshot && deferrals.defers(&subscription) {
+                } else if !chunk[i].snapshot && deferred.contains(&subscription) {
                     Placement::Deferred
                 } else {
                     Placement::Row
@@ -290,7 +297,7 @@ impl Writer {
 /// Returns the admission and the chunk's end.
 async fn admit_chunk(
     first_attempts: &FirstAttempts,
-    deferrals: &Deferrals,
+    deferred: &HashSet<Uuid>,
     batch: &[Event],
     start: usize,
 ) -> (crate::delivery::first_attempts::Admission, usize) {
@@ -303,7 +310,7 @@ async fn admit_chunk(
         }
         let bytes = event.body.as_ref().map_or(0, |b| b.len());
         for subscription in &event.subscriptions {
-            if deferrals.defers(subscription) {
+            if deferred.contains(subscription) {
                 continue;
             }
             loop {

@@ -13,7 +13,9 @@
 --   40 bytes and one entry in events_deferred_idx);
 -- * `walhook.deferrals` has a row per such subscription: the position up to
 --   which its deferred deliveries have rows (after_lsn, after_seq,
---   after_id), and how many were deferred and given rows in all;
+--   after_id; moved back when an event stored later sorts before it, as a
+--   transaction's grouped deletes do), the last event that deferred one,
+--   and how many were deferred and given rows in all;
 -- * walhook gives a deferred subscription pending rows in event order, as
 --   many as `max_pending_rows` at a time (10000 unless set), as its receiver
 --   takes them; the deferral ends when every deferred delivery has its row
@@ -29,15 +31,25 @@ CREATE INDEX events_deferred_idx ON walhook.events (commit_lsn, seq, id)
 CREATE TABLE walhook.deferrals (
     subscription_id uuid PRIMARY KEY REFERENCES walhook.subscriptions (id) ON DELETE CASCADE,
     after_lsn pg_lsn NOT NULL,
-    after_seq int NOT NULL DEFAULT -1,
-    after_id uuid NOT NULL DEFAULT '00000000-0000-0000-0000-000000000000',
+    after_seq int NOT NULL,
+    after_id uuid NOT NULL,
+    last_lsn pg_lsn NOT NULL,
+    last_seq int NOT NULL,
+    last_id uuid NOT NULL,
     deferred bigint NOT NULL DEFAULT 0,
     materialised bigint NOT NULL DEFAULT 0,
+    generation bigint GENERATED ALWAYS AS IDENTITY,
     since timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE walhook.deferrals IS
     'a slow or failing subscription whose deliveries wait in walhook.events.deferred: they have rows up to (after_lsn, after_seq, after_id)';
+COMMENT ON COLUMN walhook.deferrals.after_lsn IS
+    'with after_seq and after_id: the deferred deliveries up to this event (commit_lsn, seq, id) have rows';
+COMMENT ON COLUMN walhook.deferrals.last_lsn IS
+    'with last_seq and last_id: the last event (commit_lsn, seq, id) that deferred a delivery';
+COMMENT ON COLUMN walhook.deferrals.generation IS
+    'new for every deferral: ending one names it, so a deferral begun again since is kept';
 COMMENT ON COLUMN walhook.deferrals.deferred IS 'deliveries deferred in all (events stored naming the subscription)';
 COMMENT ON COLUMN walhook.deferrals.materialised IS 'deferred deliveries given their rows in all';
 

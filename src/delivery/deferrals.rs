@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::slow::SlowSubscriptions;
+use crate::mapping::event::Event;
 use crate::store::ReconnectingClient;
 use crate::store::deferrals::{self, Pass};
 use crate::store::settings::Settings;
@@ -54,6 +55,9 @@ struct Inner {
     turn: tokio::sync::Mutex<()>,
     /// The writer deferred deliveries.
     woken: Notify,
+    /// The set must be read from the database before the writer places
+    /// again (at start, and when a stream session starts).
+    stale: AtomicBool,
 }
 
 impl Deferrals {
@@ -66,6 +70,7 @@ impl Deferrals {
                 slow,
                 turn: tokio::sync::Mutex::new(()),
                 woken: Notify::new(),
+                stale: AtomicBool::new(true),
             }),
         }
     }
@@ -75,6 +80,63 @@ impl Deferrals {
     pub fn defers(&self, subscription: &Uuid) -> bool {
         (self.inner.any.load(Ordering::Acquire) && self.lock().contains(subscription))
             || self.inner.slow.is_slow(subscription)
+    }
+
+    /// Which of the subscriptions of `events` are deferred now, each asked
+    /// once: the writer places a chunk by one answer per subscription, so a
+    /// subscription found well halfway through a chunk does not get rows
+    /// for later events while earlier ones are deferred.
+    pub fn decide<'e>(&self, events: impl IntoIterator<Item = &'e Event>) -> HashSet<Uuid> {
+        let mut asked: Vec<Uuid> = Vec::new();
+        let mut deferred = HashSet::new();
+        for event in events {
+            for subscription in &event.subscriptions {
+                if !asked.contains(subscription) {
+                    asked.push(*subscription);
+                    if self.defers(subscription) {
+                        deferred.insert(*subscription);
+                    }
+                }
+            }
+        }
+        deferred
+    }
+
+    /// A stream session starts: the deferrals are read again before the
+    /// writer places (another instance may have begun or ended some).
+    pub fn mark_stale(&self) {
+        self.inner.stale.store(true, Ordering::Release);
+    }
+
+    /// Read the deferrals from the database if they may be stale (under the
+    /// writer's turn, before it places a chunk): a deferral begun by an
+    /// earlier process or another instance keeps its subscription's new
+    /// deliveries behind its older ones from the first chunk on.
+    pub async fn refresh(
+        &self,
+        client: &tokio_postgres::Client,
+    ) -> Result<(), tokio_postgres::Error> {
+        if !self.inner.stale.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        match deferrals::list(client).await {
+            Ok(listed) => {
+                self.remember(&listed);
+                Ok(())
+            }
+            Err(error) => {
+                self.inner.stale.store(true, Ordering::Release);
+                Err(error)
+            }
+        }
+    }
+
+    fn remember(&self, subscriptions: &[Uuid]) {
+        if subscriptions.is_empty() {
+            return;
+        }
+        self.lock().extend(subscriptions.iter().copied());
+        self.inner.any.store(true, Ordering::Release);
     }
 
     /// The writer's turn: held while it places and stores a chunk.
@@ -88,8 +150,7 @@ impl Deferrals {
         if subscriptions.is_empty() {
             return;
         }
-        self.lock().extend(subscriptions.iter().copied());
-        self.inner.any.store(true, Ordering::Release);
+        self.remember(subscriptions);
         self.inner.woken.notify_one();
     }
 
@@ -168,13 +229,7 @@ impl Deferrals {
     ) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
         let client = client.get().await?;
         let listed = deferrals::list(client).await?;
-        {
-            let mut deferred = self.lock();
-            deferred.extend(listed.iter().copied());
-            if !deferred.is_empty() {
-                self.inner.any.store(true, Ordering::Release);
-            }
-        }
+        self.remember(&listed);
         let mut more = false;
         for subscription in listed {
             let pass = deferrals::materialise(client, subscription, max_pending_rows).await?;
@@ -203,7 +258,7 @@ impl Deferrals {
             return Ok(());
         }
         let _turn = self.inner.turn.lock().await;
-        let ended = match pass.deferred {
+        let ended = match pass.seen {
             Some(seen) => deferrals::finish(client, subscription, seen).await?,
             // deleted with its subscription
             None => true,

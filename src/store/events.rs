@@ -28,7 +28,6 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::deliveries::INSERT_PENDING;
 use super::prepared::PreparedClient;
 use crate::mapping::event::Event;
 
@@ -63,7 +62,7 @@ WITH stored AS (
     ",
             $events_conflict,
             "
-    RETURNING id, commit_lsn, deferred
+    RETURNING id, commit_lsn, seq, deferred
 )",
             $deferring,
             ", pending AS (
@@ -84,19 +83,52 @@ SELECT (SELECT coalesce(array_agg(id), '{}') FROM stored),
     };
 }
 
-/// The deferred deliveries' counts, per subscription, in the batch's
-/// statement: its `walhook.deferrals` row is created with the first.
+/// The deferred deliveries, per subscription, in the batch's statement: its
+/// `walhook.deferrals` row is created with the first, its count grows, its
+/// last event moves on, and its position moves back to just before the
+/// batch's first deferred event if that sorts before it (a transaction's
+/// grouped deletes are stored at its commit, after later changes of it,
+/// which a batch before may have given rows already). Just before
+/// `(lsn, seq, id)` is `(lsn, seq - 1, ffffffff-...)`: one event per
+/// position and change.
 macro_rules! deferring {
     () => {
         ", deferring AS (
-    INSERT INTO walhook.deferrals AS f (subscription_id, after_lsn, deferred)
-    SELECT d.subscription_id, min(e.commit_lsn), count(*)
-      FROM stored e
-     CROSS JOIN LATERAL unnest(e.deferred) AS d(subscription_id)
+    INSERT INTO walhook.deferrals AS f (subscription_id, after_lsn, after_seq, after_id,
+                                        last_lsn, last_seq, last_id, deferred)
+    SELECT d.subscription_id, lo.commit_lsn, lo.seq - 1, 'ffffffff-ffff-ffff-ffff-ffffffffffff',
+           hi.commit_lsn, hi.seq, hi.id, d.n
+      FROM (SELECT x.subscription_id, count(*) AS n
+              FROM stored e CROSS JOIN LATERAL unnest(e.deferred) AS x(subscription_id)
+             GROUP BY x.subscription_id) d
       JOIN walhook.subscriptions s ON s.id = d.subscription_id
-     GROUP BY d.subscription_id
+     CROSS JOIN LATERAL (SELECT e.commit_lsn, e.seq FROM stored e
+                          WHERE d.subscription_id = ANY (e.deferred)
+                          ORDER BY e.commit_lsn, e.seq LIMIT 1) lo
+     CROSS JOIN LATERAL (SELECT e.commit_lsn, e.seq, e.id FROM stored e
+                          WHERE d.subscription_id = ANY (e.deferred)
+                          ORDER BY e.commit_lsn DESC, e.seq DESC, e.id DESC LIMIT 1) hi
     ON CONFLICT (subscription_id) DO UPDATE
-       SET deferred = f.deferred + excluded.deferred, updated_at = now()
+       SET deferred = f.deferred + excluded.deferred,
+           after_lsn = CASE WHEN (excluded.after_lsn, excluded.after_seq, excluded.after_id)
+                                 < (f.after_lsn, f.after_seq, f.after_id)
+                            THEN excluded.after_lsn ELSE f.after_lsn END,
+           after_seq = CASE WHEN (excluded.after_lsn, excluded.after_seq, excluded.after_id)
+                                 < (f.after_lsn, f.after_seq, f.after_id)
+                            THEN excluded.after_seq ELSE f.after_seq END,
+           after_id = CASE WHEN (excluded.after_lsn, excluded.after_seq, excluded.after_id)
+                                < (f.after_lsn, f.after_seq, f.after_id)
+                           THEN excluded.after_id ELSE f.after_id END,
+           last_lsn = CASE WHEN (excluded.last_lsn, excluded.last_seq, excluded.last_id)
+                                > (f.last_lsn, f.last_seq, f.last_id)
+                           THEN excluded.last_lsn ELSE f.last_lsn END,
+           last_seq = CASE WHEN (excluded.last_lsn, excluded.last_seq, excluded.last_id)
+                                > (f.last_lsn, f.last_seq, f.last_id)
+                           THEN excluded.last_seq ELSE f.last_seq END,
+           last_id = CASE WHEN (excluded.last_lsn, excluded.last_seq, excluded.last_id)
+                               > (f.last_lsn, f.last_seq, f.last_id)
+                          THEN excluded.last_id ELSE f.last_id END,
+           updated_at = now()
 )"
     };
 }
@@ -371,11 +403,25 @@ pub async fn write_batch(
     })
 }
 
+/// Pending rows for the deliveries of replayed events, unless the stored
+/// event defers them already (its subscription's deferral gives them rows,
+/// in order). Read per replay, not prepared: it looks events up by id.
+const INSERT_REPLAYED: &str = "
+INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq, ordered)
+SELECT d.event_id, d.subscription_id, d.apiresource, d.commit_lsn::pg_lsn, d.seq, s.ordered
+  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[])
+       AS d(event_id, subscription_id, apiresource, commit_lsn, seq)
+  JOIN walhook.subscriptions s ON s.id = d.subscription_id
+  JOIN walhook.events e ON e.id = d.event_id
+ WHERE e.deferred IS NULL OR NOT d.subscription_id = ANY (e.deferred)
+ON CONFLICT (event_id, subscription_id) DO NOTHING";
+
 /// Pending rows alone for the deliveries of replayed events that were to be
 /// attempted from memory or deferred (they may have rows from before, so
-/// they are claimed instead). The batch's events are committed: a failure here drops
-/// the session before its position is published, and the replay inserts
-/// these rows.
+/// they are claimed instead; those the stored event defers are left to its
+/// subscription's deferral, see [`INSERT_REPLAYED`]). The batch's events
+/// are committed: a failure here drops the session before its position is
+/// published, and the replay inserts these rows.
 async fn insert_replayed(
     client: &mut PreparedClient,
     events: &[Event],
@@ -392,11 +438,10 @@ async fn insert_replayed(
     if replayed.events.is_empty() {
         return Ok(0);
     }
-    let statement = client.statement(INSERT_PENDING).await?;
     Ok(client
         .client()
         .execute(
-            &statement,
+            INSERT_REPLAYED,
             &[
                 &replayed.events,
                 &replayed.subscriptions,
@@ -420,7 +465,6 @@ mod tests {
             WRITE_BATCH,
             WRITE_NEW_BATCH_DEFERRING,
             WRITE_BATCH_DEFERRING,
-            INSERT_PENDING,
         ];
         for sql in all {
             assert_eq!(growing_table_read(sql), None, "{sql}");

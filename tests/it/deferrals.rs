@@ -49,10 +49,9 @@ async fn rows_and_deferred(db: &TestDb<'_>, id: &str) -> (i64, i64) {
     (rows, deferred)
 }
 
-/// Write `total` rows (ids from `first`) once the subscription is found
-/// slow (its first delivery timed out), and wait until their events are
-/// stored and most of their deliveries are deferred.
-async fn defer_a_backlog(db: &TestDb<'_>, id: &str, first: i64, total: i64) {
+/// Write row 0 and wait until its first attempt timed out: the
+/// subscription is slow, its next deliveries are deferred.
+async fn make_it_slow(db: &TestDb<'_>, id: &str) {
     db.psql("INSERT INTO items (id) VALUES (0)");
     wait_until_or(
         Duration::from_secs(30),
@@ -68,6 +67,13 @@ async fn defer_a_backlog(db: &TestDb<'_>, id: &str, first: i64, total: i64) {
         || db.psql("SELECT * FROM walhook.deliveries"),
     )
     .await;
+}
+
+/// Write `total` rows (ids from `first`) once the subscription is found
+/// slow (its first delivery timed out), and wait until their events are
+/// stored and most of their deliveries are deferred.
+async fn defer_a_backlog(db: &TestDb<'_>, id: &str, first: i64, total: i64) {
+    make_it_slow(db, id).await;
     db.psql(&format!(
         "INSERT INTO items (id) SELECT generate_series({first}, {})",
         first + total - 1
@@ -199,7 +205,10 @@ async fn retention_keeps_events_whose_deferred_deliveries_have_no_row() {
                  now() - interval '30 days', '{{{id}}}'),
                 (gen_random_uuid(), 'item.created', '/items/2', 2, '0/200', 0,
                  now() - interval '30 days', '{{{id}}}');
-         INSERT INTO walhook.deferrals (subscription_id, after_lsn) VALUES ('{id}', '0/150')"
+         INSERT INTO walhook.deferrals (subscription_id, after_lsn, after_seq, after_id,
+                                        last_lsn, last_seq, last_id)
+              VALUES ('{id}', '0/150', -1, '00000000-0000-0000-0000-000000000000',
+                      '0/200', 0, 'ffffffff-ffff-ffff-ffff-ffffffffffff')"
     ));
     let client = db.client().await;
     let settings = walhook::store::settings::Settings::default();
@@ -217,5 +226,67 @@ async fn retention_keeps_events_whose_deferred_deliveries_have_no_row() {
     assert_eq!(
         removed, 1,
         "the deferral ended: every deferred delivery has its row"
+    );
+}
+
+/// A transaction's grouped deletes are stored at its commit, after its later
+/// changes, which earlier chunks of it may have given rows already: the
+/// deferral's position moves back for them, and every deferred delivery of
+/// the transaction gets its row.
+#[tokio::test(flavor = "multi_thread")]
+async fn grouped_deletes_stored_at_commit_get_their_rows() {
+    let db = Cluster::shared().new_database();
+    let (_receiver, id) = hung_subscription(&db).await;
+    // room for every row: the materialiser keeps up with the writer
+    db.psql(
+        "UPDATE walhook.settings SET value = '1000000' WHERE key = 'max_pending_rows';
+         UPDATE walhook.routes SET bulk_delete_event = 'bulk_deleted'",
+    );
+    let daemon = walhook_streaming(&db);
+    make_it_slow(&db, &id).await;
+    let rows = 20_000;
+    db.psql(&format!(
+        "INSERT INTO items (id) SELECT generate_series(1, {rows})"
+    ));
+    // the deletes are the transaction's first changes, their event its last
+    db.psql(&format!(
+        "BEGIN;
+         DELETE FROM items WHERE id BETWEEN 1 AND 5;
+         UPDATE items SET id = id + {rows} WHERE id > 5;
+         COMMIT;"
+    ));
+    let bulk = "SELECT count(*) FROM walhook.events WHERE type = 'item.bulk_deleted'";
+    wait_until_or(
+        WAIT,
+        "the transaction stored",
+        || async { (scalar(&db, bulk).await == 1).then_some(()) },
+        || format!("{}\n{}", db.psql(ITEM_EVENTS), daemon.log()),
+    )
+    .await;
+    let without_row = format!(
+        "SELECT count(*) FROM walhook.events e
+          WHERE '{id}' = ANY (e.deferred)
+            AND NOT EXISTS (SELECT 1 FROM walhook.deliveries d
+                             WHERE d.event_id = e.id AND d.subscription_id = '{id}')"
+    );
+    let deferred_events =
+        format!("SELECT count(*) FROM walhook.events WHERE '{id}' = ANY (deferred)");
+    wait_until_or(
+        Duration::from_secs(60),
+        "every deferred delivery with its row",
+        || async { (scalar(&db, &without_row).await == 0).then_some(()) },
+        || {
+            format!(
+                "{} without a row of {} deferred; {}",
+                db.psql(&without_row),
+                db.psql(&deferred_events),
+                db.psql("SELECT * FROM walhook.deferrals")
+            )
+        },
+    )
+    .await;
+    assert!(
+        scalar(&db, &deferred_events).await > i64::from(rows),
+        "the transaction's deliveries were deferred"
     );
 }
