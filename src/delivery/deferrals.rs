@@ -77,7 +77,7 @@ impl Deferrals {
 
     /// Whether a delivery to `subscription` placed now is deferred: it is
     /// slow or failing, or deferred already.
-    pub fn defers(&self, subscription: &Uuid) -> bool {
+    fn defers(&self, subscription: &Uuid) -> bool {
         (self.inner.any.load(Ordering::Acquire) && self.lock().contains(subscription))
             || self.inner.slow.is_slow(subscription)
     }
