@@ -175,7 +175,8 @@ pub static REPLICATION_LAG_SECONDS: LazyLock<prometheus::Gauge> = LazyLock::new(
     )
 });
 
-/// Deliveries waiting in PostgreSQL (status pending).
+/// Deliveries waiting in PostgreSQL: rows with status pending, and
+/// deferred deliveries without a row yet.
 pub static PENDING_DELIVERIES: LazyLock<IntGauge> = LazyLock::new(|| {
     gauge(
         "pending_deliveries",

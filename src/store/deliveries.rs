@@ -106,17 +106,29 @@ pub async fn release(
 }
 
 /// Pending rows for deliveries that have none (ON CONFLICT: a row that
-/// exists already keeps its state), for subscriptions that still exist. For
-/// the deliveries of a replayed event, and for first attempts that leave
-/// memory without an outcome (held past `first_attempt_hold`, or dropped).
-/// It reads no growing table, so it is prepared.
-pub const INSERT_PENDING: &str = "
+/// exists already keeps its state), for subscriptions that still exist;
+/// `$only` narrows the rows further (a join and a `WHERE`, or nothing).
+macro_rules! insert_pending_rows {
+    ($only:literal) => {
+        concat!(
+            "
 INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq, ordered)
 SELECT d.event_id, d.subscription_id, d.apiresource, d.commit_lsn::pg_lsn, d.seq, s.ordered
   FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[])
        AS d(event_id, subscription_id, apiresource, commit_lsn, seq)
   JOIN walhook.subscriptions s ON s.id = d.subscription_id
-ON CONFLICT (event_id, subscription_id) DO NOTHING";
+",
+            $only,
+            "ON CONFLICT (event_id, subscription_id) DO NOTHING"
+        )
+    };
+}
+pub(crate) use insert_pending_rows;
+
+/// [`insert_pending_rows!`] for first attempts that leave memory without an
+/// outcome (held past `first_attempt_hold`, or dropped). It reads no
+/// growing table, so it is prepared.
+pub const INSERT_PENDING: &str = insert_pending_rows!("");
 
 /// Insert pending rows for `rows` ([`INSERT_PENDING`]); returns how many
 /// were new.

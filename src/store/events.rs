@@ -28,6 +28,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use super::deliveries::insert_pending_rows;
 use super::prepared::PreparedClient;
 use crate::mapping::event::Event;
 
@@ -406,15 +407,11 @@ pub async fn write_batch(
 /// Pending rows for the deliveries of replayed events, unless the stored
 /// event defers them already (its subscription's deferral gives them rows,
 /// in order). Read per replay, not prepared: it looks events up by id.
-const INSERT_REPLAYED: &str = "
-INSERT INTO walhook.deliveries (event_id, subscription_id, apiresource, commit_lsn, seq, ordered)
-SELECT d.event_id, d.subscription_id, d.apiresource, d.commit_lsn::pg_lsn, d.seq, s.ordered
-  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[])
-       AS d(event_id, subscription_id, apiresource, commit_lsn, seq)
-  JOIN walhook.subscriptions s ON s.id = d.subscription_id
-  JOIN walhook.events e ON e.id = d.event_id
+const INSERT_REPLAYED: &str = insert_pending_rows!(
+    "  JOIN walhook.events e ON e.id = d.event_id
  WHERE e.deferred IS NULL OR NOT d.subscription_id = ANY (e.deferred)
-ON CONFLICT (event_id, subscription_id) DO NOTHING";
+"
+);
 
 /// Pending rows alone for the deliveries of replayed events that were to be
 /// attempted from memory or deferred (they may have rows from before, so
